@@ -1,0 +1,77 @@
+"""PostgreSQL access and the ordered, idempotent migrations in ``sql/``.
+
+Each migration file is applied once, in file-name order, inside a transaction holding an
+advisory lock, so ``lambdawatch up`` and ``InitialDag`` may both run them at the same time.
+Applied files are recorded with a checksum: editing an applied migration is an error, add a
+new one instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+MIGRATION_NAME = re.compile(r"^(\d{3,})_[a-z0-9_]+\.sql$")
+ADVISORY_LOCK_KEY = 0x1A3BDA
+LEDGER_DDL = """
+CREATE TABLE IF NOT EXISTS public.lambdawatch_migrations (
+    version     text PRIMARY KEY,
+    checksum    text NOT NULL,
+    applied_at  timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: str
+    path: Path
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.path.read_bytes()).hexdigest()
+
+
+def discover_migrations(directory: Path) -> list[Migration]:
+    """Migrations in version order; a file that breaks the naming rule is an error, not skipped."""
+    found = []
+    for path in sorted(directory.glob("*.sql")):
+        match = MIGRATION_NAME.match(path.name)
+        if not match:
+            raise ValueError(f"{path}: migration names must look like 001_create_tables.sql")
+        found.append(Migration(version=path.stem, path=path))
+    versions = [int(MIGRATION_NAME.match(m.path.name).group(1)) for m in found]  # type: ignore[union-attr]
+    if len(set(versions)) != len(versions):
+        raise ValueError(f"{directory}: two migrations share a number")
+    return found
+
+
+def apply_migrations(conn: psycopg.Connection, directory: Path) -> list[str]:
+    """Apply pending migrations; return the versions applied now (empty when up to date)."""
+    applied_now = []
+    conn.autocommit = False
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK_KEY,))
+        conn.execute(LEDGER_DDL)
+        rows = conn.execute("SELECT version, checksum FROM public.lambdawatch_migrations")
+        ledger = dict(rows.fetchall())
+        for migration in discover_migrations(directory):
+            recorded = ledger.get(migration.version)
+            if recorded is not None:
+                if recorded != migration.checksum:
+                    raise RuntimeError(
+                        f"migration {migration.version} changed after it was applied; "
+                        "add a new migration instead of editing an applied one"
+                    )
+                continue
+            conn.execute(migration.path.read_text())
+            conn.execute(
+                "INSERT INTO public.lambdawatch_migrations (version, checksum) VALUES (%s, %s)",
+                (migration.version, migration.checksum),
+            )
+            applied_now.append(migration.version)
+    return applied_now

@@ -1,0 +1,260 @@
+"""One validated settings object for every lambdawatch process.
+
+Precedence, lowest first: ``config.json`` (platform layout and models) < ``.env`` (non-secret
+endpoints and ports) < the process environment. Secrets live apart, in an untracked file that
+``lambdawatch.secrets`` generates on first run. A bad value fails at load with its field path.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    JsonConfigSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from lambdawatch.config_model import (
+    GeneratorsConfig,
+    HotStoreConfig,
+    IpConfig,
+    ModelsConfig,
+    SchedulesConfig,
+    TopicConfig,
+)
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+CONFIG_FIELDS = ("topics", "ips", "hot_store", "schedules", "models", "generators")
+REQUIRED_TOPIC_ROLES = (
+    "ip_events",
+    "server_events",
+    "cdn_events",
+    "weather_events",
+    "metrics",
+    "ip_averages",
+    "cpu_status",
+    "cdn_clusters",
+    "metric_scores",
+    "anomalies",
+    "ground_truth",
+    "dead_letters",
+)
+
+
+def project_root() -> Path:
+    """The checkout holding config.json: ``LAMBDAWATCH_ROOT``, else the package's parent."""
+    explicit = os.environ.get("LAMBDAWATCH_ROOT")
+    if explicit:
+        return Path(explicit).resolve()
+    return Path(__file__).resolve().parent.parent
+
+
+class ConfigError(Exception):
+    """Raised when config.json, .env or the environment holds an invalid value."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid configuration:\n  " + "\n  ".join(problems))
+
+
+class Settings(BaseSettings):
+    """Everything a lambdawatch process needs to know, validated once."""
+
+    model_config = SettingsConfigDict(
+        extra="forbid",
+        frozen=True,
+        env_nested_delimiter="__",
+        case_sensitive=False,
+    )
+
+    # --- .env: where things run -------------------------------------------------------------
+    stack_mode: Literal["local", "distributed"] = "local"
+    var_dir: Path | None = Field(default=None, validation_alias="LAMBDAWATCH_VAR_DIR")
+    bind_host: str = "127.0.0.1"
+    service_user: str = "postgres"
+
+    kafka_bootstrap_servers: str | None = None
+    kafka_port: Port = 19092
+    kafka_controller_port: Port = 19093
+    kafka_heap_mb: Annotated[int, Field(ge=128, le=65536)] = 512
+
+    postgres_host: str = "127.0.0.1"
+    postgres_port: Port = 15432
+    postgres_db: Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]*$")] = "lambdawatch"
+    postgres_user: Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]*$")] = "lambdawatch"
+
+    redis_host: str = "127.0.0.1"
+    redis_port: Port = 16379
+    redis_db: Annotated[int, Field(ge=0, le=15)] = 0
+
+    spark_master: str = "local[*]"
+    airflow_port: Port = 18080
+    superset_port: Port = 18088
+
+    normal_mean: Annotated[float, Field(ge=0, le=100)] = 45.0
+    normal_stddev: Annotated[float, Field(gt=0)] = 12.0
+    openweather_api_key: SecretStr | None = None
+
+    # --- config.json: what the platform does ---------------------------------------------------
+    topics: list[TopicConfig]
+    ips: IpConfig = IpConfig()
+    hot_store: HotStoreConfig = HotStoreConfig()
+    schedules: SchedulesConfig = SchedulesConfig()
+    models: ModelsConfig = ModelsConfig()
+    generators: GeneratorsConfig = GeneratorsConfig()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        json_path = settings_cls.model_config.get("json_file")
+        return (
+            init_settings,
+            env_settings,
+            dotenv_settings,
+            JsonConfigSettingsSource(settings_cls, json_file=json_path),
+        )
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Settings:
+        roles = [topic.role for topic in self.topics]
+        problems = []
+        for role in REQUIRED_TOPIC_ROLES:
+            if role not in roles:
+                problems.append(f"topics: no topic with role {role!r}")
+        seen: set[str] = set()
+        for index, topic in enumerate(self.topics):
+            if topic.role in seen:
+                problems.append(f"topics[{index}].role: duplicate role {topic.role!r}")
+            seen.add(topic.role)
+        names = [topic.name for topic in self.topics]
+        for index, name in enumerate(names):
+            if names.index(name) != index:
+                problems.append(f"topics[{index}].name: duplicate topic name {name!r}")
+        if "ip_events" in roles:
+            partitions = self.topic("ip_events").partitions
+            for ip, partition in self.ips.partition_map.items():
+                if partition >= partitions:
+                    problems.append(
+                        f"ips.partition_map.{ip}: partition {partition} does not exist "
+                        f"(topic ip_events has {partitions})"
+                    )
+        if self.stack_mode == "local":
+            ports = {
+                "KAFKA_PORT": self.kafka_port,
+                "KAFKA_CONTROLLER_PORT": self.kafka_controller_port,
+                "POSTGRES_PORT": self.postgres_port,
+                "REDIS_PORT": self.redis_port,
+                "AIRFLOW_PORT": self.airflow_port,
+                "SUPERSET_PORT": self.superset_port,
+            }
+            by_port: dict[int, str] = {}
+            for name, port in ports.items():
+                if port in by_port:
+                    problems.append(f"{name}: port {port} is already used by {by_port[port]}")
+                by_port[port] = name
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    # --- derived values ------------------------------------------------------------------------
+    @cached_property
+    def root(self) -> Path:
+        return project_root()
+
+    @cached_property
+    def var_path(self) -> Path:
+        """All local state (data directories, logs, secrets, checkpoints) lives under here."""
+        return (self.var_dir or self.root / "var").resolve()
+
+    @cached_property
+    def kafka_bootstrap(self) -> str:
+        return self.kafka_bootstrap_servers or f"{self.bind_host}:{self.kafka_port}"
+
+    def topic(self, role: str) -> TopicConfig:
+        for topic in self.topics:
+            if topic.role == role:
+                return topic
+        raise KeyError(f"no topic with role {role!r}")
+
+    @cached_property
+    def ip_partitions(self) -> dict[str, int]:
+        """IP → partition of the IP events topic (explicit pins win, the rest round-robin)."""
+        return self.ips.partition_for(self.topic("ip_events").partitions)
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    if not loc:
+        return "<root>"
+    head, *rest = loc
+    is_env_field = head in Settings.model_fields and head not in CONFIG_FIELDS
+    text = str(head).upper() if is_env_field else str(head)
+    for part in rest:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return text
+
+
+def _reason(error: dict[str, Any]) -> str:
+    kind, ctx = error["type"], error.get("ctx") or {}
+    simple = {
+        "greater_than_equal": "must be >= {ge}",
+        "greater_than": "must be > {gt}",
+        "less_than_equal": "must be <= {le}",
+        "less_than": "must be < {lt}",
+        "missing": "is required",
+        "extra_forbidden": "unknown field",
+        "string_pattern_mismatch": "must match {pattern}",
+        "literal_error": "must be one of {expected}",
+    }
+    if kind in simple:
+        return simple[kind].format(**ctx)
+    if kind == "value_error":
+        return str(ctx.get("error", error["msg"]))
+    if kind.endswith("_parsing") or kind.endswith("_type"):
+        return f"{error['msg'].lower()} (got {error.get('input')!r})"
+    return str(error["msg"])
+
+
+def describe_errors(exc: ValidationError) -> list[str]:
+    """Turn pydantic errors into ``field.path[2].name: reason`` lines a user can act on."""
+    problems = []
+    for error in exc.errors(include_url=False):
+        if error["type"] == "value_error" and not error["loc"]:
+            problems.extend(str(error["ctx"]["error"]).split("; "))
+            continue
+        problems.append(f"{_location(error['loc'])}: {_reason(error)}")
+    return problems
+
+
+def load_settings(
+    config_path: Path | None = None,
+    env_path: Path | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Load and validate settings; raise ``ConfigError`` naming every bad field."""
+    root = project_root()
+    config_file = Path(config_path or os.environ.get("LAMBDAWATCH_CONFIG") or root / "config.json")
+    env_file = Path(env_path or os.environ.get("LAMBDAWATCH_ENV_FILE") or root / ".env")
+    if not config_file.is_file():
+        raise ConfigError([f"config file not found: {config_file}"])
+
+    class _Bound(Settings):
+        model_config = SettingsConfigDict(json_file=config_file, env_file=env_file)
+
+    try:
+        return _Bound(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(describe_errors(exc)) from None
+    except ValueError as exc:  # malformed JSON in config.json
+        raise ConfigError([f"{config_file.name}: {exc}"]) from None

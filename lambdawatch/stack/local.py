@@ -1,0 +1,236 @@
+"""Local mode: every service as a supervised local process with its state under ``var/``.
+
+``up`` prepares what a first run needs (initdb, KRaft format, configs), starts the programs
+under supervisord, waits until each answers a real health check, then runs post-start steps
+(databases, migrations). ``down`` stops only the supervisord instance ``up`` started.
+Later layers (Airflow, the speed layer, Superset) are added as more ``Component`` entries.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from lambdawatch import db
+from lambdawatch.health import check_kafka, check_postgres, check_redis
+from lambdawatch.secrets import Secrets, load_secrets
+from lambdawatch.settings import Settings
+from lambdawatch.stack import kafka_node, postgres, redis_node
+from lambdawatch.stack.supervisor import ProgramSpec, Supervisor, SupervisorPaths
+
+HealthCheck = Callable[[], str | None]
+
+
+@dataclass(frozen=True)
+class Component:
+    """A service of the local stack: how to prepare, run, probe and finish setting it up."""
+
+    name: str
+    port: int
+    program: Callable[[], ProgramSpec]
+    health: HealthCheck
+    prepare: Callable[[], None] = lambda: None
+    after_start: Callable[[], None] = lambda: None
+    start_timeout: float = 90.0
+    depends_on: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class ComponentStatus:
+    name: str
+    state: str
+    healthy: bool
+    detail: str
+    pid: int | None
+    port: int
+    rss_bytes: int
+
+
+class LocalStack:
+    """The services ``lambdawatch up`` runs on this machine, described from settings."""
+
+    def __init__(self, settings: Settings, secrets: Secrets | None = None) -> None:
+        self.settings = settings
+        self.var = settings.var_path
+        self.secrets = secrets or load_secrets(self.var / "secrets.env")
+        self.supervisor = Supervisor(SupervisorPaths(self.var))
+        self.service_user = postgres.run_as_user(settings.service_user)
+        self.components = self._components()
+
+    # --- component definitions ----------------------------------------------------------------
+    def _components(self) -> list[Component]:
+        s, pw = self.settings, self.secrets.postgres_password.get_secret_value()
+        return [
+            Component(
+                name="postgres",
+                port=s.postgres_port,
+                program=lambda: postgres.postgres_program(
+                    self.var / "postgres" / "data", s.bind_host, s.postgres_port, self.service_user
+                ),
+                prepare=lambda: self._prepare_postgres(pw),
+                health=lambda: check_postgres(
+                    s.postgres_host, s.postgres_port, s.postgres_user, pw, "postgres"
+                ),
+                after_start=self.bootstrap_database,
+                start_timeout=90,
+            ),
+            Component(
+                name="redis",
+                port=s.redis_port,
+                program=lambda: redis_node.redis_program(self.var / "redis" / "redis.conf"),
+                prepare=self._prepare_redis,
+                health=lambda: check_redis(s.redis_host, s.redis_port),
+                start_timeout=30,
+            ),
+            Component(
+                name="kafka",
+                port=s.kafka_port,
+                program=lambda: kafka_node.kafka_program(
+                    self._kafka_libs(),
+                    self.var / "kafka" / "server.properties",
+                    self.var / "kafka" / "log4j2.yaml",
+                    s.kafka_heap_mb,
+                ),
+                prepare=self._prepare_kafka,
+                health=lambda: check_kafka(s.kafka_bootstrap),
+                start_timeout=120,
+            ),
+        ]
+
+    def component(self, name: str) -> Component:
+        return next(c for c in self.components if c.name == name)
+
+    # --- first-run preparation ----------------------------------------------------------------
+    def _prepare_postgres(self, password: str) -> None:
+        postgres.init_cluster(
+            self.var / "postgres" / "data", self.settings.postgres_user, password, self.service_user
+        )
+
+    def _prepare_redis(self) -> None:
+        data = self.var / "redis"
+        data.mkdir(parents=True, exist_ok=True)
+        conf = redis_node.render_redis_conf(self.settings.bind_host, self.settings.redis_port, data)
+        (data / "redis.conf").write_text(conf)
+
+    def _kafka_libs(self) -> Path:
+        return kafka_node.resolve_classpath(self.settings.root / "jvm" / "kafka" / "pom.xml")
+
+    def _prepare_kafka(self) -> None:
+        home = self.var / "kafka"
+        home.mkdir(parents=True, exist_ok=True)
+        properties, log4j = home / "server.properties", home / "log4j2.yaml"
+        log4j.write_text(kafka_node.LOG4J2_YAML)
+        properties.write_text(
+            kafka_node.render_server_properties(
+                1,
+                self.settings.bind_host,
+                self.settings.kafka_port,
+                self.settings.kafka_controller_port,
+                home / "data",
+            )
+        )
+        kafka_node.format_storage(self._kafka_libs(), properties, home / "data", log4j)
+
+    # --- post-start steps -----------------------------------------------------------------------
+    def bootstrap_database(self) -> None:
+        """Create the platform database and bring its schema up to date."""
+        s, pw = self.settings, self.secrets.postgres_password.get_secret_value()
+        with postgres.connect(
+            s.postgres_host, s.postgres_port, s.postgres_user, pw, "postgres"
+        ) as c:
+            postgres.ensure_database(c, s.postgres_db)
+        with postgres.connect(
+            s.postgres_host, s.postgres_port, s.postgres_user, pw, s.postgres_db
+        ) as c:
+            db.apply_migrations(c, s.root / "sql")
+
+    # --- lifecycle ------------------------------------------------------------------------------
+    def up(self, names: list[str] | None = None, on_event: Callable[[str], None] = print) -> None:
+        """Bring the selected components (default: all) to healthy; harmless when already up."""
+        chosen = [c for c in self.components if names is None or c.name in names]
+        for directory in ("log", "run"):
+            (self.var / directory).mkdir(parents=True, exist_ok=True)
+        self.var.chmod(0o755)
+        for component in chosen:
+            component.prepare()
+        self.supervisor.ensure_started([c.program() for c in self.components])
+        for component in chosen:
+            self.supervisor.start_async(component.name)
+        with ThreadPoolExecutor(max_workers=len(chosen) or 1) as pool:
+            waits = {c.name: pool.submit(self._wait_healthy, c) for c in chosen}
+            for name, future in waits.items():
+                future.result()
+                on_event(f"{name} healthy")
+        for component in chosen:
+            component.after_start()
+
+    def _wait_healthy(self, component: Component) -> None:
+        deadline = time.monotonic() + component.start_timeout
+        reason: str | None = "not checked yet"
+        while time.monotonic() < deadline:
+            info = self.supervisor.info(component.name)
+            if info["statename"] in {"FATAL", "EXITED"}:
+                reason = f"process {info['statename'].lower()}"
+                break
+            reason = component.health()
+            if reason is None:
+                return
+            time.sleep(0.5)
+        log = self.var / "log" / f"{component.name}.log"
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:]) if log.exists() else ""
+        raise RuntimeError(
+            f"{component.name} did not become healthy ({reason}); last log lines of {log}:\n{tail}"
+        )
+
+    def down(self) -> None:
+        self.supervisor.shutdown()
+
+    def status(self) -> list[ComponentStatus]:
+        info = {entry["name"]: entry for entry in self.supervisor.all_info()}
+        rows = []
+        for component in self.components:
+            entry = info.get(component.name, {})
+            pid = entry.get("pid") or None
+            state = entry.get("statename", "STOPPED" if not info else "UNKNOWN")
+            problem = component.health() if state == "RUNNING" else state.lower()
+            rows.append(
+                ComponentStatus(
+                    name=component.name,
+                    state=state,
+                    healthy=problem is None,
+                    detail=problem or "ok",
+                    pid=pid,
+                    port=component.port,
+                    rss_bytes=process_tree_rss(pid),
+                )
+            )
+        return rows
+
+
+def process_tree_rss(pid: int | None) -> int:
+    """Memory of a process and its children (postmasters fork), as PSS where readable.
+
+    PSS splits shared pages between the processes that map them, so PostgreSQL's shared
+    buffers are counted once rather than once per backend.
+    """
+    if not pid:
+        return 0
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0
+    total = 0
+    for process in processes:
+        try:
+            total += process.memory_full_info().pss
+        except psutil.AccessDenied:
+            total += process.memory_info().rss
+        except psutil.NoSuchProcess:
+            continue
+    return total
