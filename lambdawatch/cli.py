@@ -123,6 +123,16 @@ def secrets(
     console.print(f"secrets in {path} (mode 600, not tracked by git)")
 
 
+@app.command("fetch-jars")
+def fetch_jars() -> None:
+    """Resolve the JVM artifacts (Kafka) from Maven Central into the local cache."""
+    from lambdawatch.stack.kafka_node import resolve_classpath
+
+    settings = _settings()
+    libs = resolve_classpath(settings.root / "jvm" / "kafka" / "pom.xml")
+    console.print(f"Kafka classpath: {libs} ({len(list(libs.glob('*.jar')))} jars)")
+
+
 @config_app.command("check")
 def config_check() -> None:
     """Validate config.json and .env; exit 2 naming every bad field."""

@@ -166,6 +166,7 @@ def kafka_program(libs: Path, properties: Path, log4j: Path, heap_mb: int) -> Pr
             "-XX:MaxGCPauseMillis=20",
             "-XX:+ExitOnOutOfMemoryError",
             "-Djava.awt.headless=true",
+            "-Djava.net.preferIPv4Stack=true",
             f"-Dlog4j2.configurationFile={log4j}",
             "-cp",
             f"{libs}/*",

@@ -1,0 +1,96 @@
+"""Pure rendering of service configs: what supervisord, Kafka and Redis are told to do."""
+
+from __future__ import annotations
+
+import configparser
+import shlex
+from pathlib import Path
+
+import pytest
+
+from lambdawatch.db import discover_migrations
+from lambdawatch.stack.kafka_node import render_server_properties
+from lambdawatch.stack.redis_node import render_redis_conf
+from lambdawatch.stack.supervisor import ProgramSpec, SupervisorPaths, render_supervisord_conf
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _parse(text: str) -> configparser.RawConfigParser:
+    parser = configparser.RawConfigParser()
+    parser.read_string(text)
+    return parser
+
+
+def test_supervisord_conf_declares_each_program_without_autostart(tmp_path: Path) -> None:
+    programs = [
+        ProgramSpec(
+            name="postgres",
+            command=["/usr/bin/postgres", "-c", "unix_socket_directories="],
+            directory=tmp_path,
+            user="postgres",
+            stop_signal="INT",
+        ),
+        ProgramSpec(name="redis", command=["redis-server", "a b.conf"], directory=tmp_path),
+    ]
+    parsed = _parse(render_supervisord_conf(SupervisorPaths(tmp_path), programs))
+    assert parsed["unix_http_server"]["file"] == str(tmp_path / "run" / "supervisor.sock")
+    postgres = parsed["program:postgres"]
+    assert postgres["autostart"] == "false"
+    assert postgres["user"] == "postgres"
+    assert postgres["stopsignal"] == "INT"
+    assert postgres["stdout_logfile"] == str(tmp_path / "log" / "postgres.log")
+    assert shlex.split(parsed["program:redis"]["command"]) == ["redis-server", "a b.conf"]
+    assert "user" not in parsed["program:redis"]
+
+
+def test_supervisord_conf_escapes_percent_and_quotes_in_environment(tmp_path: Path) -> None:
+    program = ProgramSpec(
+        name="x",
+        command=["echo", "100%"],
+        directory=tmp_path,
+        environment={"A": 'say "hi" 50%'},
+    )
+    section = _parse(render_supervisord_conf(SupervisorPaths(tmp_path), [program]))["program:x"]
+    assert section["command"] == "echo 100%%"  # supervisord expands %(...)s, so % is doubled
+    assert section["environment"] == 'A="say \\"hi\\" 50%%"'
+
+
+def test_kafka_properties_are_kraft_combined_and_never_auto_create(tmp_path: Path) -> None:
+    text = render_server_properties(1, "127.0.0.1", 9092, 9093, tmp_path / "data")
+    properties = dict(line.split("=", 1) for line in text.splitlines())
+    assert properties["process.roles"] == "broker,controller"
+    assert properties["controller.quorum.bootstrap.servers"] == "127.0.0.1:9093"
+    assert properties["listeners"] == "PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093"
+    assert properties["auto.create.topics.enable"] == "false"
+    assert properties["log.dirs"] == str(tmp_path / "data")
+
+
+def test_redis_conf_persists_with_aof(tmp_path: Path) -> None:
+    lines = dict(
+        line.split(" ", 1) for line in render_redis_conf("127.0.0.1", 6380, tmp_path).splitlines()
+    )
+    assert lines["appendonly"] == "yes"
+    assert lines["appendfsync"] == "everysec"
+    assert lines["bind"] == "127.0.0.1"
+    assert lines["daemonize"] == "no"
+
+
+def test_shipped_migrations_are_ordered_and_named(tmp_path: Path) -> None:
+    migrations = discover_migrations(ROOT / "sql")
+    assert migrations, "sql/ holds no migrations"
+    assert [m.version for m in migrations] == sorted(m.version for m in migrations)
+
+
+@pytest.mark.parametrize(
+    ("names", "message"),
+    [
+        (["001_a.sql", "create_b.sql"], "migration names must look like"),
+        (["001_a.sql", "001_b.sql"], "two migrations share a number"),
+    ],
+)
+def test_bad_migration_sets_are_rejected(tmp_path: Path, names: list[str], message: str) -> None:
+    for name in names:
+        (tmp_path / name).write_text("SELECT 1;")
+    with pytest.raises(ValueError, match=message):
+        discover_migrations(tmp_path)
