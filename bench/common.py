@@ -1,0 +1,168 @@
+"""Shared benchmark plumbing: an isolated stack, JSON results, and Kafka's own perf tool.
+
+Benchmarks never assert; they measure ours next to a reference taken in the same run and
+write both to ``bench/results/<name>.json`` so runs can be compared side by side.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from lambdawatch.settings import Settings, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+PORT_VARIABLES = (
+    "KAFKA_PORT",
+    "KAFKA_CONTROLLER_PORT",
+    "POSTGRES_PORT",
+    "REDIS_PORT",
+    "AIRFLOW_PORT",
+    "SUPERSET_PORT",
+)
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def git_revision() -> str:
+    result = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return result.stdout.strip() or "unknown"
+
+
+def write_result(name: str, payload: dict[str, Any]) -> Path:
+    """Write ``bench/results/<name>.json`` with run metadata and return its path."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    document = {
+        "benchmark": name,
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "revision": git_revision(),
+        "machine": machine(),
+        **payload,
+    }
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(document, indent=2) + "\n")
+    return path
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+@contextmanager
+def isolated_environment() -> Iterator[Path]:
+    """A throw-away var directory and free ports, so benchmarks never touch ``var/``."""
+    var_dir = Path(tempfile.mkdtemp(prefix="lambdawatch-bench-"))
+    var_dir.chmod(0o755)
+    values = {"LAMBDAWATCH_VAR_DIR": str(var_dir)}
+    values.update(zip(PORT_VARIABLES, map(str, _free_ports(len(PORT_VARIABLES))), strict=True))
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield var_dir
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        shutil.rmtree(var_dir, ignore_errors=True)
+
+
+@contextmanager
+def running_stack(components: list[str] | None = None) -> Iterator[tuple[Settings, Any]]:
+    """An isolated local stack, up for the duration of the block."""
+    from lambdawatch.stack.local import LocalStack
+
+    with isolated_environment():
+        settings = load_settings()
+        stack = LocalStack(settings)
+        try:
+            stack.up(components, on_event=lambda _m: None)
+            yield settings, stack
+        finally:
+            stack.down()
+
+
+PERF_LINE = re.compile(
+    r"(?P<records>\d+) records sent, (?P<rps>[\d.]+) records/sec \((?P<mbps>[\d.]+) MB/sec\), "
+    r"(?P<avg>[\d.]+) ms avg latency, (?P<max>[\d.]+) ms max latency"
+    r"(?:, (?P<p50>\d+) ms 50th, (?P<p95>\d+) ms 95th, (?P<p99>\d+) ms 99th)?"
+)
+
+
+def parse_producer_performance(output: str) -> dict[str, float]:
+    """The summary line of Kafka's ProducerPerformance (its last match in the output)."""
+    matches = list(PERF_LINE.finditer(output))
+    if not matches:
+        raise ValueError(f"no ProducerPerformance summary in output:\n{output[-2000:]}")
+    found = matches[-1].groupdict()
+    return {key: float(value) for key, value in found.items() if value is not None}
+
+
+def java_producer_performance(
+    bootstrap: str,
+    topic: str,
+    records: int,
+    record_size: int,
+    producer_props: dict[str, str] | None = None,
+) -> dict[str, float]:
+    """Run ``org.apache.kafka.tools.ProducerPerformance`` from the cached Kafka classpath."""
+    from lambdawatch.stack.kafka_node import java_executable, resolve_classpath
+
+    libs = resolve_classpath(ROOT / "jvm" / "kafka" / "pom.xml")
+    props = {"bootstrap.servers": bootstrap, "acks": "all", **(producer_props or {})}
+    command = [
+        java_executable(),
+        "-Xmx512m",
+        "-cp",
+        f"{libs}/*",
+        "org.apache.kafka.tools.ProducerPerformance",
+        "--topic",
+        topic,
+        "--num-records",
+        str(records),
+        "--record-size",
+        str(record_size),
+        "--throughput",
+        "-1",
+        "--producer-props",
+        *(f"{k}={v}" for k, v in props.items()),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, check=True)
+    summary = parse_producer_performance(result.stdout)
+    summary["producer_props"] = props  # type: ignore[assignment]
+    return summary
