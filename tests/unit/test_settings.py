@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,12 +12,23 @@ from typing import Any
 import pytest
 
 from lambdawatch.secrets import GENERATORS, ensure_secrets_file, load_secrets
-from lambdawatch.settings import ConfigError, load_settings
+from lambdawatch.settings import ConfigError, Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE_CONFIG = json.loads((ROOT / "config.json").read_text())
 
 Mutation = Callable[[dict[str, Any]], None]
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings tests read only their own files: drop any variable a shell or the session
+    stack fixture exported (ports, var dir), or it would override the .env under test."""
+    names = {name.upper() for name in Settings.model_fields}
+    names |= {"LAMBDAWATCH_VAR_DIR", "LAMBDAWATCH_CONFIG", "LAMBDAWATCH_ENV_FILE"}
+    for variable in list(os.environ):
+        if variable.upper() in names or "__" in variable:
+            monkeypatch.delenv(variable)
 
 
 def _write(tmp_path: Path, config: dict[str, Any], env: str = "") -> tuple[Path, Path]:
