@@ -123,6 +123,72 @@ def secrets(
     console.print(f"secrets in {path} (mode 600, not tracked by git)")
 
 
+@app.command()
+def feed(
+    source: Annotated[str, typer.Option(help="ip | server | cdn | weather")],
+    rate: Annotated[
+        float | None, typer.Option(help="Events/s (simulated clock runs faster; ends at now).")
+    ] = None,
+    duration: Annotated[float, typer.Option(help="Seconds to run.")] = 60.0,
+    max_rate: Annotated[bool, typer.Option("--max-rate", help="Send as fast as possible.")] = False,
+    client: Annotated[str, typer.Option(help="kafka-python | confluent")] = "kafka-python",
+    hot_store: Annotated[bool, typer.Option(help="Also write IP features to Redis.")] = True,
+) -> None:
+    """Run a generator live into Kafka (and, for IP events, the hot store)."""
+    import time
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from generators.registry import SOURCES, entities_per_interval, make_generator
+    from lambdawatch.db import connect
+    from lambdawatch.feed import plan_feed, run_feed
+    from lambdawatch.hot_store import open_hot_store, redis_client
+    from lambdawatch.ingest import make_producer
+
+    settings = _settings()
+    if source not in SOURCES:
+        errors.print(f"[red]--source must be one of {', '.join(SOURCES)}[/red]")
+        raise typer.Exit(2)
+    generator = make_generator(source, settings)
+    natural = entities_per_interval(source, settings) * 1000 / generator.interval_ms
+    plan = plan_feed(natural, rate, duration, int(time.time() * 1000), max_rate=max_rate)
+    producer = make_producer(settings.kafka_bootstrap, client)  # type: ignore[arg-type]
+    store = (
+        open_hot_store(redis_client(settings), settings) if hot_store and source == "ip" else None
+    )
+    columns = (
+        TextColumn(f"[bold]{source}[/bold]"),
+        BarColumn(),
+        TextColumn("{task.fields[sent]:>10,} events"),
+        TextColumn("{task.fields[rate]:>9,.0f} ev/s"),
+        TextColumn("{task.fields[labels]:>5} labels"),
+        TextColumn("errors {task.fields[errors]}"),
+        TimeElapsedColumn(),
+    )
+    with connect(settings) as conn, Progress(*columns, console=console) as progress:
+        task = progress.add_task(source, total=duration, sent=0, rate=0.0, labels=0, errors=0)
+
+        def report(counts, elapsed: float) -> None:
+            sent = sum(counts.events.values())
+            progress.update(
+                task,
+                completed=min(elapsed, duration),
+                sent=sent,
+                rate=sent / elapsed if elapsed else 0.0,
+                labels=counts.labels,
+                errors=producer.failures,
+            )
+
+        try:
+            totals = run_feed(settings, source, producer, plan, store, conn, on_progress=report)
+        finally:
+            producer.close()
+    console.print(
+        f"sent {sum(totals.events.values()):,} {source} events, {totals.labels} anomaly labels, "
+        f"{totals.hot_samples:,} hot-store samples"
+    )
+
+
 @app.command("fetch-jars")
 def fetch_jars() -> None:
     """Resolve the JVM artifacts (Kafka) from Maven Central into the local cache."""

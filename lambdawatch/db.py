@@ -15,6 +15,9 @@ from pathlib import Path
 
 import psycopg
 
+from lambdawatch.secrets import Secrets, load_secrets
+from lambdawatch.settings import Settings
+
 MIGRATION_NAME = re.compile(r"^(\d{3,})_[a-z0-9_]+\.sql$")
 ADVISORY_LOCK_KEY = 0x1A3BDA
 LEDGER_DDL = """
@@ -75,3 +78,18 @@ def apply_migrations(conn: psycopg.Connection, directory: Path) -> list[str]:
             )
             applied_now.append(migration.version)
     return applied_now
+
+
+def connect(
+    settings: Settings, secrets: Secrets | None = None, dbname: str | None = None
+) -> psycopg.Connection:
+    """A connection to the platform database (credentials from the secrets file or environment)."""
+    secrets = secrets or load_secrets(settings.var_path / "secrets.env")
+    return psycopg.connect(
+        host=settings.postgres_host,
+        port=settings.postgres_port,
+        user=settings.postgres_user,
+        password=secrets.postgres_password.get_secret_value(),
+        dbname=dbname or settings.postgres_db,
+        connect_timeout=5,
+    )
