@@ -189,6 +189,82 @@ def feed(
     )
 
 
+@app.command()
+def replay(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV with a header.")],
+    topic: Annotated[str | None, typer.Option(help="Target topic (default: metrics).")] = None,
+    entity: Annotated[str | None, typer.Option(help="Entity name (default: file name).")] = None,
+    entity_column: Annotated[
+        str | None, typer.Option(help="Take the entity from a column.")
+    ] = None,
+    time_column: Annotated[
+        str | None, typer.Option(help="Timestamp column (auto-detected).")
+    ] = None,
+    value_column: Annotated[str | None, typer.Option(help="The one metric column to send.")] = None,
+    speed: Annotated[float, typer.Option(help="Replay at real time × speed.")] = 1.0,
+    max_rate: Annotated[bool, typer.Option("--max-rate", help="Send as fast as possible.")] = False,
+    on_error: Annotated[str, typer.Option(help="skip | stop on a malformed row.")] = "stop",
+    client: Annotated[str, typer.Option(help="kafka-python | confluent")] = "kafka-python",
+) -> None:
+    """Stream a CSV into Kafka in timestamp order (generic metric events by default)."""
+    import orjson
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from generators.replay import ReplayError, ReplayOptions, paced, plan_replay
+    from lambdawatch.ingest import make_producer
+
+    settings = _settings()
+    if on_error not in {"skip", "stop"}:
+        errors.print("[red]--on-error must be skip or stop[/red]")
+        raise typer.Exit(2)
+    if speed <= 0:
+        errors.print("[red]--speed must be positive[/red]")
+        raise typer.Exit(2)
+    options = ReplayOptions(
+        entity=entity,
+        time_column=time_column,
+        value_column=value_column,
+        entity_column=entity_column,
+        as_rows=topic is not None and value_column is None,
+        on_error=on_error,  # type: ignore[arg-type]
+    )
+    try:
+        plan = plan_replay(file, options)
+    except ReplayError as exc:
+        errors.print(
+            f"[red]{file}: {exc} (nothing was sent; --on-error skip skips such rows)[/red]"
+        )
+        raise typer.Exit(1) from None
+    target = topic or settings.topic("metrics").name
+    producer = make_producer(settings.kafka_bootstrap, client)  # type: ignore[arg-type]
+    columns = (
+        TextColumn(f"[bold]{file.name}[/bold] → {target}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    try:
+        with Progress(*columns, console=console) as progress:
+            task = progress.add_task("replay", total=len(plan.events))
+            for index, (key, event) in enumerate(paced(plan, None if max_rate else speed), 1):
+                producer.send(target, key.encode(), orjson.dumps(event), None)
+                if index % 1000 == 0:
+                    progress.update(task, completed=index)
+            producer.flush()
+            progress.update(task, completed=len(plan.events))
+    finally:
+        producer.close()
+    if producer.failures:
+        errors.print(f"[red]{producer.failures} deliveries failed[/red]")
+        raise typer.Exit(1)
+    console.print(
+        f"replayed {plan.rows:,} rows as {len(plan.events):,} events to {target}; "
+        f"skipped {len(plan.skipped)} malformed rows"
+    )
+    for problem in plan.skipped[:10]:
+        console.print(f"  skipped {problem}")
+
+
 @app.command("fetch-jars")
 def fetch_jars() -> None:
     """Resolve the JVM artifacts (Kafka) from Maven Central into the local cache."""

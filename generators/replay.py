@@ -1,0 +1,188 @@
+"""Replay any CSV into Kafka in timestamp order: bring-your-own telemetry.
+
+Default: each numeric column (or ``value_column``) becomes generic metric events
+``{entity, metric, timestamp, value}`` for the speed layer's ``metric_scores`` query; the
+entity is the file name unless given. With a target topic and no value column, each row is
+sent as a JSON object. A malformed row is reported with its line number; ``on_error`` decides
+whether it stops the replay or is skipped and counted.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from lambdawatch.events import iso_utc
+
+TIME_COLUMN_NAMES = ("timestamp", "time", "ts", "datetime", "date", "event_time")
+EPOCH_MS_THRESHOLD = 100_000_000_000  # numbers above this are milliseconds, below seconds
+OnError = Literal["skip", "stop"]
+
+
+class ReplayError(ValueError):
+    """A row that cannot be replayed, with its 1-based line number in the file."""
+
+    def __init__(self, line: int, reason: str) -> None:
+        self.line, self.reason = line, reason
+        super().__init__(f"line {line}: {reason}")
+
+
+@dataclass(frozen=True)
+class ReplayOptions:
+    entity: str | None = None
+    time_column: str | None = None
+    value_column: str | None = None
+    entity_column: str | None = None
+    as_rows: bool = False  # send each row as a JSON object (``--topic`` without a value column)
+    on_error: OnError = "stop"
+
+
+@dataclass
+class ReplayPlan:
+    """Events to send, in timestamp order, and the rows that were skipped."""
+
+    events: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)
+    skipped: list[ReplayError] = field(default_factory=list)
+    rows: int = 0
+
+
+def parse_time(text: str) -> int:
+    """Epoch milliseconds from ISO-8601 (naive = UTC) or epoch seconds / milliseconds."""
+    value = text.strip()
+    if not value:
+        raise ValueError("empty timestamp")
+    try:
+        number = float(value)
+    except ValueError:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return int(moment.timestamp() * 1000)
+    if not math.isfinite(number):
+        raise ValueError(f"not a timestamp: {value!r}")
+    return int(number if abs(number) >= EPOCH_MS_THRESHOLD else number * 1000)
+
+
+def parse_number(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"not a finite number: {text!r}")
+    return value
+
+
+def _typed(text: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            continue
+    return text
+
+
+def choose_time_column(header: list[str], requested: str | None) -> str:
+    if requested:
+        if requested not in header:
+            raise ReplayError(1, f"time column {requested!r} not in header {header}")
+        return requested
+    for name in header:
+        if name.strip().lower() in TIME_COLUMN_NAMES:
+            return name
+    return header[0]
+
+
+def _row_events(
+    line: int,
+    row: dict[str, str],
+    header: list[str],
+    time_column: str,
+    metrics: list[str],
+    entity: str,
+    options: ReplayOptions,
+) -> tuple[int, str, list[dict[str, Any]]]:
+    if None in row or any(value is None for value in row.values()):
+        raise ReplayError(line, f"expected {len(header)} columns")
+    try:
+        timestamp = parse_time(row[time_column])
+    except ValueError as exc:
+        raise ReplayError(line, f"bad timestamp in {time_column!r}: {exc}") from None
+    row_entity = row[options.entity_column] if options.entity_column else entity
+    if options.as_rows:
+        body = {name: _typed(value) for name, value in row.items()}
+        body[time_column] = iso_utc(timestamp)
+        return timestamp, row_entity, [body]
+    events = []
+    for metric in metrics:
+        try:
+            value = parse_number(row[metric])
+        except ValueError:
+            raise ReplayError(line, f"column {metric!r} is not a number: {row[metric]!r}") from None
+        events.append(
+            {
+                "event_id": f"metric:{row_entity}:{metric}:{timestamp}",
+                "entity": row_entity,
+                "metric": metric,
+                "value": value,
+                "timestamp": iso_utc(timestamp),
+            }
+        )
+    return timestamp, row_entity, events
+
+
+def plan_replay(path: Path, options: ReplayOptions) -> ReplayPlan:
+    """Read and validate the whole file, then order its events by timestamp (stable)."""
+    plan = ReplayPlan()
+    entity = options.entity or path.stem
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        header = list(reader.fieldnames or [])
+        if not header:
+            raise ReplayError(1, "empty file or missing header")
+        time_column = choose_time_column(header, options.time_column)
+        if options.value_column and options.value_column not in header:
+            raise ReplayError(1, f"value column {options.value_column!r} not in header {header}")
+        skip = {time_column, options.entity_column}
+        metrics = (
+            [options.value_column]
+            if options.value_column
+            else [name for name in header if name not in skip]
+        )
+        for row in reader:
+            plan.rows += 1
+            line = reader.line_num
+            try:
+                timestamp, key, events = _row_events(
+                    line, row, header, time_column, metrics, entity, options
+                )
+            except ReplayError as error:
+                if options.on_error == "stop":
+                    raise
+                plan.skipped.append(error)
+                continue
+            plan.events.extend((timestamp, key, event) for event in events)
+    plan.events.sort(key=lambda item: item[0])
+    return plan
+
+
+def paced(
+    plan: ReplayPlan,
+    speed: float | None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Yield (key, event) in order; with ``speed`` wait so event gaps shrink by that factor."""
+    if not plan.events:
+        return
+    first, started = plan.events[0][0], clock()
+    for timestamp, key, event in plan.events:
+        if speed:
+            due = started + (timestamp - first) / 1000 / speed
+            delay = due - clock()
+            if delay > 0:
+                sleep(delay)
+        yield key, event
