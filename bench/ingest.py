@@ -187,6 +187,7 @@ def main() -> None:
         admin.close()
         bootstrap = settings.kafka_bootstrap
         console.print(f"record size {size} B; references…")
+        java_producer_performance(bootstrap, reference_topic.name, 100_000, size)  # JVM warm-up
         references = {
             "java_producer_performance": java_producer_performance(
                 bootstrap, reference_topic.name, args.events, size

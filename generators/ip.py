@@ -160,26 +160,47 @@ class IpGenerator:
     ) -> None:
         order = np.lexsort((rows, ts))  # time-major, like a firewall log
         rows, ts = rows[order], ts[order]
-        columns = {name: values[name][order].astype(np.int64).tolist() for name in values}
+        names = (
+            "unq_dst_ip",
+            "drop",
+            "frequency",
+            "pkts_sent",
+            "pkts_received",
+            "bytesin",
+            "bytesout",
+            "unq_dst_port",
+        )
+        cols = [values[name][order].astype(np.int64).tolist() for name in names]
         allow = (values["frequency"][order] - values["drop"][order]).astype(np.int64).tolist()
-        stamps = iso_strings(ts)
-        ts_list = ts.tolist()
-        for i, row in enumerate(rows.tolist()):
-            ip = ips[row]
-            batch.keys.append(ip)
-            batch.events.append(
-                {
-                    "event_id": f"ip:{ip}:{ts_list[i]}",
-                    "src_ip": ip,
-                    "unq_dst_ip": columns["unq_dst_ip"][i],
-                    "allow": allow[i],
-                    "drop": columns["drop"][i],
-                    "frequency": columns["frequency"][i],
-                    "pkts_sent": columns["pkts_sent"][i],
-                    "pkts_received": columns["pkts_received"][i],
-                    "bytesin": columns["bytesin"][i],
-                    "bytesout": columns["bytesout"][i],
-                    "unq_dst_port": columns["unq_dst_port"][i],
-                    "timestamp": stamps[i],
-                }
-            )
+        ip_of = [ips[row] for row in rows.tolist()]
+        batch.keys.extend(ip_of)
+        batch.events.extend(
+            {
+                "event_id": f"ip:{ip}:{t}",
+                "src_ip": ip,
+                "unq_dst_ip": dst_ip,
+                "allow": allowed,
+                "drop": dropped,
+                "frequency": frequency,
+                "pkts_sent": sent,
+                "pkts_received": received,
+                "bytesin": bytes_in,
+                "bytesout": bytes_out,
+                "unq_dst_port": dst_port,
+                "timestamp": stamp,
+            }
+            for (
+                ip,
+                t,
+                stamp,
+                allowed,
+                dst_ip,
+                dropped,
+                frequency,
+                sent,
+                received,
+                bytes_in,
+                bytes_out,
+                dst_port,
+            ) in zip(ip_of, ts.tolist(), iso_strings(ts), allow, *cols, strict=True)
+        )

@@ -141,7 +141,7 @@ def feed(
 
     from generators.registry import SOURCES, entities_per_interval, make_generator
     from lambdawatch.db import connect
-    from lambdawatch.feed import plan_feed, run_feed
+    from lambdawatch.feed import plan_feed, run_feed, run_live_weather
     from lambdawatch.hot_store import open_hot_store, redis_client
     from lambdawatch.ingest import make_producer
 
@@ -180,7 +180,22 @@ def feed(
             )
 
         try:
-            totals = run_feed(settings, source, producer, plan, store, conn, on_progress=report)
+            if source == "weather" and settings.openweather_api_key is not None:
+                from generators.openweather import OpenWeatherPoller
+
+                poller = OpenWeatherPoller(
+                    settings.openweather_api_key.get_secret_value(),
+                    settings.openweather_url,
+                    settings.openweather_calls_per_minute,
+                )
+                console.print(f"live weather from {settings.openweather_url}")
+                totals = run_live_weather(settings, producer, poller, duration, on_progress=report)
+                if poller.stats.failures:
+                    console.print(
+                        f"OpenWeatherMap trouble (counted, not fatal): {poller.stats.failures}"
+                    )
+            else:
+                totals = run_feed(settings, source, producer, plan, store, conn, on_progress=report)
         finally:
             producer.close()
     console.print(

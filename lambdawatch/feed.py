@@ -14,7 +14,7 @@ from typing import Any
 
 from generators.registry import entities_per_interval, make_generator
 from lambdawatch.hot_store import HotStore, ensure_ip_series
-from lambdawatch.ingest import EventProducer, FeedCounts, feed_batch
+from lambdawatch.ingest import EventProducer, FeedCounts, feed_batch, publish_events
 from lambdawatch.settings import Settings
 
 TICK_SECONDS = 0.5
@@ -91,4 +91,31 @@ def run_feed(
         on_progress(total, clock() - started)
         if plan.speed != float("inf"):
             sleep(max(0.0, TICK_SECONDS - (clock() - started - elapsed)))
+    return total
+
+
+def run_live_weather(
+    settings: Settings,
+    producer: EventProducer,
+    poller: Any,
+    duration_s: float,
+    on_progress: Callable[[FeedCounts, float], None] = lambda _c, _e: None,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
+) -> FeedCounts:
+    """Poll OpenWeatherMap every weather interval and send new readings; API trouble is
+    counted in ``poller.stats``, never fatal, so the stream outlives a bad key or a 429."""
+    total = FeedCounts()
+    interval_s = settings.generators.weather_interval_seconds
+    started = clock()
+    while clock() - started < duration_s:
+        round_started = clock()
+        readings = poller.poll()
+        keys = [reading["city"] for reading in readings]
+        sent = publish_events(producer, settings, "weather", readings, keys)
+        producer.flush()
+        total.events["weather"] = total.events.get("weather", 0) + sent
+        on_progress(total, clock() - started)
+        remaining = duration_s - (clock() - started)
+        sleep(max(0.0, min(interval_s - (clock() - round_started), remaining)))
     return total

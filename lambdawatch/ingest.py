@@ -26,6 +26,7 @@ from lambdawatch.settings import Settings
 
 log = logging.getLogger(__name__)
 ClientName = Literal["kafka-python", "confluent"]
+POLL_EVERY = 1000
 
 
 class EventBatch(Protocol):
@@ -43,6 +44,8 @@ class EventProducer(Protocol):
     client: str
 
     def send(self, topic: str, key: bytes | None, value: bytes, partition: int | None) -> None: ...
+
+    def send_many(self, topic: str, records: Iterable[tuple[bytes, bytes, int | None]]) -> int: ...
 
     def flush(self) -> None: ...
 
@@ -81,6 +84,13 @@ class KafkaPythonProducer:
         future = self._producer.send(topic, value=value, key=key, partition=partition)
         future.add_errback(self._failed)
 
+    def send_many(self, topic: str, records: Iterable[tuple[bytes, bytes, int | None]]) -> int:
+        send, failed, count = self._producer.send, self._failed, 0
+        for key, value, partition in records:
+            send(topic, value=value, key=key, partition=partition).add_errback(failed)
+            count += 1
+        return count
+
     def flush(self) -> None:
         self._producer.flush()
 
@@ -107,6 +117,7 @@ class ConfluentProducer:
             "queue.buffering.max.messages": 1_000_000,
             "compression.type": "lz4",
             "partitioner": "murmur2_random",  # same key → partition mapping as the Java client
+            "delivery.report.only.error": True,  # a Python callback per failure, not per message
             "client.id": "lambdawatch-producer",
         }
         config.update(overrides)
@@ -129,6 +140,26 @@ class ConfluentProducer:
             except BufferError:
                 self._producer.poll(0.05)  # local queue full: serve delivery reports, retry
         self._producer.poll(0)
+
+    def send_many(self, topic: str, records: Iterable[tuple[bytes, bytes, int | None]]) -> int:
+        """The hot path: serve delivery reports every ``POLL_EVERY`` messages, not each one."""
+        produce, poll, delivered = self._producer.produce, self._producer.poll, self._delivered
+        count = 0
+        for key, value, partition in records:
+            while True:
+                try:
+                    if partition is None:
+                        produce(topic, value, key, on_delivery=delivered)
+                    else:
+                        produce(topic, value, key, partition, on_delivery=delivered)
+                    break
+                except BufferError:
+                    poll(0.05)
+            count += 1
+            if count % POLL_EVERY == 0:
+                poll(0)
+        poll(0)
+        return count
 
     def flush(self) -> None:
         remaining = self._producer.flush(60)
@@ -180,21 +211,23 @@ def publish_events(
     schema = SCHEMAS[source]
     topic = settings.topic(schema.topic_role).name
     partitions = settings.ip_partitions if source == "ip" else {}
-    dumps, send = orjson.dumps, producer.send
-    for event, key in zip(events, keys, strict=True):
-        send(topic, key.encode(), dumps(event), partitions.get(key))
-    return len(events)
+    dumps, partition_of = orjson.dumps, partitions.get
+    return producer.send_many(
+        topic,
+        (
+            (key.encode(), dumps(event), partition_of(key))
+            for event, key in zip(events, keys, strict=True)
+        ),
+    )
 
 
 def publish_labels(
     producer: EventProducer, settings: Settings, labels: Iterable[dict[str, Any]]
 ) -> int:
     topic = settings.topic("ground_truth").name
-    sent = 0
-    for label in labels:
-        producer.send(topic, label["label_id"].encode(), orjson.dumps(label), None)
-        sent += 1
-    return sent
+    return producer.send_many(
+        topic, ((label["label_id"].encode(), orjson.dumps(label), None) for label in labels)
+    )
 
 
 GROUND_TRUTH_INSERT = """

@@ -100,6 +100,8 @@ class Settings(BaseSettings):
     normal_mean: Annotated[float, Field(ge=0, le=100)] = 45.0
     normal_stddev: Annotated[float, Field(gt=0)] = 12.0
     openweather_api_key: SecretStr | None = None
+    openweather_url: str = "https://api.openweathermap.org/data/2.5/weather"
+    openweather_calls_per_minute: Annotated[int, Field(ge=1, le=60)] = 50
 
     # --- config.json: what the platform does ---------------------------------------------------
     topics: list[TopicConfig]
