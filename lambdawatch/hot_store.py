@@ -19,6 +19,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Literal, Protocol
 
+import numpy as np
 import redis
 
 from lambdawatch.events import parse_timestamp_ms
@@ -87,32 +88,73 @@ def _group(samples: Iterable[Sample]) -> dict[str, list[tuple[int, float]]]:
     return grouped
 
 
+# Layout per series: a sorted set ``key`` (member = score = timestamp) and a hash
+# ``key:v`` (field = timestamp, value = sample). Duplicates need no lookup: ZADD of an
+# existing timestamp adds nothing, HSET overwrites (last wins), HSETNX keeps (first wins).
+# Samples travel as one little-endian (float64 ts, float64 value) blob per series and batch:
+# redis-py packs three arguments instead of two per sample, and Redis's bundled Lua ``struct``
+# library decodes them (timestamps in ms are exact in a double up to the year 285,000).
 ADD_SCRIPT = """
-local key = KEYS[1]
+local key, values_key = KEYS[1], KEYS[2]
 local keep_last = ARGV[1] == 'last'
 local retention = tonumber(ARGV[2])
+local blob = ARGV[3]
 local added = 0
-local newest = nil
-for i = 3, #ARGV, 2 do
-  local ts = ARGV[i]
-  local member = ts .. ':' .. ARGV[i + 1]
-  local existing = redis.call('ZRANGE', key, ts, ts, 'BYSCORE')
-  if #existing == 0 then
-    redis.call('ZADD', key, ts, member)
-    added = added + 1
-  elseif keep_last and existing[1] ~= member then
-    redis.call('ZREM', key, existing[1])
-    redis.call('ZADD', key, ts, member)
+local chunk = 1000
+local pos, size = 1, #blob
+while pos <= size do
+  local zargs, hargs = {}, {}
+  local n = 0
+  while pos <= size and n < chunk do
+    local ts, value
+    ts, value, pos = struct.unpack('<dd', blob, pos)
+    local member = string.format('%d', ts)
+    zargs[#zargs + 1] = ts
+    zargs[#zargs + 1] = member
+    hargs[#hargs + 1] = member
+    hargs[#hargs + 1] = string.format('%.17g', value)
+    n = n + 1
   end
-  local n = tonumber(ts)
-  if newest == nil or n > newest then newest = n end
+  added = added + redis.call('ZADD', key, unpack(zargs))
+  if keep_last then
+    redis.call('HSET', values_key, unpack(hargs))
+  else
+    for i = 1, #hargs, 2 do redis.call('HSETNX', values_key, hargs[i], hargs[i + 1]) end
+  end
 end
-if retention > 0 and newest ~= nil then
-  local last = redis.call('ZRANGE', key, 0, 0, 'REV', 'WITHSCORES')
-  local top = tonumber(last[2])
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. string.format('%d', top - retention))
+if retention > 0 then
+  local newest = redis.call('ZRANGE', key, 0, 0, 'REV', 'WITHSCORES')
+  if #newest > 0 then
+    local cutoff = '(' .. string.format('%d', tonumber(newest[2]) - retention)
+    local old = redis.call('ZRANGE', key, '-inf', cutoff, 'BYSCORE')
+    for i = 1, #old, chunk do
+      redis.call('HDEL', values_key, unpack(old, i, math.min(i + chunk - 1, #old)))
+    end
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', cutoff)
+  end
 end
 return added
+"""
+
+RANGE_SCRIPT = """
+local stamps = redis.call('ZRANGE', KEYS[1], ARGV[1], ARGV[2], 'BYSCORE')
+if #stamps == 0 then return {} end
+local values = redis.call('HMGET', KEYS[2], unpack(stamps))
+local out = {}
+for i = 1, #stamps do
+  out[#out + 1] = stamps[i]
+  out[#out + 1] = values[i]
+end
+return out
+"""
+
+DELETE_SCRIPT = """
+local stamps = redis.call('ZRANGE', KEYS[1], ARGV[1], ARGV[2], 'BYSCORE')
+for i = 1, #stamps, 2000 do
+  redis.call('HDEL', KEYS[2], unpack(stamps, i, math.min(i + 1999, #stamps)))
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], ARGV[1], ARGV[2])
+return #stamps
 """
 
 
@@ -125,10 +167,16 @@ class PlainRedisStore:
         self.client = client
         self.duplicate_policy = duplicate_policy
         self._add = client.register_script(ADD_SCRIPT)
+        self._range = client.register_script(RANGE_SCRIPT)
+        self._delete = client.register_script(DELETE_SCRIPT)
 
     @staticmethod
     def _meta(key: str) -> str:
         return f"lwmeta:{key}"
+
+    @staticmethod
+    def _values(key: str) -> str:
+        return f"{key}:v"
 
     @staticmethod
     def _index(label: str, value: str) -> str:
@@ -160,27 +208,23 @@ class PlainRedisStore:
         pipe = self.client.pipeline(transaction=False)
         queued = 0
         for key, points in grouped.items():
-            for start in range(0, len(points), PIPELINE_CHUNK):
-                chunk = points[start : start + PIPELINE_CHUNK]
-                args: list[object] = [self.duplicate_policy, retention[key]]
-                for timestamp, value in chunk:
-                    args += [timestamp, repr(value)]
-                self._add(keys=[key], args=args, client=pipe)
-                queued += len(chunk)
-                if queued >= PIPELINE_CHUNK * 4:
-                    added += sum(pipe.execute())
-                    queued = 0
+            blob = np.asarray(points, dtype="<f8").tobytes()
+            self._add(
+                keys=[key, self._values(key)],
+                args=[self.duplicate_policy, retention[key], blob],
+                client=pipe,
+            )
+            queued += len(points)
+            if queued >= PIPELINE_CHUNK * 8:
+                added += sum(pipe.execute())
+                queued = 0
         if queued:
             added += sum(pipe.execute())
         return added
 
     @staticmethod
-    def _parse(members: list[bytes]) -> list[Point]:
-        points = []
-        for member in members:
-            timestamp, value = member.decode().split(":", 1)
-            points.append((int(timestamp), float(value)))
-        return points
+    def _pairs(flat: list[bytes]) -> list[Point]:
+        return [(int(flat[i]), float(flat[i + 1])) for i in range(0, len(flat), 2)]
 
     def range(
         self,
@@ -190,7 +234,7 @@ class PlainRedisStore:
         aggregation: Aggregation | None = None,
         bucket_ms: int | None = None,
     ) -> list[Point]:
-        points = self._parse(self.client.zrange(key, start_ms, end_ms, byscore=True))
+        points = self._pairs(self._range(keys=[key, self._values(key)], args=[start_ms, end_ms]))
         if aggregation:
             return aggregate(points, aggregation, bucket_ms or 1)
         return points
@@ -203,13 +247,11 @@ class PlainRedisStore:
         keys = self.query_index(filters)
         pipe = self.client.pipeline(transaction=False)
         for key in keys:
-            pipe.zrange(key, start_ms, end_ms, byscore=True)
-        return {
-            key: self._parse(members) for key, members in zip(keys, pipe.execute(), strict=True)
-        }
+            self._range(keys=[key, self._values(key)], args=[start_ms, end_ms], client=pipe)
+        return {key: self._pairs(flat) for key, flat in zip(keys, pipe.execute(), strict=True)}
 
     def delete_range(self, key: str, start_ms: int, end_ms: int) -> int:
-        return int(self.client.zremrangebyscore(key, start_ms, end_ms))
+        return int(self._delete(keys=[key, self._values(key)], args=[start_ms, end_ms]))
 
     def retention_ms(self, key: str) -> int:
         return self._retention([key])[key]
