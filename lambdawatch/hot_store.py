@@ -88,73 +88,114 @@ def _group(samples: Iterable[Sample]) -> dict[str, list[tuple[int, float]]]:
     return grouped
 
 
-# Layout per series: a sorted set ``key`` (member = score = timestamp) and a hash
-# ``key:v`` (field = timestamp, value = sample). Duplicates need no lookup: ZADD of an
-# existing timestamp adds nothing, HSET overwrites (last wins), HSETNX keeps (first wins).
-# Samples travel as one little-endian (float64 ts, float64 value) blob per series and batch:
-# redis-py packs three arguments instead of two per sample, and Redis's bundled Lua ``struct``
-# library decodes them (timestamps in ms are exact in a double up to the year 285,000).
+# Layout per series ``key``: one hash per time bucket, ``key:h:<bucket start>`` (field =
+# timestamp, value = sample), and a sorted set ``key:b`` of bucket starts. A sample costs one
+# hash insert into a small, compact (listpack) hash; duplicates need no lookup (HSET overwrites:
+# last wins; HSETNX keeps: first wins); retention drops whole buckets plus the expired fields of
+# the boundary bucket. Samples travel as one little-endian (float64 ts, float64 value) blob per
+# series and batch, decoded by Redis's bundled Lua ``struct`` library: redis-py packs four
+# arguments per series instead of two per sample. (Derived key names are not cluster-slot
+# safe; this backend serves the single local redis-server, clusters run RedisTimeSeries.)
+BUCKET_MS = 3_600_000
+
 ADD_SCRIPT = """
-local key, values_key = KEYS[1], KEYS[2]
+local key, meta = KEYS[1], KEYS[2]
 local keep_last = ARGV[1] == 'last'
 local retention = tonumber(ARGV[2])
-local blob = ARGV[3]
-local added = 0
-local chunk = 1000
+local bucket_ms = tonumber(ARGV[3])
+local blob = ARGV[4]
+local buckets, order = {}, {}
+local newest = tonumber(redis.call('HGET', meta, '__newest') or '-1')
 local pos, size = 1, #blob
 while pos <= size do
-  local zargs, hargs = {}, {}
-  local n = 0
-  while pos <= size and n < chunk do
-    local ts, value
-    ts, value, pos = struct.unpack('<dd', blob, pos)
-    local member = string.format('%d', ts)
-    zargs[#zargs + 1] = ts
-    zargs[#zargs + 1] = member
-    hargs[#hargs + 1] = member
-    hargs[#hargs + 1] = string.format('%.17g', value)
-    n = n + 1
+  local ts, value
+  ts, value, pos = struct.unpack('<dd', blob, pos)
+  local b = ts - (ts % bucket_ms)
+  local fields = buckets[b]
+  if fields == nil then
+    fields = {}
+    buckets[b] = fields
+    order[#order + 1] = b
   end
-  added = added + redis.call('ZADD', key, unpack(zargs))
-  if keep_last then
-    redis.call('HSET', values_key, unpack(hargs))
-  else
-    for i = 1, #hargs, 2 do redis.call('HSETNX', values_key, hargs[i], hargs[i + 1]) end
-  end
+  fields[#fields + 1] = string.format('%d', ts)
+  fields[#fields + 1] = string.format('%.17g', value)
+  if ts > newest then newest = ts end
 end
-if retention > 0 then
-  local newest = redis.call('ZRANGE', key, 0, 0, 'REV', 'WITHSCORES')
-  if #newest > 0 then
-    local cutoff = '(' .. string.format('%d', tonumber(newest[2]) - retention)
-    local old = redis.call('ZRANGE', key, '-inf', cutoff, 'BYSCORE')
-    for i = 1, #old, chunk do
-      redis.call('HDEL', values_key, unpack(old, i, math.min(i + chunk - 1, #old)))
+local added = 0
+for _, b in ipairs(order) do
+  local name = string.format('%d', b)
+  local hash = key .. ':h:' .. name
+  local fields = buckets[b]
+  for i = 1, #fields, 2000 do
+    local last = math.min(i + 1999, #fields)
+    if keep_last then
+      added = added + redis.call('HSET', hash, unpack(fields, i, last))
+    else
+      for j = i, last, 2 do added = added + redis.call('HSETNX', hash, fields[j], fields[j + 1]) end
     end
-    redis.call('ZREMRANGEBYSCORE', key, '-inf', cutoff)
+  end
+  redis.call('ZADD', key .. ':b', b, name)
+end
+redis.call('HSET', meta, '__newest', string.format('%d', newest))
+if retention > 0 and newest >= 0 then
+  local cutoff = newest - retention
+  local upper = '(' .. string.format('%d', cutoff)
+  local expired = redis.call('ZRANGE', key .. ':b', '-inf', upper, 'BYSCORE')
+  for _, name in ipairs(expired) do
+    local hash = key .. ':h:' .. name
+    if tonumber(name) + bucket_ms <= cutoff then
+      redis.call('DEL', hash)
+      redis.call('ZREM', key .. ':b', name)
+    else
+      local old = {}
+      for _, field in ipairs(redis.call('HKEYS', hash)) do
+        if tonumber(field) < cutoff then old[#old + 1] = field end
+      end
+      for i = 1, #old, 2000 do
+        redis.call('HDEL', hash, unpack(old, i, math.min(i + 1999, #old)))
+      end
+    end
   end
 end
 return added
 """
 
 RANGE_SCRIPT = """
-local stamps = redis.call('ZRANGE', KEYS[1], ARGV[1], ARGV[2], 'BYSCORE')
-if #stamps == 0 then return {} end
-local values = redis.call('HMGET', KEYS[2], unpack(stamps))
+local key = KEYS[1]
+local low, high, bucket_ms = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local first = low - (low % bucket_ms)
 local out = {}
-for i = 1, #stamps do
-  out[#out + 1] = stamps[i]
-  out[#out + 1] = values[i]
+for _, name in ipairs(redis.call('ZRANGE', key .. ':b', first, high, 'BYSCORE')) do
+  local flat = redis.call('HGETALL', key .. ':h:' .. name)
+  for i = 1, #flat, 2 do
+    local ts = tonumber(flat[i])
+    if ts >= low and ts <= high then
+      out[#out + 1] = flat[i]
+      out[#out + 1] = flat[i + 1]
+    end
+  end
 end
 return out
 """
 
 DELETE_SCRIPT = """
-local stamps = redis.call('ZRANGE', KEYS[1], ARGV[1], ARGV[2], 'BYSCORE')
-for i = 1, #stamps, 2000 do
-  redis.call('HDEL', KEYS[2], unpack(stamps, i, math.min(i + 1999, #stamps)))
+local key = KEYS[1]
+local low, high, bucket_ms = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local first = low - (low % bucket_ms)
+local removed = 0
+for _, name in ipairs(redis.call('ZRANGE', key .. ':b', first, high, 'BYSCORE')) do
+  local hash = key .. ':h:' .. name
+  local doomed = {}
+  for _, field in ipairs(redis.call('HKEYS', hash)) do
+    local ts = tonumber(field)
+    if ts >= low and ts <= high then doomed[#doomed + 1] = field end
+  end
+  for i = 1, #doomed, 2000 do
+    removed = removed + redis.call('HDEL', hash, unpack(doomed, i, math.min(i + 1999, #doomed)))
+  end
+  if redis.call('EXISTS', hash) == 0 then redis.call('ZREM', key .. ':b', name) end
 end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], ARGV[1], ARGV[2])
-return #stamps
+return removed
 """
 
 
@@ -173,10 +214,6 @@ class PlainRedisStore:
     @staticmethod
     def _meta(key: str) -> str:
         return f"lwmeta:{key}"
-
-    @staticmethod
-    def _values(key: str) -> str:
-        return f"{key}:v"
 
     @staticmethod
     def _index(label: str, value: str) -> str:
@@ -210,8 +247,8 @@ class PlainRedisStore:
         for key, points in grouped.items():
             blob = np.asarray(points, dtype="<f8").tobytes()
             self._add(
-                keys=[key, self._values(key)],
-                args=[self.duplicate_policy, retention[key], blob],
+                keys=[key, self._meta(key)],
+                args=[self.duplicate_policy, retention[key], BUCKET_MS, blob],
                 client=pipe,
             )
             queued += len(points)
@@ -224,7 +261,7 @@ class PlainRedisStore:
 
     @staticmethod
     def _pairs(flat: list[bytes]) -> list[Point]:
-        return [(int(flat[i]), float(flat[i + 1])) for i in range(0, len(flat), 2)]
+        return sorted((int(flat[i]), float(flat[i + 1])) for i in range(0, len(flat), 2))
 
     def range(
         self,
@@ -234,7 +271,7 @@ class PlainRedisStore:
         aggregation: Aggregation | None = None,
         bucket_ms: int | None = None,
     ) -> list[Point]:
-        points = self._pairs(self._range(keys=[key, self._values(key)], args=[start_ms, end_ms]))
+        points = self._pairs(self._range(keys=[key], args=[start_ms, end_ms, BUCKET_MS]))
         if aggregation:
             return aggregate(points, aggregation, bucket_ms or 1)
         return points
@@ -247,11 +284,11 @@ class PlainRedisStore:
         keys = self.query_index(filters)
         pipe = self.client.pipeline(transaction=False)
         for key in keys:
-            self._range(keys=[key, self._values(key)], args=[start_ms, end_ms], client=pipe)
+            self._range(keys=[key], args=[start_ms, end_ms, BUCKET_MS], client=pipe)
         return {key: self._pairs(flat) for key, flat in zip(keys, pipe.execute(), strict=True)}
 
     def delete_range(self, key: str, start_ms: int, end_ms: int) -> int:
-        return int(self._delete(keys=[key, self._values(key)], args=[start_ms, end_ms]))
+        return int(self._delete(keys=[key], args=[start_ms, end_ms, BUCKET_MS]))
 
     def retention_ms(self, key: str) -> int:
         return self._retention([key])[key]
