@@ -10,10 +10,7 @@ import json
 import os
 import platform
 import re
-import shutil
-import socket
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +20,7 @@ from typing import Any
 import psutil
 
 from lambdawatch.settings import Settings, load_settings
+from lambdawatch.stack.isolation import isolated_environment
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -71,43 +69,12 @@ def write_result(name: str, payload: dict[str, Any]) -> Path:
     return path
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
-@contextmanager
-def isolated_environment() -> Iterator[Path]:
-    """A throw-away var directory and free ports, so benchmarks never touch ``var/``."""
-    var_dir = Path(tempfile.mkdtemp(prefix="lambdawatch-bench-"))
-    var_dir.chmod(0o755)
-    values = {"LAMBDAWATCH_VAR_DIR": str(var_dir)}
-    values.update(zip(PORT_VARIABLES, map(str, _free_ports(len(PORT_VARIABLES))), strict=True))
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield var_dir
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        shutil.rmtree(var_dir, ignore_errors=True)
-
-
 @contextmanager
 def running_stack(components: list[str] | None = None) -> Iterator[tuple[Settings, Any]]:
     """An isolated local stack, up for the duration of the block."""
     from lambdawatch.stack.local import LocalStack
 
-    with isolated_environment():
+    with isolated_environment(prefix="lambdawatch-bench-"):
         settings = load_settings()
         stack = LocalStack(settings)
         try:

@@ -11,8 +11,9 @@ import time
 
 from rich.console import Console
 
-from bench.common import isolated_environment, write_result
+from bench.common import write_result
 from lambdawatch.settings import load_settings
+from lambdawatch.stack.isolation import isolated_environment
 from lambdawatch.stack.local import LocalStack
 
 GOAL_SECONDS = 30.0
@@ -32,7 +33,7 @@ def _timed_up(stack: LocalStack) -> tuple[float, dict[str, float]]:
 
 def main() -> None:
     console = Console()
-    with isolated_environment():
+    with isolated_environment(prefix="lambdawatch-bench-"):
         stack = LocalStack(load_settings())
         try:
             cold_total, cold_each = _timed_up(stack)

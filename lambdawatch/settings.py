@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
@@ -27,24 +27,12 @@ from lambdawatch.config_model import (
     ModelsConfig,
     SchedulesConfig,
     TopicConfig,
+    TopicRole,
 )
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 CONFIG_FIELDS = ("topics", "ips", "hot_store", "schedules", "models", "generators")
-REQUIRED_TOPIC_ROLES = (
-    "ip_events",
-    "server_events",
-    "cdn_events",
-    "weather_events",
-    "metrics",
-    "ip_averages",
-    "cpu_status",
-    "cdn_clusters",
-    "metric_scores",
-    "anomalies",
-    "ground_truth",
-    "dead_letters",
-)
+REQUIRED_TOPIC_ROLES = get_args(TopicRole)  # every role must have a topic
 
 
 def project_root() -> Path:
