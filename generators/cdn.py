@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from generators.anomalies import AnomalyKind, active_mask, schedule_episodes
-from generators.common import Batch, hour_of_day, read_table
+from generators.common import Batch, capitals_for, hour_of_day
 from generators.streams import entity_keys, entity_uniform, iso_strings, normal, stream_key, ticks
 
 SOURCE = "cdn"
@@ -34,12 +34,9 @@ class Edge:
 
 
 def edges(count: int, seed: int) -> list[Edge]:
-    capitals = read_table("capitals.csv")
     ids = [f"edge-{i:03d}" for i in range(count)]
-    place = entity_uniform(seed, stream_key(SOURCE, "pop"), ids)
     fleet = []
-    for i, edge_id in enumerate(ids):
-        capital = capitals[int(place[i] * len(capitals))]
+    for edge_id, capital in zip(ids, capitals_for(SOURCE, ids, seed), strict=True):
         pop = capital["city"].upper().replace(" ", "")[:3] + "-" + capital["country_code"]
         fleet.append(Edge(edge_id, pop, capital["region"], float(capital["lon"])))
     return fleet

@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from generators.anomalies import Episode
+from generators.streams import entity_uniform, stream_key
 
 DATA = Path(__file__).resolve().parent / "data"
 DAY_MS = 86_400_000
@@ -56,3 +57,10 @@ def day_of_year(timestamps_ms: npt.NDArray[np.int64]) -> npt.NDArray[np.float64]
 def read_table(name: str) -> tuple[dict[str, str], ...]:
     with (DATA / name).open(newline="", encoding="utf-8") as handle:
         return tuple(csv.DictReader(handle))
+
+
+def capitals_for(source: str, ids: list[str], seed: int) -> list[dict[str, str]]:
+    """A real capital (bundled table) for each entity, drawn once from its id."""
+    capitals = read_table("capitals.csv")
+    draws = entity_uniform(seed, stream_key(source, "place"), ids)
+    return [capitals[int(draw * len(capitals))] for draw in draws]

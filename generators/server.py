@@ -21,7 +21,7 @@ from generators.anomalies import (
     episode_slices,
     schedule_episodes,
 )
-from generators.common import Batch, hour_of_day, read_table
+from generators.common import Batch, capitals_for, hour_of_day
 from generators.streams import (
     entity_keys,
     entity_uniform,
@@ -59,14 +59,13 @@ class ServerInventory:
 
 def inventory(count: int, seed: int) -> list[ServerInventory]:
     """The simulated fleet: stable for a given count and seed."""
-    capitals = read_table("capitals.csv")
     ids = [f"srv-{i:04d}" for i in range(count)]
-    place = entity_uniform(seed, stream_key(SOURCE, "place"), ids)
+    places = capitals_for(SOURCE, ids, seed)
     kind = entity_uniform(seed, stream_key(SOURCE, "type"), ids)
     site = entity_uniform(seed, stream_key(SOURCE, "site"), ids)
     fleet = []
     for i, server_id in enumerate(ids):
-        capital = capitals[int(place[i] * len(capitals))]
+        capital = places[i]
         slug = capital["city"].lower().replace(" ", "-")
         fleet.append(
             ServerInventory(
