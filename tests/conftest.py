@@ -38,3 +38,20 @@ def local_stack(settings: Settings) -> Iterator[object]:
         yield stack
     finally:
         stack.down()
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[object]:
+    """One local Spark session for every transformation test (no Kafka connector needed)."""
+    from spark_apps.session import build_session
+
+    session = build_session(
+        "lambdawatch-tests",
+        master="local[2]",
+        with_kafka=False,
+        shuffle_partitions=2,
+        extra={"spark.ui.enabled": "false", "spark.sql.adaptive.enabled": "false"},
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()

@@ -1,0 +1,59 @@
+"""The one anomaly record every detector emits (DESIGN.md, "Contracts")."""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+ANOMALY_COLUMNS = (
+    "detector",
+    "entity",
+    "metric",
+    "window_start",
+    "window_end",
+    "value",
+    "expected",
+    "score",
+    "severity",
+    "model_version",
+    "detected_at",
+)
+
+
+def to_anomalies(
+    frame: DataFrame,
+    detector: str,
+    entity: Column,
+    metric: Column,
+    window_start: Column,
+    window_end: Column,
+    value: Column,
+    expected: Column,
+    score: Column,
+    severity: Column,
+    model_version: Column | None = None,
+) -> DataFrame:
+    return frame.select(
+        F.lit(detector).alias("detector"),
+        entity.cast("string").alias("entity"),
+        metric.cast("string").alias("metric"),
+        window_start.alias("window_start"),
+        window_end.alias("window_end"),
+        value.cast("double").alias("value"),
+        expected.cast("double").alias("expected"),
+        score.cast("double").alias("score"),
+        severity.alias("severity"),
+        (model_version if model_version is not None else F.lit("")).alias("model_version"),
+        F.current_timestamp().alias("detected_at"),
+    )
+
+
+def anomalies_to_kafka(anomalies: DataFrame) -> DataFrame:
+    """Keyed by entity so one entity's anomalies stay ordered in one partition."""
+    body = F.to_json(
+        F.struct(*[F.col(name) for name in ANOMALY_COLUMNS]),
+        {"timestampFormat": "yyyy-MM-dd'T'HH:mm:ss.SSSXXX"},
+    )
+    return anomalies.select(
+        F.col("entity").cast("binary").alias("key"), body.cast("binary").alias("value")
+    )

@@ -1,0 +1,81 @@
+"""Kafka records → typed events, and everything that is not a valid event → dead letters.
+
+Every field of a source's schema is required. A record is dead with a reason when it is not
+a JSON object, lacks a field, holds a value of the wrong type, or is stamped too far in the
+future (a clock or producer bug that would otherwise hold event-time windows open).
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from lambdawatch.events import EventSchema, spark_schema
+
+
+def rejection_reason(
+    json: Column, parsed: Column, schema: EventSchema, max_future_s: int
+) -> Column:
+    """The first thing wrong with a record, or null when it is a valid event."""
+    keys = F.json_object_keys(json)
+    checks = [F.when(keys.isNull(), F.lit("malformed: not a JSON object"))]
+    for name in schema.names:
+        checks.append(
+            F.when(~F.array_contains(keys, name), F.lit(f"missing field: {name}")).when(
+                parsed[name].isNull(), F.lit(f"invalid value for field: {name}")
+            )
+        )
+    horizon = F.current_timestamp() + F.make_interval(secs=F.lit(max_future_s))
+    checks.append(
+        F.when(
+            parsed["timestamp"] > horizon,
+            F.lit(f"timestamp more than {max_future_s}s in the future"),
+        )
+    )
+    return F.coalesce(*checks)
+
+
+def parse_events(
+    raw: DataFrame, schema: EventSchema, query: str, max_future_s: int = 300
+) -> tuple[DataFrame, DataFrame]:
+    """Split Kafka records (``value, topic, partition, offset``) into events and dead letters."""
+    json = F.col("value").cast("string")
+    parsed = F.from_json(json, spark_schema(schema))
+    staged = raw.select(
+        "value",
+        "topic",
+        "partition",
+        "offset",
+        parsed.alias("event"),
+        rejection_reason(json, parsed, schema, max_future_s).alias("reason"),
+    )
+    events = staged.where(F.col("reason").isNull()).select("event.*")
+    dead = staged.where(F.col("reason").isNotNull()).select(
+        F.col("value").alias("raw"),
+        F.lit(query).alias("query"),
+        "reason",
+        F.col("topic").alias("source_topic"),
+        "partition",
+        "offset",
+        F.current_timestamp().alias("dead_at"),
+    )
+    return events, dead
+
+
+def dead_letters_to_kafka(dead: DataFrame) -> DataFrame:
+    """Dead letters as Kafka records: the raw bytes travel base64-encoded, untouched."""
+    body = F.to_json(
+        F.struct(
+            F.col("query"),
+            F.col("reason"),
+            F.col("source_topic"),
+            F.col("partition"),
+            F.col("offset"),
+            F.base64("raw").alias("raw_base64"),
+            F.col("raw").cast("string").alias("raw_text"),
+            F.date_format("dead_at", "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'").alias("dead_at"),
+        )
+    )
+    return dead.select(
+        F.col("query").cast("binary").alias("key"), body.cast("binary").alias("value")
+    )

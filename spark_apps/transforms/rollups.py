@@ -1,0 +1,90 @@
+"""Aggregates for the serving tables: server status, per-IP features, weather derivation."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+SERVER_GROUP = (
+    "country_code",
+    "country_name",
+    "city",
+    "datacenter",
+    "status_color",
+    "severity_level",
+)
+
+
+def server_status_counts(events: DataFrame, window: str, watermark: str) -> DataFrame:
+    """Message count and total estimated resolution time per window and location × status.
+
+    Emitted in update mode and upserted on the window key, so a window's row is overwritten
+    with its latest totals, never added to (no double counting across micro-batches).
+    """
+    return (
+        events.withWatermark("timestamp", watermark)
+        .groupBy(F.window("timestamp", window).alias("w"), *SERVER_GROUP)
+        .agg(
+            F.count(F.lit(1)).alias("messages"),
+            F.sum("estimated_resolution_time").alias("total_resolution_time"),
+        )
+        .select(
+            F.col("w.start").alias("window_start"),
+            F.col("w.end").alias("window_end"),
+            *SERVER_GROUP,
+            "messages",
+            "total_resolution_time",
+        )
+    )
+
+
+def ip_running_averages(events: DataFrame, features: Sequence[str]) -> DataFrame:
+    """Running average of every IP feature per source IP since the query started."""
+    return events.groupBy("src_ip").agg(
+        F.count(F.lit(1)).alias("samples"),
+        F.max("timestamp").alias("last_seen"),
+        *[F.avg(name).alias(f"avg_{name}") for name in features],
+    )
+
+
+def ip_averages_to_kafka(averages: DataFrame, features: Sequence[str]) -> DataFrame:
+    body = F.to_json(
+        F.struct("src_ip", "samples", "last_seen", *[f"avg_{name}" for name in features]),
+        {"timestampFormat": "yyyy-MM-dd'T'HH:mm:ss.SSSXXX"},
+    )
+    return averages.select(
+        F.col("src_ip").cast("binary").alias("key"), body.cast("binary").alias("value")
+    )
+
+
+def ip_window_aggregates(
+    events: DataFrame, features: Sequence[str], window: str, watermark: str
+) -> DataFrame:
+    """Per-IP, per-window sums and means for the dashboards (event time, watermarked)."""
+    return (
+        events.withWatermark("timestamp", watermark)
+        .groupBy(F.window("timestamp", window).alias("w"), "src_ip")
+        .agg(
+            F.count(F.lit(1)).alias("samples"),
+            *[F.sum(name).alias(f"sum_{name}") for name in features],
+            *[F.avg(name).alias(f"avg_{name}") for name in features],
+        )
+        .select(F.col("w.start").alias("window_start"), F.col("w.end").alias("window_end"), "*")
+        .drop("w")
+    )
+
+
+def weather_derived(events: DataFrame) -> DataFrame:
+    """Each reading with temperature − feels-like (the weather speed layer's serving value)."""
+    return events.select(
+        "city",
+        "timestamp",
+        "lat",
+        "lon",
+        "temperature",
+        "feels_like",
+        (F.col("temperature") - F.col("feels_like")).alias("temperature_minus_feels_like"),
+        "event_id",
+    )

@@ -1,0 +1,293 @@
+"""Speed-layer transformations on tiny literal DataFrames (Spark's "Testing PySpark" style)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime, timedelta
+
+import orjson
+import pytest
+from pyspark.sql import Row, SparkSession
+from pyspark.sql import functions as F
+from pyspark.testing import assertDataFrameEqual
+
+from generators.registry import SOURCES, make_generator
+from lambdawatch.events import SCHEMAS, SERVER_SCHEMA, WEATHER_SCHEMA
+from lambdawatch.settings import load_settings
+from spark_apps.transforms.anomaly import ANOMALY_COLUMNS
+from spark_apps.transforms.cpu import classify_cpu, cpu_anomalies, cpu_window_stats
+from spark_apps.transforms.parsing import dead_letters_to_kafka, parse_events
+from spark_apps.transforms.rollups import (
+    ip_running_averages,
+    server_status_counts,
+    weather_derived,
+)
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+STATS_SCHEMA = (
+    "server_id string, window_start timestamp, window_end timestamp, "
+    "mean_cpu double, std_cpu double, samples long"
+)
+BASELINE_SCHEMA = "metric string, entity string, mean double, stddev double"
+
+
+def _kafka_rows(spark: SparkSession, values: list[str | bytes]):
+    rows = [
+        Row(
+            key=None,
+            value=value if isinstance(value, bytes) else value.encode(),
+            topic="t",
+            partition=0,
+            offset=i,
+        )
+        for i, value in enumerate(values)
+    ]
+    return spark.createDataFrame(
+        rows, "key binary, value binary, topic string, partition int, offset long"
+    )
+
+
+def _server_event(**overrides: object) -> dict[str, object]:
+    event = {
+        "event_id": "e1",
+        "server_id": "srv-1",
+        "server_type": "Web",
+        "datacenter": "fr-paris-dc1",
+        "country_code": "FR",
+        "country_name": "France",
+        "city": "Paris",
+        "status_color": "Green",
+        "severity_level": 1,
+        "estimated_resolution_time": 0,
+        "cpu_usage": 40.5,
+        "mem_usage": 50.0,
+        "timestamp": "2026-01-01T00:00:00.250Z",
+    }
+    event.update(overrides)
+    return event
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_generated_events_parse_without_dead_letters(spark: SparkSession, source: str) -> None:
+    """The shared schema module: what the producers send is exactly what Spark parses."""
+    batch = make_generator(source, load_settings()).generate(
+        1_767_225_600_000, 1_767_225_600_000 + 300_000
+    )
+    raw = _kafka_rows(spark, [orjson.dumps(event) for event in batch.events[:200]])
+    events, dead = parse_events(raw, SCHEMAS[source], "test")
+    assert dead.count() == 0
+    parsed = events.orderBy("event_id").collect()
+    assert len(parsed) == min(200, len(batch.events))
+    first = next(e for e in batch.events[:200] if e["event_id"] == parsed[0]["event_id"])
+    for name, value in first.items():
+        if name != "timestamp":
+            assert parsed[0][name] == value
+
+
+future = (datetime.now(UTC) + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("{not json", "malformed: not a JSON object"),
+        ("[1, 2]", "malformed: not a JSON object"),
+        ("", "malformed: not a JSON object"),
+        (
+            json.dumps({k: v for k, v in _server_event().items() if k != "server_id"}),
+            "missing field: server_id",
+        ),
+        (json.dumps(_server_event(cpu_usage="high")), "invalid value for field: cpu_usage"),
+        (json.dumps(_server_event(timestamp="yesterday")), "invalid value for field: timestamp"),
+        (json.dumps(_server_event(timestamp=future)), "timestamp more than 300s in the future"),
+    ],
+)
+def test_bad_records_become_dead_letters_with_a_reason(
+    spark: SparkSession, value: str, reason: str
+) -> None:
+    raw = _kafka_rows(spark, [json.dumps(_server_event()), value])
+    events, dead = parse_events(raw, SERVER_SCHEMA, "server_status")
+    assert events.count() == 1
+    letters = dead.collect()
+    assert [(row["reason"], row["query"], row["offset"]) for row in letters] == [
+        (reason, "server_status", 1)
+    ]
+    assert letters[0]["raw"] == value.encode()
+
+
+def test_dead_letters_keep_the_raw_bytes(spark: SparkSession) -> None:
+    raw_bytes = b"\xff\xfe not utf-8"
+    _events, dead = parse_events(_kafka_rows(spark, [raw_bytes]), SERVER_SCHEMA, "q")
+    record = dead_letters_to_kafka(dead).collect()[0]
+    body = json.loads(record["value"])
+    assert base64.b64decode(body["raw_base64"]) == raw_bytes
+    assert record["key"] == b"q"
+    assert body["reason"] == "malformed: not a JSON object"
+
+
+def _cpu_events(spark: SparkSession, samples: list[tuple[str, float, float]]):
+    rows = [(server, T0 + timedelta(seconds=offset), cpu) for server, offset, cpu in samples]
+    return spark.createDataFrame(rows, "server_id string, timestamp timestamp, cpu_usage double")
+
+
+def test_cpu_windows_are_tumbling_and_half_open(spark: SparkSession) -> None:
+    events = _cpu_events(
+        spark,
+        [("a", 0.0, 10.0), ("a", 0.25, 30.0), ("a", 0.5, 50.0), ("a", 0.75, 70.0), ("b", 0.1, 5.0)],
+    )
+    stats = cpu_window_stats(events, "500 milliseconds", "2 seconds").select(
+        "server_id", "window_start", "mean_cpu", "samples"
+    )
+    expected = spark.createDataFrame(
+        [("a", T0, 20.0, 2), ("a", T0 + timedelta(seconds=0.5), 60.0, 2), ("b", T0, 5.0, 1)],
+        "server_id string, window_start timestamp, mean_cpu double, samples long",
+    )
+    assertDataFrameEqual(stats, expected)
+
+
+@pytest.mark.parametrize(
+    ("mean_cpu", "status"),
+    [
+        (50.0, "SAFE"),
+        (60.0, "SAFE"),
+        (60.5, "WARN"),
+        (39.0, "WARN"),
+        (70.5, "ERROR"),
+        (29.0, "ERROR"),
+    ],
+)
+def test_cpu_status_is_two_sided_against_the_baseline(
+    spark: SparkSession, mean_cpu: float, status: str
+) -> None:
+    stats = spark.createDataFrame(
+        [("a", T0, T0 + timedelta(seconds=0.5), mean_cpu, 1.0, 2)],
+        STATS_SCHEMA,
+    )
+    baselines = spark.createDataFrame(
+        [("cpu_usage", "a", 50.0, 10.0), ("mem_usage", "a", 0.0, 1.0)],
+        "metric string, entity string, mean double, stddev double",
+    )
+    row = classify_cpu(stats, baselines, 45.0, 12.0, 1.0, 2.0).collect()[0]
+    assert (row["status"], row["expected_mean"], row["baseline_source"]) == (
+        status,
+        50.0,
+        "baselines",
+    )
+
+
+def test_cpu_falls_back_to_env_normal_until_a_baseline_exists(spark: SparkSession) -> None:
+    stats = spark.createDataFrame(
+        [("new-server", T0, T0, 70.0, 1.0, 2)],
+        STATS_SCHEMA,
+    )
+    empty = spark.createDataFrame([], BASELINE_SCHEMA)
+    classified = classify_cpu(stats, empty, 45.0, 12.0, 1.0, 2.0)
+    row = classified.collect()[0]
+    assert (row["expected_mean"], row["expected_std"], row["baseline_source"], row["status"]) == (
+        45.0,
+        12.0,
+        "fallback",
+        "ERROR",
+    )
+    anomalies = cpu_anomalies(classified)
+    assert tuple(anomalies.columns) == ANOMALY_COLUMNS
+    found = anomalies.collect()[0]
+    assert (found["detector"], found["entity"], found["severity"], found["value"]) == (
+        "cpu_anomalies",
+        "new-server",
+        "ERROR",
+        70.0,
+    )
+    assert found["score"] == pytest.approx(25 / 12)
+
+
+def test_safe_windows_are_not_anomalies(spark: SparkSession) -> None:
+    stats = spark.createDataFrame(
+        [("a", T0, T0, 45.0, 1.0, 2)],
+        STATS_SCHEMA,
+    )
+    empty = spark.createDataFrame([], BASELINE_SCHEMA)
+    assert cpu_anomalies(classify_cpu(stats, empty, 45.0, 12.0, 1.0, 2.0)).count() == 0
+
+
+def test_server_status_counts_per_window_and_status(spark: SparkSession) -> None:
+    rows = [
+        _server_event(
+            timestamp="2026-01-01T00:00:01Z",
+            status_color="Red",
+            severity_level=3,
+            estimated_resolution_time=90,
+        ),
+        _server_event(
+            timestamp="2026-01-01T00:00:02Z",
+            status_color="Red",
+            severity_level=3,
+            estimated_resolution_time=30,
+        ),
+        _server_event(timestamp="2026-01-01T00:00:03Z"),
+        _server_event(timestamp="2026-01-01T00:01:01Z"),
+    ]
+    events, _ = parse_events(_kafka_rows(spark, [json.dumps(r) for r in rows]), SERVER_SCHEMA, "q")
+    counts = server_status_counts(events, "1 minute", "1 minute").select(
+        "window_start", "status_color", "messages", "total_resolution_time"
+    )
+    expected = spark.createDataFrame(
+        [(T0, "Red", 2, 120), (T0, "Green", 1, 0), (T0 + timedelta(minutes=1), "Green", 1, 0)],
+        "window_start timestamp, status_color string, messages long, total_resolution_time long",
+    )
+    assertDataFrameEqual(counts, expected)
+
+
+def test_ip_running_averages(spark: SparkSession) -> None:
+    events = spark.createDataFrame(
+        [("1.1.1.1", T0, 10, 100), ("1.1.1.1", T0, 20, 300), ("2.2.2.2", T0, 5, 5)],
+        "src_ip string, timestamp timestamp, unq_dst_ip long, bytesin long",
+    )
+    averages = ip_running_averages(events, ["unq_dst_ip", "bytesin"]).select(
+        "src_ip", "samples", "avg_unq_dst_ip", "avg_bytesin"
+    )
+    expected = spark.createDataFrame(
+        [("1.1.1.1", 2, 15.0, 200.0), ("2.2.2.2", 1, 5.0, 5.0)],
+        "src_ip string, samples long, avg_unq_dst_ip double, avg_bytesin double",
+    )
+    assertDataFrameEqual(averages, expected)
+
+
+def test_weather_derived_value(spark: SparkSession) -> None:
+    event = {
+        "event_id": "w",
+        "city": "Lyon",
+        "lat": 45.7,
+        "lon": 4.8,
+        "temperature": 3.5,
+        "feels_like": -1.25,
+        "timestamp": "2026-01-01T00:00:00Z",
+    }
+    events, _ = parse_events(_kafka_rows(spark, [json.dumps(event)]), WEATHER_SCHEMA, "q")
+    row = weather_derived(events).collect()[0]
+    assert row["temperature_minus_feels_like"] == pytest.approx(4.75)
+    assert row["timestamp"] == T0.replace(tzinfo=None)
+
+
+def test_anomaly_shape_matches_the_table(spark: SparkSession) -> None:
+    stats = spark.createDataFrame(
+        [("a", T0, T0, 99.0, 1.0, 2)],
+        STATS_SCHEMA,
+    )
+    empty = spark.createDataFrame([], BASELINE_SCHEMA)
+    anomalies = cpu_anomalies(classify_cpu(stats, empty, 45.0, 12.0, 1.0, 2.0))
+    assert [f.dataType.simpleString() for f in anomalies.schema.fields] == [
+        "string",
+        "string",
+        "string",
+        "timestamp",
+        "timestamp",
+        "double",
+        "double",
+        "double",
+        "string",
+        "string",
+        "timestamp",
+    ]
+    assert anomalies.where(F.col("severity").isin("WARN", "ERROR")).count() == 1
