@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
 from lambdawatch.secrets import Secrets, load_secrets
 from lambdawatch.settings import Settings
@@ -93,3 +95,50 @@ def connect(
         dbname=dbname or settings.postgres_db,
         connect_timeout=5,
     )
+
+
+def upsert_rows(
+    conn: psycopg.Connection,
+    table: str,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[object]],
+    key_columns: Sequence[str],
+    update: bool = True,
+) -> int:
+    """COPY ``rows`` into a staging table, then merge them on their natural key.
+
+    ``update=True`` overwrites existing rows (a window's latest totals replace its earlier
+    ones); ``update=False`` keeps them (``ON CONFLICT DO NOTHING``). Duplicate keys inside one
+    batch keep their last occurrence. Returns the number of rows inserted or changed.
+    """
+    staging = sql.Identifier(f"staging_{table}")
+    target = sql.Identifier(table)
+    names = sql.SQL(", ").join(map(sql.Identifier, columns))
+    keys = sql.SQL(", ").join(map(sql.Identifier, key_columns))
+    values = [c for c in columns if c not in key_columns]
+    if update and values:
+        action = sql.SQL("DO UPDATE SET ") + sql.SQL(", ").join(
+            sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c)) for c in values
+        )
+    else:
+        action = sql.SQL("DO NOTHING")
+    with conn.transaction(), conn.cursor() as cursor:
+        cursor.execute(
+            sql.SQL(
+                "CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {} INCLUDING DEFAULTS) "
+                "ON COMMIT DELETE ROWS"
+            ).format(staging, target)
+        )
+        with cursor.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(staging, names)) as copy:
+            for row in rows:
+                copy.write_row(row)
+        cursor.execute(
+            sql.SQL(
+                "INSERT INTO {target} ({names}) "
+                # staging is emptied at every commit, so physical order (ctid) is COPY order
+                "SELECT DISTINCT ON ({keys}) {names} FROM {staging} "
+                "ORDER BY {keys}, ctid DESC "
+                "ON CONFLICT ({keys}) {action}"
+            ).format(target=target, names=names, keys=keys, staging=staging, action=action)
+        )
+        return cursor.rowcount

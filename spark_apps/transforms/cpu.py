@@ -11,6 +11,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from spark_apps.transforms.anomaly import to_anomalies
+from spark_apps.transforms.parsing import watermarked_unique
 
 METRIC = "cpu_usage"
 
@@ -18,7 +19,7 @@ METRIC = "cpu_usage"
 def cpu_window_stats(events: DataFrame, window: str, watermark: str) -> DataFrame:
     """Mean, σ and count of CPU per server per tumbling event-time window."""
     return (
-        events.withWatermark("timestamp", watermark)
+        watermarked_unique(events, watermark)
         .groupBy(F.window("timestamp", window).alias("w"), "server_id")
         .agg(
             F.avg("cpu_usage").alias("mean_cpu"),

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from spark_apps.transforms.parsing import watermarked_unique
+
 SERVER_GROUP = (
     "country_code",
     "country_name",
@@ -24,7 +26,7 @@ def server_status_counts(events: DataFrame, window: str, watermark: str) -> Data
     with its latest totals, never added to (no double counting across micro-batches).
     """
     return (
-        events.withWatermark("timestamp", watermark)
+        watermarked_unique(events, watermark)
         .groupBy(F.window("timestamp", window).alias("w"), *SERVER_GROUP)
         .agg(
             F.count(F.lit(1)).alias("messages"),
@@ -62,17 +64,42 @@ def ip_averages_to_kafka(averages: DataFrame, features: Sequence[str]) -> DataFr
 def ip_window_aggregates(
     events: DataFrame, features: Sequence[str], window: str, watermark: str
 ) -> DataFrame:
-    """Per-IP, per-window sums and means for the dashboards (event time, watermarked)."""
+    """Per window, IP and feature: sample count, total and mean (long shape, one row per
+    feature, so adding a feature in config.json needs no schema change)."""
+    melted = watermarked_unique(events, watermark).select(
+        "timestamp",
+        "src_ip",
+        F.explode(
+            F.array(
+                *[
+                    F.struct(
+                        F.lit(name).alias("feature"), F.col(name).cast("double").alias("value")
+                    )
+                    for name in features
+                ]
+            )
+        ).alias("sample"),
+    )
     return (
-        events.withWatermark("timestamp", watermark)
-        .groupBy(F.window("timestamp", window).alias("w"), "src_ip")
+        melted.groupBy(
+            F.window("timestamp", window).alias("w"),
+            "src_ip",
+            F.col("sample.feature").alias("feature"),
+        )
         .agg(
             F.count(F.lit(1)).alias("samples"),
-            *[F.sum(name).alias(f"sum_{name}") for name in features],
-            *[F.avg(name).alias(f"avg_{name}") for name in features],
+            F.sum("sample.value").alias("total"),
+            F.avg("sample.value").alias("mean"),
         )
-        .select(F.col("w.start").alias("window_start"), F.col("w.end").alias("window_end"), "*")
-        .drop("w")
+        .select(
+            F.col("w.start").alias("window_start"),
+            F.col("w.end").alias("window_end"),
+            "src_ip",
+            "feature",
+            "samples",
+            "total",
+            "mean",
+        )
     )
 
 

@@ -20,6 +20,7 @@ from spark_apps.transforms.cpu import classify_cpu, cpu_anomalies, cpu_window_st
 from spark_apps.transforms.parsing import dead_letters_to_kafka, parse_events
 from spark_apps.transforms.rollups import (
     ip_running_averages,
+    ip_window_aggregates,
     server_status_counts,
     weather_derived,
 )
@@ -127,8 +128,13 @@ def test_dead_letters_keep_the_raw_bytes(spark: SparkSession) -> None:
 
 
 def _cpu_events(spark: SparkSession, samples: list[tuple[str, float, float]]):
-    rows = [(server, T0 + timedelta(seconds=offset), cpu) for server, offset, cpu in samples]
-    return spark.createDataFrame(rows, "server_id string, timestamp timestamp, cpu_usage double")
+    rows = [
+        (f"{server}:{offset}", server, T0 + timedelta(seconds=offset), cpu)
+        for server, offset, cpu in samples
+    ]
+    return spark.createDataFrame(
+        rows, "event_id string, server_id string, timestamp timestamp, cpu_usage double"
+    )
 
 
 def test_cpu_windows_are_tumbling_and_half_open(spark: SparkSession) -> None:
@@ -214,19 +220,21 @@ def test_safe_windows_are_not_anomalies(spark: SparkSession) -> None:
 def test_server_status_counts_per_window_and_status(spark: SparkSession) -> None:
     rows = [
         _server_event(
+            event_id="s1",
             timestamp="2026-01-01T00:00:01Z",
             status_color="Red",
             severity_level=3,
             estimated_resolution_time=90,
         ),
         _server_event(
+            event_id="s2",
             timestamp="2026-01-01T00:00:02Z",
             status_color="Red",
             severity_level=3,
             estimated_resolution_time=30,
         ),
-        _server_event(timestamp="2026-01-01T00:00:03Z"),
-        _server_event(timestamp="2026-01-01T00:01:01Z"),
+        _server_event(event_id="s3", timestamp="2026-01-01T00:00:03Z"),
+        _server_event(event_id="s4", timestamp="2026-01-01T00:01:01Z"),
     ]
     events, _ = parse_events(_kafka_rows(spark, [json.dumps(r) for r in rows]), SERVER_SCHEMA, "q")
     counts = server_status_counts(events, "1 minute", "1 minute").select(
@@ -291,3 +299,36 @@ def test_anomaly_shape_matches_the_table(spark: SparkSession) -> None:
         "timestamp",
     ]
     assert anomalies.where(F.col("severity").isin("WARN", "ERROR")).count() == 1
+
+
+def test_ip_window_aggregates_are_long_per_feature(spark: SparkSession) -> None:
+    events = spark.createDataFrame(
+        [
+            ("a", "1.1.1.1", T0, 10, 100),
+            ("b", "1.1.1.1", T0 + timedelta(minutes=1), 20, 300),
+            ("c", "1.1.1.1", T0 + timedelta(minutes=6), 1, 1),
+        ],
+        "event_id string, src_ip string, timestamp timestamp, unq_dst_ip long, bytesin long",
+    )
+    windows = ip_window_aggregates(events, ["unq_dst_ip", "bytesin"], "5 minutes", "1 minute")
+    expected = spark.createDataFrame(
+        [
+            (T0, "1.1.1.1", "unq_dst_ip", 2, 30.0, 15.0),
+            (T0, "1.1.1.1", "bytesin", 2, 400.0, 200.0),
+            (T0 + timedelta(minutes=5), "1.1.1.1", "unq_dst_ip", 1, 1.0, 1.0),
+            (T0 + timedelta(minutes=5), "1.1.1.1", "bytesin", 1, 1.0, 1.0),
+        ],
+        "window_start timestamp, src_ip string, feature string, "
+        "samples long, total double, mean double",
+    )
+    assertDataFrameEqual(windows.drop("window_end"), expected)
+
+
+def test_resent_events_are_counted_once(spark: SparkSession) -> None:
+    rows = [_server_event(event_id=f"e{i}", timestamp="2026-01-01T00:00:01Z") for i in range(3)]
+    resent = [json.dumps(r) for r in rows] + [json.dumps(rows[0]), json.dumps(rows[1])]
+    events, _ = parse_events(_kafka_rows(spark, resent), SERVER_SCHEMA, "q")
+    counts = server_status_counts(events, "1 minute", "1 minute").collect()
+    assert [row["messages"] for row in counts] == [3]
+    stats = cpu_window_stats(events, "500 milliseconds", "2 seconds").collect()
+    assert [row["samples"] for row in stats] == [3]

@@ -1,0 +1,354 @@
+"""The speed layer: one always-on Spark application, several streaming queries over Kafka.
+
+Each query is source → pure transforms (``spark_apps.transforms``) → sink, with its own
+checkpoint. PostgreSQL sinks upsert on natural keys inside ``foreachBatch``, so a micro-batch
+replayed after a crash rewrites the same rows; Kafka sinks are at-least-once with stable keys.
+
+Run locally (``lambdawatch up`` supervises it) or submit unchanged to a ``spark://`` master::
+
+    python -m spark_apps.speed_layer
+    spark-submit --master spark://spark-master:7077 spark_apps/speed_layer.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
+
+from lambdawatch import db
+from lambdawatch.events import IP_SCHEMA, SCHEMAS, SERVER_SCHEMA, WEATHER_SCHEMA
+from lambdawatch.secrets import Secrets, load_secrets
+from lambdawatch.settings import Settings, load_settings
+from spark_apps.session import build_session
+from spark_apps.transforms.anomaly import ANOMALY_COLUMNS, anomalies_to_kafka
+from spark_apps.transforms.cpu import (
+    classify_cpu,
+    cpu_anomalies,
+    cpu_status_to_kafka,
+    cpu_window_stats,
+)
+from spark_apps.transforms.parsing import dead_letters_to_kafka, parse_events
+from spark_apps.transforms.rollups import (
+    ip_averages_to_kafka,
+    ip_running_averages,
+    ip_window_aggregates,
+    server_status_counts,
+    weather_derived,
+)
+
+log = logging.getLogger("lambdawatch.speed_layer")
+QUERIES = (
+    "dead_letters",
+    "server_status",
+    "cpu_anomalies",
+    "ip_averages",
+    "ip_windows",
+    "weather_derived",
+)
+EVENT_SOURCES = ("ip", "server", "cdn", "weather", "metric")
+
+
+class SpeedLayer:
+    """Builds and starts the streaming queries from one settings object."""
+
+    def __init__(
+        self,
+        spark: SparkSession,
+        settings: Settings,
+        secrets: Secrets,
+        checkpoint_root: Path,
+        trigger: dict[str, Any] | None = None,
+        max_offsets_per_trigger: int = 200_000,
+    ) -> None:
+        self.spark, self.settings, self.secrets = spark, settings, secrets
+        self.checkpoint_root = checkpoint_root
+        self.trigger = trigger
+        self.max_offsets = max_offsets_per_trigger
+
+    # --- sources and sinks ------------------------------------------------------------------
+    def _kafka_source(self, *roles: str) -> DataFrame:
+        topics = ",".join(self.settings.topic(role).name for role in roles)
+        return (
+            self.spark.readStream.format("kafka")
+            .option("kafka.bootstrap.servers", self.settings.kafka_bootstrap)
+            .option("subscribe", topics)
+            .option("startingOffsets", "earliest")
+            .option("maxOffsetsPerTrigger", self.max_offsets)
+            .load()
+        )
+
+    def _start(
+        self,
+        name: str,
+        frame: DataFrame,
+        output_mode: str = "append",
+        kafka_topic: str | None = None,
+        batch_sink: Callable[[DataFrame, int], None] | None = None,
+        interval: str = "2 seconds",
+    ) -> StreamingQuery:
+        writer = (
+            frame.writeStream.queryName(name)
+            .outputMode(output_mode)
+            .option("checkpointLocation", str(self.checkpoint_root / name))
+        )
+        writer = (
+            writer.trigger(**self.trigger)
+            if self.trigger
+            else writer.trigger(processingTime=interval)
+        )
+        if kafka_topic is not None:
+            writer = (
+                writer.format("kafka")
+                .option("kafka.bootstrap.servers", self.settings.kafka_bootstrap)
+                .option("topic", kafka_topic)
+            )
+            return writer.start()
+        assert batch_sink is not None
+        return writer.foreachBatch(batch_sink).start()
+
+    def _write_kafka(self, frame: DataFrame, role: str) -> None:
+        (
+            frame.write.format("kafka")
+            .option("kafka.bootstrap.servers", self.settings.kafka_bootstrap)
+            .option("topic", self.settings.topic(role).name)
+            .save()
+        )
+
+    def _upsert(
+        self, frame: DataFrame, table: str, keys: tuple[str, ...], update: bool = True
+    ) -> int:
+        rows = frame.collect()
+        if not rows:
+            return 0
+        columns = frame.columns
+        with db.connect(self.settings, self.secrets) as conn:
+            return db.upsert_rows(
+                conn, table, columns, [tuple(r) for r in rows], keys, update=update
+            )
+
+    def _baselines(self) -> DataFrame:
+        """Read fresh every micro-batch: the batch layer's new baselines apply without restart."""
+        with db.connect(self.settings, self.secrets) as conn:
+            rows = conn.execute("SELECT metric, entity, mean, stddev FROM baselines").fetchall()
+        return self.spark.createDataFrame(
+            rows, "metric string, entity string, mean double, stddev double"
+        )
+
+    # --- queries ------------------------------------------------------------------------------
+    def dead_letters(self) -> StreamingQuery:
+        """Every event topic in one query: whatever fails to parse goes to the dead-letter topic."""
+        raw = self._kafka_source(*(SCHEMAS[s].topic_role for s in EVENT_SOURCES))
+        dead = None
+        for source in EVENT_SOURCES:
+            schema = SCHEMAS[source]
+            topic = self.settings.topic(schema.topic_role).name
+            _events, rejected = parse_events(
+                raw.where(F.col("topic") == topic), schema, f"{source}_events"
+            )
+            dead = rejected if dead is None else dead.unionByName(rejected)
+        assert dead is not None
+        return self._start(
+            "dead_letters",
+            dead_letters_to_kafka(dead),
+            kafka_topic=self.settings.topic("dead_letters").name,
+        )
+
+    def server_status(self) -> StreamingQuery:
+        events, _dead = parse_events(
+            self._kafka_source("server_events"), SERVER_SCHEMA, "server_status"
+        )
+        counts = server_status_counts(events, "1 minute", "30 seconds")
+        keys = ("window_start", "datacenter", "status_color", "severity_level")
+        return self._start(
+            "server_status",
+            counts,
+            output_mode="update",
+            batch_sink=lambda frame, _id: self._upsert(frame, "rt_server_status", keys),
+        )
+
+    def cpu_anomalies(self) -> StreamingQuery:
+        model = self.settings.models.cpu_anomaly
+        events, _dead = parse_events(
+            self._kafka_source("server_events"), SERVER_SCHEMA, "cpu_anomalies"
+        )
+        stats = cpu_window_stats(events, model.window, model.watermark)
+
+        def sink(frame: DataFrame, _batch_id: int) -> None:
+            classified = classify_cpu(
+                frame,
+                self._baselines(),
+                self.settings.normal_mean,
+                self.settings.normal_stddev,
+                model.warn_sigma,
+                model.error_sigma,
+            ).persist()
+            try:
+                self._write_kafka(cpu_status_to_kafka(classified), "cpu_status")
+                self._upsert(
+                    classified.select(
+                        "server_id",
+                        "window_start",
+                        "window_end",
+                        "mean_cpu",
+                        "std_cpu",
+                        "samples",
+                        "expected_mean",
+                        "expected_std",
+                        "z",
+                        "status",
+                    ),
+                    "rt_cpu_windows",
+                    ("server_id", "window_start"),
+                )
+                self._record_anomalies(cpu_anomalies(classified))
+            finally:
+                classified.unpersist()
+
+        return self._start("cpu_anomalies", stats, batch_sink=sink, interval="500 milliseconds")
+
+    def _record_anomalies(self, anomalies: DataFrame) -> None:
+        anomalies = anomalies.persist()
+        try:
+            if anomalies.isEmpty():
+                return
+            self._upsert(
+                anomalies.select(*ANOMALY_COLUMNS),
+                "anomalies",
+                ("detector", "entity", "metric", "window_start"),
+            )
+            self._write_kafka(anomalies_to_kafka(anomalies), "anomalies")
+        finally:
+            anomalies.unpersist()
+
+    def ip_averages(self) -> StreamingQuery:
+        features = self.settings.ips.features
+        events, _dead = parse_events(self._kafka_source("ip_events"), IP_SCHEMA, "ip_averages")
+        partitions = F.create_map(
+            *[
+                item
+                for ip, p in self.settings.ip_partitions.items()
+                for item in (F.lit(ip), F.lit(p))
+            ]
+        )
+        records = ip_averages_to_kafka(ip_running_averages(events, features), features).withColumn(
+            "partition", F.element_at(partitions, F.col("key").cast("string"))
+        )
+        return self._start(
+            "ip_averages",
+            records,
+            output_mode="update",
+            kafka_topic=self.settings.topic("ip_averages").name,
+        )
+
+    def ip_windows(self) -> StreamingQuery:
+        features = self.settings.ips.features
+        events, _dead = parse_events(self._kafka_source("ip_events"), IP_SCHEMA, "ip_windows")
+        windows = ip_window_aggregates(events, features, "5 minutes", "2 minutes")
+        keys = ("window_start", "src_ip", "feature")
+        return self._start(
+            "ip_windows",
+            windows,
+            output_mode="update",
+            batch_sink=lambda frame, _id: self._upsert(frame, "rt_ip_windows", keys),
+        )
+
+    def weather_derived(self) -> StreamingQuery:
+        events, _dead = parse_events(
+            self._kafka_source("weather_events"), WEATHER_SCHEMA, "weather_derived"
+        )
+        derived = weather_derived(events).withColumnRenamed("timestamp", "ts")
+        return self._start(
+            "weather_derived",
+            derived,
+            batch_sink=lambda frame, _id: self._upsert(frame, "rt_weather", ("city", "ts")),
+        )
+
+    def start(self, names: tuple[str, ...] = QUERIES) -> list[StreamingQuery]:
+        return [getattr(self, name)() for name in names]
+
+
+class ProgressFile(StreamingQueryListener):
+    """Writes each query's last progress to a JSON file: the supervisor's health signal."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.state: dict[str, dict[str, Any]] = {}
+        self.names: dict[str, str] = {}  # run id → query name
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def _flush(self) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.state, default=str))
+        tmp.replace(self.path)
+
+    def onQueryStarted(self, event: Any) -> None:  # noqa: N802 - Spark's listener API
+        self.names[str(event.runId)] = event.name
+        self.state[event.name] = {"status": "started", "updated": time.time()}
+        self._flush()
+
+    def onQueryProgress(self, event: Any) -> None:  # noqa: N802
+        progress = event.progress
+        self.state[progress.name] = {
+            "status": "active",
+            "updated": time.time(),
+            "batch_id": progress.batchId,
+            "input_rows_per_second": progress.inputRowsPerSecond,
+            "processed_rows_per_second": progress.processedRowsPerSecond,
+        }
+        self._flush()
+
+    def onQueryIdle(self, event: Any) -> None:  # noqa: N802
+        for state in self.state.values():
+            state["updated"] = time.time()
+        self._flush()
+
+    def onQueryTerminated(self, event: Any) -> None:  # noqa: N802
+        name = self.names.get(str(event.runId), str(event.runId))
+        self.state[name] = {
+            "status": "terminated",
+            "updated": time.time(),
+            "error": event.exception,
+        }
+        self._flush()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--queries", default=",".join(QUERIES), help="comma-separated subset")
+    parser.add_argument(
+        "--available-now", action="store_true", help="process what is there, then stop"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = load_settings()
+    secrets = load_secrets(settings.var_path / "secrets.env")
+    spark = build_session("lambdawatch-speed-layer", settings)
+    spark.sparkContext.setLogLevel("WARN")
+    listener = ProgressFile(settings.var_path / "run" / "speed_layer.json")
+    spark.streams.addListener(listener)
+    trigger = {"availableNow": True} if args.available_now else None
+    layer = SpeedLayer(spark, settings, secrets, settings.var_path / "checkpoints", trigger=trigger)
+    queries = layer.start(tuple(name for name in args.queries.split(",") if name))
+    log.info("started %d queries: %s", len(queries), ", ".join(q.name for q in queries))
+    try:
+        if args.available_now:
+            for query in queries:
+                query.awaitTermination()
+        else:
+            spark.streams.awaitAnyTermination()
+    finally:
+        spark.streams.removeListener(listener)  # no callbacks into a Python that is exiting
+        spark.stop()
+
+
+if __name__ == "__main__":
+    main()
