@@ -1,0 +1,62 @@
+"""Detection quality against the generators' ground truth: pure functions, no I/O.
+
+An episode counts as detected when at least one anomaly window of the right entity overlaps
+it; a detection counts as true when it overlaps any labelled episode of its entity (labels of
+every kind, so flagging a real but different anomaly is not a false positive).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class Interval:
+    entity: str
+    start: datetime
+    end: datetime  # exclusive
+
+    def overlaps(self, other: Interval) -> bool:
+        return self.entity == other.entity and self.start < other.end and other.start < self.end
+
+
+@dataclass(frozen=True)
+class Quality:
+    episodes: int
+    detected_episodes: int
+    detections: int
+    true_detections: int
+
+    @property
+    def recall(self) -> float:
+        return self.detected_episodes / self.episodes if self.episodes else 1.0
+
+    @property
+    def precision(self) -> float:
+        return self.true_detections / self.detections if self.detections else 1.0
+
+    @property
+    def f1(self) -> float:
+        total = self.precision + self.recall
+        return 2 * self.precision * self.recall / total if total else 0.0
+
+
+def score(
+    targets: Iterable[Interval], all_labels: Iterable[Interval], detections: Iterable[Interval]
+) -> Quality:
+    """Recall over ``targets`` (the kinds a detector must catch), precision against every label."""
+    by_entity: dict[str, list[Interval]] = defaultdict(list)
+    labels = list(all_labels)
+    for label in labels:
+        by_entity[label.entity].append(label)
+    found = list(detections)
+    found_by_entity: dict[str, list[Interval]] = defaultdict(list)
+    for detection in found:
+        found_by_entity[detection.entity].append(detection)
+    wanted = list(targets)
+    detected = sum(1 for t in wanted if any(t.overlaps(d) for d in found_by_entity[t.entity]))
+    true = sum(1 for d in found if any(d.overlaps(label) for label in by_entity[d.entity]))
+    return Quality(len(wanted), detected, len(found), true)
