@@ -51,7 +51,7 @@ def up(only: ComponentsOption = None) -> None:
     settings = _settings()
     if settings.stack_mode == "distributed":
         console.print("STACK_MODE=distributed: nothing to start locally; checking endpoints.")
-        status()
+        status(only)
         return
     stack = LocalStack(settings)
     unknown = sorted(set(only or []) - {c.name for c in stack.components})
@@ -80,23 +80,23 @@ def down() -> None:
 
 
 @app.command()
-def status() -> None:
-    """Components, health, pid, port and memory."""
+def status(only: ComponentsOption = None) -> None:
+    """Components, health, pid, port and memory; exit 1 if a (selected) component is unhealthy."""
     from lambdawatch.stack.local import LocalStack
 
     stack = LocalStack(_settings())
-    if not _print_status(stack):
+    if not _print_status(stack, only):
         raise typer.Exit(1)
 
 
-def _print_status(stack: object) -> bool:
+def _print_status(stack: object, only: list[str] | None = None) -> bool:
     from lambdawatch.stack.local import LocalStack
 
     assert isinstance(stack, LocalStack)
     table = Table(title="lambdawatch local stack")
     for column in ("component", "state", "health", "pid", "port", "memory"):
         table.add_column(column)
-    rows = stack.status()
+    rows = [row for row in stack.status() if not only or row.name in only]
     for row in rows:
         health = "[green]ok[/green]" if row.healthy else f"[red]{row.detail}[/red]"
         table.add_row(

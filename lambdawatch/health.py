@@ -6,7 +6,10 @@ broker listens before its controller has elected itself.
 
 from __future__ import annotations
 
+import json
 import logging
+import time
+from pathlib import Path
 
 import psycopg
 import redis
@@ -59,4 +62,32 @@ def check_kafka(bootstrap: str) -> str | None:
         return f"kafka: {type(exc).__name__}: {exc}"
     finally:
         admin.close()
+    return None
+
+
+def check_speed_layer(
+    progress_file: Path, expected: tuple[str, ...] | None = None, stale_s: float = 120
+) -> str | None:
+    """Every query has completed a micro-batch, none terminated, progress fresher than ``stale_s``.
+
+    The speed layer's query listener writes this file; an idle query still refreshes it.
+    """
+    if not progress_file.exists():
+        return "speed layer: no query has started yet"
+    try:
+        state = json.loads(progress_file.read_text())
+    except (OSError, ValueError) as exc:
+        return f"speed layer: unreadable progress file ({exc})"
+    missing = [name for name in expected if name not in state]
+    if missing:
+        return f"speed layer: waiting for {', '.join(missing)}"
+    dead = [name for name, entry in state.items() if entry.get("status") == "terminated"]
+    if dead:
+        return f"speed layer: query terminated: {', '.join(dead)}"
+    starting = [name for name in expected if state[name].get("status") != "active"]
+    if starting:  # a query is healthy once it has completed a micro-batch (or reported idle)
+        return f"speed layer: first micro-batch pending for {', '.join(starting)}"
+    newest = max(entry.get("updated", 0) for entry in state.values())
+    if time.time() - newest > stale_s:
+        return f"speed layer: no progress for {time.time() - newest:.0f}s"
     return None

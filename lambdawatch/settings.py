@@ -82,6 +82,7 @@ class Settings(BaseSettings):
     redis_db: Annotated[int, Field(ge=0, le=15)] = 0
 
     spark_master: str = "local[*]"
+    spark_ui_port: Port = 14040
     airflow_port: Port = 18080
     superset_port: Port = 18088
 
@@ -148,6 +149,7 @@ class Settings(BaseSettings):
                 "REDIS_PORT": self.redis_port,
                 "AIRFLOW_PORT": self.airflow_port,
                 "SUPERSET_PORT": self.superset_port,
+                "SPARK_UI_PORT": self.spark_ui_port,
             }
             by_port: dict[int, str] = {}
             for name, port in ports.items():

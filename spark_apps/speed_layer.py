@@ -28,6 +28,7 @@ from lambdawatch import db
 from lambdawatch.events import IP_SCHEMA, SCHEMAS, SERVER_SCHEMA, WEATHER_SCHEMA
 from lambdawatch.secrets import Secrets, load_secrets
 from lambdawatch.settings import Settings, load_settings
+from spark_apps.catalog import QUERY_VERSIONS, SPEED_LAYER_QUERIES
 from spark_apps.session import build_session
 from spark_apps.transforms.anomaly import ANOMALY_COLUMNS, anomalies_to_kafka
 from spark_apps.transforms.cpu import (
@@ -46,14 +47,7 @@ from spark_apps.transforms.rollups import (
 )
 
 log = logging.getLogger("lambdawatch.speed_layer")
-QUERIES = (
-    "dead_letters",
-    "server_status",
-    "cpu_anomalies",
-    "ip_averages",
-    "ip_windows",
-    "weather_derived",
-)
+QUERIES = SPEED_LAYER_QUERIES
 EVENT_SOURCES = ("ip", "server", "cdn", "weather", "metric")
 
 
@@ -67,7 +61,7 @@ class SpeedLayer:
         secrets: Secrets,
         checkpoint_root: Path,
         trigger: dict[str, Any] | None = None,
-        max_offsets_per_trigger: int = 200_000,
+        max_offsets_per_trigger: int = 50_000,
     ) -> None:
         self.spark, self.settings, self.secrets = spark, settings, secrets
         self.checkpoint_root = checkpoint_root
@@ -98,7 +92,9 @@ class SpeedLayer:
         writer = (
             frame.writeStream.queryName(name)
             .outputMode(output_mode)
-            .option("checkpointLocation", str(self.checkpoint_root / name))
+            .option(
+                "checkpointLocation", str(self.checkpoint_root / f"{name}-v{QUERY_VERSIONS[name]}")
+            )
         )
         writer = (
             writer.trigger(**self.trigger)
@@ -307,8 +303,8 @@ class ProgressFile(StreamingQueryListener):
         self._flush()
 
     def onQueryIdle(self, event: Any) -> None:  # noqa: N802
-        for state in self.state.values():
-            state["updated"] = time.time()
+        name = self.names.get(str(event.runId), str(event.runId))
+        self.state.setdefault(name, {}).update({"status": "active", "updated": time.time()})
         self._flush()
 
     def onQueryTerminated(self, event: Any) -> None:  # noqa: N802
@@ -331,7 +327,15 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = load_settings()
     secrets = load_secrets(settings.var_path / "secrets.env")
-    spark = build_session("lambdawatch-speed-layer", settings)
+    spark = build_session(
+        "lambdawatch-speed-layer",
+        settings,
+        extra={
+            "spark.ui.port": str(settings.spark_ui_port),
+            "spark.driver.bindAddress": settings.bind_host,
+            "spark.driver.host": settings.bind_host,
+        },
+    )
     spark.sparkContext.setLogLevel("WARN")
     listener = ProgressFile(settings.var_path / "run" / "speed_layer.json")
     spark.streams.addListener(listener)

@@ -30,11 +30,12 @@ def settings(stack_env: dict[str, str]) -> Settings:
 @pytest.fixture(scope="session")
 def local_stack(settings: Settings) -> Iterator[object]:
     """The real services (PostgreSQL, Redis, Kafka) brought up once from nothing."""
-    from lambdawatch.stack.local import LocalStack
+    from lambdawatch.stack.local import INFRASTRUCTURE, LocalStack
 
     stack = LocalStack(settings)
     try:
-        stack.up(on_event=lambda _message: None)
+        # The always-on speed layer is not started: tests run it themselves, on demand.
+        stack.up(list(INFRASTRUCTURE), on_event=lambda _message: None)
         yield stack
     finally:
         stack.down()

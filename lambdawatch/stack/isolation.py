@@ -20,6 +20,7 @@ PORT_VARIABLES = (
     "REDIS_PORT",
     "AIRFLOW_PORT",
     "SUPERSET_PORT",
+    "SPARK_UI_PORT",
 )
 
 

@@ -8,6 +8,7 @@ Later layers (Airflow, the speed layer, Superset) are added as more ``Component`
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -17,11 +18,12 @@ from pathlib import Path
 import psutil
 
 from lambdawatch import db
-from lambdawatch.health import check_kafka, check_postgres, check_redis
+from lambdawatch.health import check_kafka, check_postgres, check_redis, check_speed_layer
 from lambdawatch.secrets import Secrets, load_secrets
 from lambdawatch.settings import Settings
 from lambdawatch.stack import kafka_node, postgres, redis_node
 from lambdawatch.stack.supervisor import ProgramSpec, Supervisor, SupervisorPaths
+from spark_apps.catalog import SPEED_LAYER_QUERIES
 
 HealthCheck = Callable[[], str | None]
 
@@ -49,6 +51,9 @@ class ComponentStatus:
     pid: int | None
     port: int
     rss_bytes: int
+
+
+INFRASTRUCTURE = ("postgres", "redis", "kafka")
 
 
 class LocalStack:
@@ -100,7 +105,35 @@ class LocalStack:
                 health=lambda: check_kafka(s.kafka_bootstrap),
                 start_timeout=120,
             ),
+            Component(
+                name="speed-layer",
+                port=s.spark_ui_port,
+                program=self._speed_layer_program,
+                health=lambda: check_speed_layer(
+                    self.var / "run" / "speed_layer.json", SPEED_LAYER_QUERIES
+                ),
+                start_timeout=300,  # the first start resolves the Kafka connector from Maven
+                depends_on=("postgres", "kafka"),
+            ),
         ]
+
+    def _speed_layer_program(self) -> ProgramSpec:
+        """The Spark driver (local mode) in the core environment, bound to loopback."""
+        (self.var / "run" / "speed_layer.json").unlink(missing_ok=True)
+        return ProgramSpec(
+            name="speed-layer",
+            command=[sys.executable, "-m", "spark_apps.speed_layer"],
+            directory=self.settings.root,
+            environment={
+                "SPARK_LOCAL_IP": self.settings.bind_host,
+                "PYSPARK_PYTHON": sys.executable,
+                "LAMBDAWATCH_VAR_DIR": str(self.var),
+                "PYTHONUNBUFFERED": "1",
+            },
+            stop_signal="TERM",
+            stop_wait_seconds=60,
+            start_seconds=5,
+        )
 
     def component(self, name: str) -> Component:
         return next(c for c in self.components if c.name == name)
@@ -159,15 +192,16 @@ class LocalStack:
         for component in chosen:
             component.prepare()
         self.supervisor.ensure_started([c.program() for c in self.components])
-        for component in chosen:
-            self.supervisor.start_async(component.name)
-        with ThreadPoolExecutor(max_workers=len(chosen) or 1) as pool:
-            waits = {c.name: pool.submit(self._wait_healthy, c) for c in chosen}
-            for name, future in waits.items():
-                future.result()
-                on_event(f"{name} healthy")
-        for component in chosen:
-            component.after_start()
+        for wave in start_waves(chosen):
+            for component in wave:
+                self.supervisor.start_async(component.name)
+            with ThreadPoolExecutor(max_workers=len(wave)) as pool:
+                waits = {c.name: pool.submit(self._wait_healthy, c) for c in wave}
+                for name, future in waits.items():
+                    future.result()
+                    on_event(f"{name} healthy")
+            for component in wave:
+                component.after_start()
 
     def _wait_healthy(self, component: Component) -> None:
         deadline = time.monotonic() + component.start_timeout
@@ -210,6 +244,26 @@ class LocalStack:
                 )
             )
         return rows
+
+
+def start_waves(components: list[Component]) -> list[list[Component]]:
+    """Group components so each starts after what it depends on is healthy (and set up).
+
+    Dependencies outside ``components`` are assumed to be up already (``up --only x``).
+    """
+    names = {c.name for c in components}
+    done: set[str] = set()
+    waves: list[list[Component]] = []
+    remaining = list(components)
+    while remaining:
+        ready = [c for c in remaining if all(d in done or d not in names for d in c.depends_on)]
+        if not ready:
+            cycle = ", ".join(c.name for c in remaining)
+            raise ValueError(f"dependency cycle among: {cycle}")
+        waves.append(ready)
+        done.update(c.name for c in ready)
+        remaining = [c for c in remaining if c.name not in done]
+    return waves
 
 
 def process_tree_rss(pid: int | None) -> int:

@@ -25,7 +25,7 @@ from lambdawatch.config_model import TopicConfig
 from lambdawatch.kafka_admin import admin_client, ensure_topics, partition_counts
 from lambdawatch.settings import Settings
 from lambdawatch.stack import postgres
-from lambdawatch.stack.local import LocalStack
+from lambdawatch.stack.local import INFRASTRUCTURE, LocalStack
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,8 +48,8 @@ def _redis(settings: Settings) -> redis.Redis:
 
 
 def test_up_from_nothing_brings_every_component_to_healthy(local_stack: LocalStack) -> None:
-    rows = local_stack.status()
-    assert [row.name for row in rows] == ["postgres", "redis", "kafka"]
+    rows = [row for row in local_stack.status() if row.name in INFRASTRUCTURE]
+    assert [row.name for row in rows] == list(INFRASTRUCTURE)
     for row in rows:
         assert row.state == "RUNNING", row
         assert row.healthy, row
@@ -206,14 +206,17 @@ def test_redis_round_trip_survives_a_redis_restart(
 
 def test_up_twice_is_harmless(local_stack: LocalStack) -> None:
     before = {row.name: row.pid for row in local_stack.status()}
-    local_stack.up(on_event=lambda _m: None)
+    local_stack.up(list(INFRASTRUCTURE), on_event=lambda _m: None)
     after = {row.name: row.pid for row in local_stack.status()}
     assert before == after
 
 
 def test_cli_status_config_check_and_bad_config(local_stack: LocalStack, tmp_path: Path) -> None:
     cli = [sys.executable, "-m", "lambdawatch.cli"]
-    status = subprocess.run([*cli, "status"], capture_output=True, text=True, check=False)
+    selected = [arg for name in INFRASTRUCTURE for arg in ("--only", name)]
+    status = subprocess.run(
+        [*cli, "status", *selected], capture_output=True, text=True, check=False
+    )
     assert status.returncode == 0, status.stdout + status.stderr
     for name in ("postgres", "redis", "kafka"):
         assert name in status.stdout
@@ -237,7 +240,7 @@ def test_down_leaves_no_process_and_up_restores_the_data(
             "INSERT INTO ground_truth (label_id, source, entity, kind, start_ts, end_ts) "
             "VALUES ('restart-check', 'test', 'x', 'none', now(), now()) ON CONFLICT DO NOTHING"
         )
-    pids = [row.pid for row in local_stack.status()]
+    pids = [row.pid for row in local_stack.status() if row.pid]
     supervisor_pid = int(local_stack.supervisor.paths.pidfile.read_text())
     local_stack.down()
 
@@ -252,7 +255,7 @@ def test_down_leaves_no_process_and_up_restores_the_data(
     assert strays == []
     assert all(row.state == "STOPPED" for row in local_stack.status())
 
-    local_stack.up(on_event=lambda _m: None)
+    local_stack.up(list(INFRASTRUCTURE), on_event=lambda _m: None)
     assert _redis(settings).get(PERSISTED_KEY) == b"still-here"
     with _pg(settings, local_stack) as conn:
         assert conn.execute(

@@ -94,3 +94,26 @@ def test_bad_migration_sets_are_rejected(tmp_path: Path, names: list[str], messa
         (tmp_path / name).write_text("SELECT 1;")
     with pytest.raises(ValueError, match=message):
         discover_migrations(tmp_path)
+
+
+def test_every_speed_layer_query_has_a_checkpoint_version() -> None:
+    from spark_apps.catalog import QUERY_VERSIONS, SPEED_LAYER_QUERIES
+
+    assert set(QUERY_VERSIONS) == set(SPEED_LAYER_QUERIES)
+    assert all(isinstance(v, int) and v >= 1 for v in QUERY_VERSIONS.values())
+
+
+def test_start_waves_follow_dependencies() -> None:
+    from lambdawatch.stack.local import Component, start_waves
+
+    def component(name: str, *deps: str) -> Component:
+        return Component(
+            name=name, port=1, program=lambda: None, health=lambda: None, depends_on=deps
+        )  # type: ignore[arg-type, return-value]
+
+    waves = start_waves([component("speed", "kafka", "pg"), component("pg"), component("kafka")])
+    assert [[c.name for c in wave] for wave in waves] == [["pg", "kafka"], ["speed"]]
+    only = start_waves([component("speed", "kafka", "pg")])  # deps not selected: assumed up
+    assert [[c.name for c in wave] for wave in only] == [["speed"]]
+    with pytest.raises(ValueError, match="dependency cycle"):
+        start_waves([component("a", "b"), component("b", "a")])

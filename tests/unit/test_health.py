@@ -1,0 +1,48 @@
+"""The speed layer's health verdict from its progress file."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from lambdawatch.health import check_speed_layer
+
+QUERIES = ("a", "b")
+
+
+@pytest.mark.parametrize(
+    ("state", "verdict"),
+    [
+        (None, "no query has started yet"),
+        ({"a": {"status": "active", "updated": 0}}, "waiting for b"),
+        (
+            {"a": {"status": "active"}, "b": {"status": "terminated", "error": "x"}},
+            "query terminated: b",
+        ),
+        (
+            {"a": {"status": "active"}, "b": {"status": "started"}},
+            "first micro-batch pending for b",
+        ),
+        (
+            {"a": {"status": "active", "stale": True}, "b": {"status": "active", "stale": True}},
+            "no progress for",
+        ),
+        ({"a": {"status": "active"}, "b": {"status": "active"}}, None),
+    ],
+)
+def test_speed_layer_health(tmp_path: Path, state: dict | None, verdict: str | None) -> None:
+    path = tmp_path / "speed_layer.json"
+    if state is not None:
+        now = time.time()
+        for entry in state.values():
+            entry["updated"] = now - 600 if entry.pop("stale", False) else now
+        path.write_text(json.dumps(state))
+    result = check_speed_layer(path, QUERIES)
+    if verdict is None:
+        assert result is None
+    else:
+        assert result is not None
+        assert verdict in result
