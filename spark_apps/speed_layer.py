@@ -323,6 +323,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--available-now", action="store_true", help="process what is there, then stop"
     )
+    parser.add_argument(
+        "--checkpoint-dir", type=Path, help="default: $LAMBDAWATCH_VAR_DIR/checkpoints"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = load_settings()
@@ -340,7 +343,8 @@ def main(argv: list[str] | None = None) -> None:
     listener = ProgressFile(settings.var_path / "run" / "speed_layer.json")
     spark.streams.addListener(listener)
     trigger = {"availableNow": True} if args.available_now else None
-    layer = SpeedLayer(spark, settings, secrets, settings.var_path / "checkpoints", trigger=trigger)
+    checkpoints = args.checkpoint_dir or settings.var_path / "checkpoints"
+    layer = SpeedLayer(spark, settings, secrets, checkpoints, trigger=trigger)
     queries = layer.start(tuple(name for name in args.queries.split(",") if name))
     log.info("started %d queries: %s", len(queries), ", ".join(q.name for q in queries))
     try:

@@ -1,0 +1,208 @@
+"""Exactly-once in practice: kill -9 the speed layer mid-stream, restart it, lose nothing.
+
+The speed layer runs continuously on the first half of an interval; the second half is sent
+while it runs, then the whole process group (Python driver and JVM) is killed with SIGKILL.
+A restart from the same checkpoints finishes the work. Every PostgreSQL table must then hold
+exactly what the events say it should: computed here independently, with pandas.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from generators.server import ServerGenerator
+from generators.weather import WeatherGenerator
+from lambdawatch import db
+from lambdawatch.ingest import feed_batch, make_producer
+from lambdawatch.kafka_admin import admin_client, ensure_topics
+from lambdawatch.settings import Settings
+from lambdawatch.stack.local import LocalStack
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+START = 1_767_398_400_000  # 2026-01-03T00:00:00Z: this module's own interval
+HALF = 2 * 60_000
+END = START + 2 * HALF
+QUERIES = "server_status,cpu_anomalies,weather_derived"
+IN_INTERVAL = (
+    "{column} >= to_timestamp(%(start)s / 1000.0) AND {column} < to_timestamp(%(end)s / 1000.0)"
+)
+WAIT_S = 600  # generous: first Spark start on a busy 2-core machine
+
+
+def _query(settings: Settings, stack: LocalStack, sql: str, column: str = "window_start") -> list:
+    with db.connect(settings, stack.secrets) as conn:
+        text = sql.replace("{where}", IN_INTERVAL.format(column=column))
+        return conn.execute(text, {"start": START, "end": END}).fetchall()
+
+
+def _messages(settings: Settings, stack: LocalStack) -> int:
+    rows = _query(
+        settings, stack, "SELECT coalesce(sum(messages), 0) FROM rt_server_status WHERE {where}"
+    )
+    return int(rows[0][0])
+
+
+def _wait_for(condition: Any, what: str, process: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not condition():
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"speed layer exited ({process.returncode}):\n{log.read_text()[-3000:]}"
+            )
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gave up waiting for {what}")
+        time.sleep(1)
+
+
+def _send(settings: Settings, *batches: Any) -> None:
+    producer = make_producer(settings.kafka_bootstrap, "confluent")
+    try:
+        for batch in batches:
+            feed_batch(batch, settings, producer)
+    finally:
+        producer.close()
+
+
+@pytest.fixture(scope="module")
+def crashed_and_recovered(
+    local_stack: LocalStack, settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    admin = admin_client(settings.kafka_bootstrap)
+    try:
+        ensure_topics(admin, settings.topics)
+    finally:
+        admin.close()
+    g = settings.generators
+    servers = ServerGenerator(g.servers, g.server_interval_ms, seed=5, anomaly_rate=0.3)
+    weather = WeatherGenerator(60_000, seed=5)
+    first = [servers.generate(START, START + HALF), weather.generate(START, START + HALF)]
+    second = [servers.generate(START + HALF, END), weather.generate(START + HALF, END)]
+    checkpoints = tmp_path_factory.mktemp("checkpoints")
+    log = checkpoints / "speed-layer.log"
+    command = [
+        sys.executable,
+        "-m",
+        "spark_apps.speed_layer",
+        "--queries",
+        QUERIES,
+        "--checkpoint-dir",
+        str(checkpoints),
+    ]
+
+    _send(settings, *first)
+    with log.open("w") as output:
+        running = subprocess.Popen(
+            command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        _wait_for(
+            lambda: _messages(settings, local_stack) > 0, "the first micro-batches", running, log
+        )
+        _send(settings, *second)
+        first_count = len(first[0].events)
+        _wait_for(
+            lambda: _messages(settings, local_stack) > first_count,
+            "the second half to start",
+            running,
+            log,
+        )
+    finally:
+        os.killpg(running.pid, signal.SIGKILL)  # driver and JVM, mid-stream, no clean-up
+        running.wait()
+    assert running.returncode == -signal.SIGKILL
+    killed_at = _messages(settings, local_stack)
+
+    recovered = subprocess.run(
+        [*command, "--available-now"], capture_output=True, text=True, check=False
+    )
+    assert recovered.returncode == 0, recovered.stderr[-4000:]
+    return {
+        "server_events": first[0].events + second[0].events,
+        "weather_events": first[1].events + second[1].events,
+        "killed_at": killed_at,
+        "checkpoints": Path(checkpoints),
+    }
+
+
+def test_the_kill_happened_mid_stream(crashed_and_recovered: dict[str, Any]) -> None:
+    assert 0 < crashed_and_recovered["killed_at"] <= len(crashed_and_recovered["server_events"])
+
+
+def test_server_status_holds_every_event_exactly_once(
+    crashed_and_recovered: dict[str, Any], local_stack: LocalStack, settings: Settings
+) -> None:
+    events = pd.DataFrame(crashed_and_recovered["server_events"])
+    events["window_start"] = pd.to_datetime(events["timestamp"]).dt.floor("1min")
+    expected = (
+        events.groupby(["window_start", "datacenter", "status_color", "severity_level"])
+        .agg(messages=("event_id", "size"), total=("estimated_resolution_time", "sum"))
+        .reset_index()
+    )
+    rows = _query(
+        settings,
+        local_stack,
+        "SELECT window_start, datacenter, status_color, severity_level, messages, "
+        "total_resolution_time FROM rt_server_status WHERE {where}",
+    )
+    actual = {(r[0], r[1], r[2], r[3]): (r[4], r[5]) for r in rows}
+    wanted = {
+        (r.window_start.to_pydatetime(), r.datacenter, r.status_color, int(r.severity_level)): (
+            int(r.messages),
+            int(r.total),
+        )
+        for r in expected.itertuples()
+    }
+    assert actual == wanted
+
+
+def test_cpu_windows_are_complete_and_not_duplicated(
+    crashed_and_recovered: dict[str, Any], local_stack: LocalStack, settings: Settings
+) -> None:
+    events = pd.DataFrame(crashed_and_recovered["server_events"])
+    stamps = pd.to_datetime(events["timestamp"])
+    events["window_start"] = stamps.dt.floor("500ms")
+    # Append mode emits a window once the watermark (2 s behind the newest event) passes it.
+    closed = events["window_start"] + pd.Timedelta("500ms") <= stamps.max() - pd.Timedelta("2s")
+    expected = (
+        events[closed].groupby(["server_id", "window_start"])["cpu_usage"].agg(["mean", "size"])
+    )
+    rows = _query(
+        settings,
+        local_stack,
+        "SELECT server_id, window_start, mean_cpu, samples FROM rt_cpu_windows WHERE {where}",
+    )
+    actual = {(r[0], pd.Timestamp(r[1])): (r[2], r[3]) for r in rows}
+    wanted = {key: (row["mean"], row["size"]) for key, row in expected.iterrows()}
+    assert set(wanted) <= set(actual)
+    assert (
+        len(actual) - len(wanted) <= settings.generators.servers * 5
+    )  # only the last few open windows
+    for key, (mean, size) in wanted.items():
+        assert actual[key][1] == size
+        assert actual[key][0] == pytest.approx(mean)
+
+
+def test_weather_rows_exactly_once(
+    crashed_and_recovered: dict[str, Any], local_stack: LocalStack, settings: Settings
+) -> None:
+    rows = _query(
+        settings,
+        local_stack,
+        "SELECT city, ts, temperature FROM rt_weather WHERE {where}",
+        column="ts",
+    )
+    wanted = {
+        (e["city"], pd.Timestamp(e["timestamp"]).to_pydatetime(), e["temperature"])
+        for e in crashed_and_recovered["weather_events"]
+    }
+    assert len(rows) == len(wanted)
+    assert set(rows) == wanted
