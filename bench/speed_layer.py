@@ -1,0 +1,136 @@
+"""Speed-layer throughput: our queries next to a minimal pass-through query on the same data.
+
+A backlog of generated server events is loaded into Kafka once; then each query drains it
+with an available-now trigger and a fresh checkpoint, and events/s = backlog / wall time of
+the drain (Spark start-up excluded: the session is started first). The pass-through query
+(Kafka → from_json → Kafka, no state) is the ceiling this machine allows.
+
+Goal (issue 3/6): >= 50,000 events/s sustained. The live end-to-end latency percentiles
+(event time → anomaly visible in the topic) are not measured here yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from bench.common import running_stack, write_result
+from generators.server import ServerGenerator
+from lambdawatch import db
+from lambdawatch.events import SERVER_SCHEMA
+from lambdawatch.ingest import feed_batch, make_producer
+from lambdawatch.kafka_admin import admin_client, ensure_topics
+from spark_apps.session import build_session
+from spark_apps.speed_layer import SpeedLayer
+from spark_apps.transforms.parsing import parse_events
+
+T0 = 1_767_225_600_000
+
+
+def load_backlog(settings: Any, events: int) -> int:
+    g = settings.generators
+    generator = ServerGenerator(g.servers, g.server_interval_ms, seed=21, anomaly_rate=0.05)
+    per_minute = g.servers * 60_000 // g.server_interval_ms
+    batch = generator.generate(T0, T0 + max(1, events // per_minute) * 60_000)
+    producer = make_producer(settings.kafka_bootstrap, "confluent")
+    try:
+        feed_batch(batch, settings, producer)
+    finally:
+        producer.close()
+    return len(batch.events)
+
+
+def drain(start: Any, checkpoint: Path) -> float:
+    began = time.perf_counter()
+    query = start(checkpoint)
+    query.awaitTermination()
+    if query.exception():
+        raise RuntimeError(str(query.exception()))
+    return time.perf_counter() - began
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=300_000)
+    args = parser.parse_args()
+    console = Console()
+    results: dict[str, Any] = {}
+    with running_stack(["postgres", "kafka"]) as (settings, stack):
+        admin = admin_client(settings.kafka_bootstrap)
+        ensure_topics(admin, settings.topics)
+        admin.close()
+        loaded = load_backlog(settings, args.events)
+        spark = build_session("bench-speed-layer", settings)
+        spark.sparkContext.setLogLevel("ERROR")
+        scratch = Path(tempfile.mkdtemp(prefix="bench-speed-"))
+        source_topic = settings.topic("server_events").name
+
+        def passthrough(checkpoint: Path) -> Any:
+            raw = (
+                spark.readStream.format("kafka")
+                .option("kafka.bootstrap.servers", settings.kafka_bootstrap)
+                .option("subscribe", source_topic)
+                .option("startingOffsets", "earliest")
+                .load()
+            )
+            events, _dead = parse_events(raw, SERVER_SCHEMA, "passthrough")
+            return (
+                events.selectExpr("CAST(server_id AS BINARY) AS key", "to_json(struct(*)) AS value")
+                .writeStream.format("kafka")
+                .option("kafka.bootstrap.servers", settings.kafka_bootstrap)
+                .option("topic", settings.topic("cpu_status").name)
+                .option("checkpointLocation", str(checkpoint))
+                .trigger(availableNow=True)
+                .start()
+            )
+
+        def ours(name: str) -> Any:
+            def start(checkpoint: Path) -> Any:
+                layer = SpeedLayer(
+                    spark, settings, stack.secrets, checkpoint, trigger={"availableNow": True}
+                )
+                return getattr(layer, name)()
+
+            return start
+
+        console.print(f"backlog: {loaded:,} server events; draining…")
+        for name, start in (
+            ("passthrough_reference", passthrough),
+            ("server_status", ours("server_status")),
+            ("cpu_anomalies", ours("cpu_anomalies")),
+        ):
+            seconds = drain(start, scratch / name)
+            results[name] = {"seconds": round(seconds, 2), "events_per_s": round(loaded / seconds)}
+            console.print(f"  {name}: {results[name]}")
+        with db.connect(settings, stack.secrets) as conn:
+            windows = conn.execute("SELECT count(*) FROM rt_cpu_windows").fetchone()[0]
+        spark.stop()
+    reference = results["passthrough_reference"]["events_per_s"]
+    result = {
+        "backlog_events": loaded,
+        "queries": results,
+        "cpu_windows_written": windows,
+        "ratios_to_passthrough": {
+            name: round(entry["events_per_s"] / reference, 3) for name, entry in results.items()
+        },
+        "goals": {
+            "events_per_s": 50_000,
+            "met": min(
+                r["events_per_s"] for n, r in results.items() if n != "passthrough_reference"
+            )
+            >= 50_000,
+        },
+        "not_measured_yet": "live end-to-end latency p50/p99 at a 500 ms trigger",
+    }
+    path = write_result("speed_layer", result)
+    console.print_json(data=result)
+    console.print(f"written to {path}")
+
+
+if __name__ == "__main__":
+    main()
