@@ -14,10 +14,14 @@ from lambdawatch.events import EventSchema, spark_schema
 
 
 def rejection_reason(
-    json: Column, parsed: Column, schema: EventSchema, max_future_s: int
+    keys: Column, parsed: Column, schema: EventSchema, max_future_s: int
 ) -> Column:
-    """The first thing wrong with a record, or null when it is a valid event."""
-    keys = F.json_object_keys(json)
+    """The first thing wrong with a record, or null when it is a valid event.
+
+    ``keys`` and ``parsed`` must be plain column references (materialised by the caller):
+    Spark does not hoist common subexpressions out of CASE branches, so passing the
+    ``from_json`` expression itself would parse every record once per field.
+    """
     checks = [F.when(keys.isNull(), F.lit("malformed: not a JSON object"))]
     for name in schema.names:
         checks.append(
@@ -40,17 +44,26 @@ def parse_events(
 ) -> tuple[DataFrame, DataFrame]:
     """Split Kafka records (``value, topic, partition, offset``) into events and dead letters."""
     json = F.col("value").cast("string")
-    parsed = F.from_json(json, spark_schema(schema))
-    staged = raw.select(
+    decoded = raw.select(
         "value",
         "topic",
         "partition",
         "offset",
-        parsed.alias("event"),
-        rejection_reason(json, parsed, schema, max_future_s).alias("reason"),
+        F.from_json(json, spark_schema(schema)).alias("event"),
+        F.json_object_keys(json).alias("keys"),
+        # A cheap non-deterministic column fences this projection: Spark pushes a filter
+        # through a projection only if every column is deterministic, and pushing the
+        # validity filter down would substitute ``event`` and re-parse the JSON once per
+        # field (15 times per record for server events). The filters below reference it so
+        # column pruning cannot drop it first.
+        F.spark_partition_id().alias("_parse_fence"),
     )
-    events = staged.where(F.col("reason").isNull()).select("event.*")
-    dead = staged.where(F.col("reason").isNotNull()).select(
+    staged = decoded.select(
+        "*", rejection_reason(F.col("keys"), F.col("event"), schema, max_future_s).alias("reason")
+    )
+    fenced = F.col("_parse_fence") >= 0  # always true, but not provably so to the optimizer
+    events = staged.where(F.col("reason").isNull() & fenced).select("event.*")
+    dead = staged.where(F.col("reason").isNotNull() & fenced).select(
         F.col("value").alias("raw"),
         F.lit(query).alias("query"),
         "reason",

@@ -332,3 +332,12 @@ def test_resent_events_are_counted_once(spark: SparkSession) -> None:
     assert [row["messages"] for row in counts] == [3]
     stats = cpu_window_stats(events, "500 milliseconds", "2 seconds").collect()
     assert [row["samples"] for row in stats] == [3]
+
+
+def test_each_record_is_parsed_once(spark: SparkSession) -> None:
+    """Structural guard: the optimized plan must not re-parse the JSON per checked field."""
+    events, dead = parse_events(_kafka_rows(spark, ["{}"]), SERVER_SCHEMA, "q")
+    for frame in (events, dead):
+        plan = frame._jdf.queryExecution().optimizedPlan().toString()
+        assert plan.count("from_json(") == 1, plan
+        assert plan.count("jsonObjectKeys(") == 1, plan
