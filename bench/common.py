@@ -24,14 +24,6 @@ from lambdawatch.stack.isolation import isolated_environment
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-PORT_VARIABLES = (
-    "KAFKA_PORT",
-    "KAFKA_CONTROLLER_PORT",
-    "POSTGRES_PORT",
-    "REDIS_PORT",
-    "AIRFLOW_PORT",
-    "SUPERSET_PORT",
-)
 
 
 def machine() -> dict[str, Any]:

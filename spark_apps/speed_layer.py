@@ -32,6 +32,7 @@ from spark_apps.catalog import QUERY_VERSIONS, SPEED_LAYER_QUERIES
 from spark_apps.session import build_session
 from spark_apps.transforms.anomaly import ANOMALY_COLUMNS, anomalies_to_kafka
 from spark_apps.transforms.cpu import (
+    CPU_WINDOW_COLUMNS,
     classify_cpu,
     cpu_anomalies,
     cpu_status_to_kafka,
@@ -190,18 +191,7 @@ class SpeedLayer:
             try:
                 self._write_kafka(cpu_status_to_kafka(classified), "cpu_status")
                 self._upsert(
-                    classified.select(
-                        "server_id",
-                        "window_start",
-                        "window_end",
-                        "mean_cpu",
-                        "std_cpu",
-                        "samples",
-                        "expected_mean",
-                        "expected_std",
-                        "z",
-                        "status",
-                    ),
+                    classified.select(*CPU_WINDOW_COLUMNS),
                     "rt_cpu_windows",
                     ("server_id", "window_start"),
                 )

@@ -56,3 +56,15 @@ def spark() -> Iterator[object]:
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_topics(local_stack: object, settings: Settings) -> None:
+    """Every topic of config.json, created once on the session's broker (as InitialDag would)."""
+    from lambdawatch.kafka_admin import admin_client, ensure_topics
+
+    admin = admin_client(settings.kafka_bootstrap)
+    try:
+        ensure_topics(admin, settings.topics)
+    finally:
+        admin.close()

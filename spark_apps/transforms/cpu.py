@@ -14,6 +14,19 @@ from spark_apps.transforms.anomaly import to_anomalies
 from spark_apps.transforms.parsing import watermarked_unique
 
 METRIC = "cpu_usage"
+# One row per server and window: the cpu-status topic's records and rt_cpu_windows' columns.
+CPU_WINDOW_COLUMNS = (
+    "server_id",
+    "window_start",
+    "window_end",
+    "mean_cpu",
+    "std_cpu",
+    "samples",
+    "expected_mean",
+    "expected_std",
+    "z",
+    "status",
+)
 
 
 def cpu_window_stats(events: DataFrame, window: str, watermark: str) -> DataFrame:
@@ -92,18 +105,7 @@ def cpu_anomalies(classified: DataFrame) -> DataFrame:
 
 def cpu_status_to_kafka(classified: DataFrame) -> DataFrame:
     body = F.to_json(
-        F.struct(
-            "server_id",
-            "window_start",
-            "window_end",
-            "mean_cpu",
-            "std_cpu",
-            "samples",
-            "expected_mean",
-            "expected_std",
-            "z",
-            "status",
-        ),
+        F.struct(*CPU_WINDOW_COLUMNS),
         {"timestampFormat": "yyyy-MM-dd'T'HH:mm:ss.SSSXXX"},
     )
     return classified.select(

@@ -15,7 +15,6 @@ from generators.server import ServerGenerator
 from lambdawatch import db
 from lambdawatch.hot_store import PlainRedisStore, ensure_ip_series, redis_client
 from lambdawatch.ingest import feed_batch, make_producer
-from lambdawatch.kafka_admin import admin_client, ensure_topics
 from lambdawatch.settings import Settings
 from tests.integration.kafka_reading import end_offsets, read_topic
 
@@ -24,20 +23,11 @@ T0 = 1_767_225_600_000
 HOUR = 3_600_000
 
 
-@pytest.fixture(scope="module")
-def topics(local_stack, settings: Settings) -> None:
-    admin = admin_client(settings.kafka_bootstrap)
-    try:
-        ensure_topics(admin, settings.topics)
-    finally:
-        admin.close()
-
-
 def _ip_generator(settings: Settings, rate: float = 0.0) -> IpGenerator:
     return IpGenerator(tuple(settings.ips.resolved_addresses), 60_000, 5, rate)
 
 
-@pytest.mark.usefixtures("topics")
+@pytest.mark.usefixtures("kafka_topics")
 def test_every_ip_lands_in_its_mapped_partition(settings: Settings) -> None:
     batch = _ip_generator(settings).generate(T0, T0 + 5 * 60_000)
     producer = make_producer(settings.kafka_bootstrap, "kafka-python")
@@ -54,7 +44,7 @@ def test_every_ip_lands_in_its_mapped_partition(settings: Settings) -> None:
         assert record.partition == settings.ip_partitions[ip], ip
 
 
-@pytest.mark.usefixtures("topics")
+@pytest.mark.usefixtures("kafka_topics")
 def test_both_clients_partition_keys_alike(settings: Settings) -> None:
     """confluent-kafka is told to use murmur2 like kafka-python and Java: same key, same
     partition."""
@@ -73,7 +63,7 @@ def test_both_clients_partition_keys_alike(settings: Settings) -> None:
     assert all(len(partitions) == 1 for partitions in placed.values()), placed
 
 
-@pytest.mark.usefixtures("topics")
+@pytest.mark.usefixtures("kafka_topics")
 def test_retrying_an_interval_duplicates_nothing_downstream(
     settings: Settings, local_stack
 ) -> None:
@@ -126,7 +116,7 @@ def test_retrying_an_interval_duplicates_nothing_downstream(
     assert all(values == {wanted[event_id]} for event_id, values in copies.items())
 
 
-@pytest.mark.usefixtures("topics")
+@pytest.mark.usefixtures("kafka_topics")
 def test_replay_of_a_csv_with_bad_rows(settings: Settings, tmp_path: Path) -> None:
     csv_path = tmp_path / "edge-router-7.csv"
     csv_path.write_text(
@@ -165,7 +155,7 @@ def test_replay_of_a_csv_with_bad_rows(settings: Settings, tmp_path: Path) -> No
     assert {e["metric"] for e in sent} == {"latency_ms"}
 
 
-@pytest.mark.usefixtures("topics")
+@pytest.mark.usefixtures("kafka_topics")
 def test_feed_command_runs_a_generator_live(settings: Settings) -> None:
     topic = settings.topic("weather_events").name
     before = sum(end_offsets(settings.kafka_bootstrap, topic).values())

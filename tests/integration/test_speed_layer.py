@@ -21,7 +21,6 @@ from generators.server import ServerGenerator
 from generators.weather import WeatherGenerator
 from lambdawatch import db
 from lambdawatch.ingest import feed_batch, make_producer
-from lambdawatch.kafka_admin import admin_client, ensure_topics
 from lambdawatch.quality import Interval, score
 from lambdawatch.settings import Settings
 from lambdawatch.stack.local import LocalStack
@@ -49,12 +48,7 @@ def _interval(label: dict[str, Any]) -> Interval:
 
 
 @pytest.fixture(scope="module")
-def speed_run(local_stack: LocalStack, settings: Settings) -> dict[str, Any]:
-    admin = admin_client(settings.kafka_bootstrap)
-    try:
-        ensure_topics(admin, settings.topics)
-    finally:
-        admin.close()
+def speed_run(local_stack: LocalStack, settings: Settings, kafka_topics: None) -> dict[str, Any]:
     g = settings.generators
     servers = ServerGenerator(g.servers, g.server_interval_ms, seed=3, anomaly_rate=0.6)
     end = END

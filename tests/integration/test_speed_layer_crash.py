@@ -23,7 +23,6 @@ from generators.server import ServerGenerator
 from generators.weather import WeatherGenerator
 from lambdawatch import db
 from lambdawatch.ingest import feed_batch, make_producer
-from lambdawatch.kafka_admin import admin_client, ensure_topics
 from lambdawatch.settings import Settings
 from lambdawatch.stack.local import LocalStack
 
@@ -74,13 +73,11 @@ def _send(settings: Settings, *batches: Any) -> None:
 
 @pytest.fixture(scope="module")
 def crashed_and_recovered(
-    local_stack: LocalStack, settings: Settings, tmp_path_factory: pytest.TempPathFactory
+    local_stack: LocalStack,
+    settings: Settings,
+    tmp_path_factory: pytest.TempPathFactory,
+    kafka_topics: None,
 ) -> dict[str, Any]:
-    admin = admin_client(settings.kafka_bootstrap)
-    try:
-        ensure_topics(admin, settings.topics)
-    finally:
-        admin.close()
     g = settings.generators
     servers = ServerGenerator(g.servers, g.server_interval_ms, seed=5, anomaly_rate=0.3)
     weather = WeatherGenerator(60_000, seed=5)
