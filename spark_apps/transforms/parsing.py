@@ -14,52 +14,51 @@ from lambdawatch.events import EventSchema, spark_schema
 
 
 def rejection_reason(
-    keys: Column, parsed: Column, schema: EventSchema, max_future_s: int
+    json: Column, parsed: Column, schema: EventSchema, max_future_s: int
 ) -> Column:
     """The first thing wrong with a record, or null when it is a valid event.
 
-    ``keys`` and ``parsed`` must be plain column references (materialised by the caller):
-    Spark does not hoist common subexpressions out of CASE branches, so passing the
-    ``from_json`` expression itself would parse every record once per field.
+    ``parsed`` must be a plain column reference to the ``from_json`` result (materialised by
+    the caller), or Spark would parse the record again for every field it checks. Valid
+    records pay for one null check per field; the key list that tells "missing" from
+    "wrong type" is computed only inside the branch for bad records, because
+    ``json_object_keys`` costs about as much as parsing.
     """
-    checks = [F.when(keys.isNull(), F.lit("malformed: not a JSON object"))]
+    horizon = F.current_timestamp() + F.make_interval(secs=F.lit(max_future_s))
+    suspicious = F.lit(False)
     for name in schema.names:
-        checks.append(
+        suspicious = suspicious | parsed[name].isNull()
+    keys = F.json_object_keys(json)
+    explained = [F.when(keys.isNull(), F.lit("malformed: not a JSON object"))]
+    for name in schema.names:
+        explained.append(
             F.when(~F.array_contains(keys, name), F.lit(f"missing field: {name}")).when(
                 parsed[name].isNull(), F.lit(f"invalid value for field: {name}")
             )
         )
-    horizon = F.current_timestamp() + F.make_interval(secs=F.lit(max_future_s))
-    checks.append(
-        F.when(
-            parsed["timestamp"] > horizon,
-            F.lit(f"timestamp more than {max_future_s}s in the future"),
-        )
-    )
-    return F.coalesce(*checks)
+    too_late = F.lit(f"timestamp more than {max_future_s}s in the future")
+    return F.when(suspicious, F.coalesce(*explained)).when(parsed["timestamp"] > horizon, too_late)
 
 
 def parse_events(
     raw: DataFrame, schema: EventSchema, query: str, max_future_s: int = 300
 ) -> tuple[DataFrame, DataFrame]:
     """Split Kafka records (``value, topic, partition, offset``) into events and dead letters."""
-    json = F.col("value").cast("string")
     decoded = raw.select(
         "value",
         "topic",
         "partition",
         "offset",
-        F.from_json(json, spark_schema(schema)).alias("event"),
-        F.json_object_keys(json).alias("keys"),
+        F.from_json(F.col("value").cast("string"), spark_schema(schema)).alias("event"),
         # A cheap non-deterministic column fences this projection: Spark pushes a filter
         # through a projection only if every column is deterministic, and pushing the
         # validity filter down would substitute ``event`` and re-parse the JSON once per
-        # field (15 times per record for server events). The filters below reference it so
-        # column pruning cannot drop it first.
+        # field. The filters below reference it so column pruning cannot drop it first.
         F.spark_partition_id().alias("_parse_fence"),
     )
+    json = F.col("value").cast("string")
     staged = decoded.select(
-        "*", rejection_reason(F.col("keys"), F.col("event"), schema, max_future_s).alias("reason")
+        "*", rejection_reason(json, F.col("event"), schema, max_future_s).alias("reason")
     )
     fenced = F.col("_parse_fence") >= 0  # always true, but not provably so to the optimizer
     events = staged.where(F.col("reason").isNull() & fenced).select("event.*")
