@@ -97,9 +97,9 @@ def episode_slices(
 ) -> list[tuple[Episode, slice]]:
     """Where each ``kind`` episode sits in an entity-major sample layout.
 
-    Generators lay samples out as one block of ``len(times)`` sorted grid times per entity
-    (``rows = repeat(entities)``, ``ts = tile(times)``), so an episode is a contiguous slice
-    found by binary search instead of a scan over every sample.
+    Generators lay samples out with ``streams.sample_grid``: one block of ``len(times)``
+    sorted grid times per entity, so an episode is a contiguous slice found by binary search
+    instead of a scan over every sample.
     """
     found = []
     for episode in episodes:

@@ -14,7 +14,14 @@ import numpy.typing as npt
 
 from generators.anomalies import AnomalyKind, active_mask, schedule_episodes
 from generators.common import Batch, capitals_for, hour_of_day
-from generators.streams import entity_keys, entity_uniform, iso_strings, normal, stream_key, ticks
+from generators.streams import (
+    entity_uniform,
+    iso_strings,
+    normal,
+    sample_grid,
+    stream_key,
+    ticks,
+)
 
 SOURCE = "cdn"
 KINDS = [
@@ -59,10 +66,7 @@ class CdnGenerator:
         times = ticks(start_ms, end_ms, self.interval_ms)
         if not len(times):
             return batch
-        rows = np.repeat(np.arange(len(fleet)), len(times))
-        ts = np.tile(times, len(fleet))
-        keys = entity_keys(ids)[rows]
-        tick = ts // self.interval_ms
+        rows, ts, keys, tick = sample_grid(ids, times, self.interval_ms)
         index = {edge_id: row for row, edge_id in enumerate(ids)}
         seed = self.seed
 

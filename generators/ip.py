@@ -16,10 +16,10 @@ import numpy.typing as npt
 from generators.anomalies import AnomalyKind, active_mask, schedule_episodes
 from generators.common import DAY_MS, Batch, day_of_week, hour_of_day
 from generators.streams import (
-    entity_keys,
     entity_uniform,
     iso_strings,
     normal,
+    sample_grid,
     stream_key,
     ticks,
     uniform,
@@ -58,10 +58,7 @@ class IpGenerator:
         batch = Batch(SOURCE, episodes=episodes)
         if not len(times) or not ips:
             return batch
-        rows = np.repeat(np.arange(len(ips)), len(times))
-        ts = np.tile(times, len(ips))
-        keys = entity_keys(ips)[rows]
-        tick = ts // self.interval_ms
+        rows, ts, keys, tick = sample_grid(ips, times, self.interval_ms)
         values = self._values(rows, ts, keys, tick)
         index = {ip: row for row, ip in enumerate(ips)}
         self._inject(values, episodes, index, times, keys, tick)

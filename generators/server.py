@@ -23,10 +23,10 @@ from generators.anomalies import (
 )
 from generators.common import Batch, capitals_for, hour_of_day
 from generators.streams import (
-    entity_keys,
     entity_uniform,
     iso_strings,
     normal,
+    sample_grid,
     stream_key,
     ticks,
     uniform,
@@ -106,10 +106,7 @@ class ServerGenerator:
         times = ticks(start_ms, end_ms, self.interval_ms)
         if not len(times):
             return batch
-        rows = np.repeat(np.arange(len(fleet)), len(times))
-        ts = np.tile(times, len(fleet))
-        keys = entity_keys(ids)[rows]
-        tick = ts // self.interval_ms
+        rows, ts, keys, tick = sample_grid(ids, times, self.interval_ms)
         index = {server_id: row for row, server_id in enumerate(ids)}
         cpu, mem = self._resources(fleet, rows, ts, times, keys, tick, episodes, index)
         red_override = np.zeros(len(ts), dtype=bool)

@@ -9,6 +9,7 @@ generation is never the ingestion bottleneck.
 from __future__ import annotations
 
 import zlib
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -76,3 +77,20 @@ def iso_strings(timestamps_ms: npt.NDArray[np.int64]) -> list[str]:
     """Vectorised ISO-8601 UTC strings with milliseconds and ``Z``."""
     as_dt = timestamps_ms.astype("datetime64[ms]")
     return [text + "Z" for text in np.datetime_as_string(as_dt, unit="ms")]
+
+
+class SampleGrid(NamedTuple):
+    """Entity-major sample layout shared by every generator: one block of ``len(times)``
+    sorted grid times per entity (``episode_slices`` relies on it to find episodes by
+    binary search)."""
+
+    rows: npt.NDArray[np.int64]  # entity index of each sample
+    ts: npt.NDArray[np.int64]  # epoch milliseconds of each sample
+    keys: npt.NDArray[np.uint64]  # each sample's entity key, for counter-based draws
+    tick: npt.NDArray[np.int64]  # each sample's grid index since the epoch
+
+
+def sample_grid(entities: list[str], times: npt.NDArray[np.int64], interval_ms: int) -> SampleGrid:
+    rows = np.repeat(np.arange(len(entities)), len(times))
+    ts = np.tile(times, len(entities))
+    return SampleGrid(rows, ts, entity_keys(entities)[rows], ts // interval_ms)

@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from generators.common import Batch, day_of_year, hour_of_day, read_table
-from generators.streams import entity_keys, iso_strings, normal, stream_key, ticks
+from generators.streams import iso_strings, normal, sample_grid, stream_key, ticks
 
 SOURCE = "weather"
 
@@ -55,9 +55,7 @@ class WeatherGenerator:
         times = ticks(start_ms, end_ms, self.interval_ms)
         if not len(times):
             return batch
-        rows = np.repeat(np.arange(len(table)), len(times))
-        ts = np.tile(times, len(table))
-        keys = entity_keys(names)[rows]
+        rows, ts, keys, tick = sample_grid(names, times, self.interval_ms)
 
         def column(name: str) -> npt.NDArray[np.float64]:
             return np.array([float(c[name]) for c in table])[rows]
@@ -68,7 +66,7 @@ class WeatherGenerator:
         )
         daily = column("daily_amplitude_c") * np.cos(2 * np.pi * (hour_of_day(ts, lon) - 15) / 24)
         weather = 2.5 * _smooth(self.seed, "temp", keys, ts, 6) + 0.15 * normal(
-            self.seed, stream_key(SOURCE, "t"), keys, ts // self.interval_ms
+            self.seed, stream_key(SOURCE, "t"), keys, tick
         )
         temperature = column("mean_c") + annual + daily + weather
         humidity = np.clip(70 - 1.2 * daily + 12 * _smooth(self.seed, "hum", keys, ts, 8), 20, 100)
