@@ -45,7 +45,9 @@ class EventProducer(Protocol):
 
     def send(self, topic: str, key: bytes | None, value: bytes, partition: int | None) -> None: ...
 
-    def send_many(self, topic: str, records: Iterable[tuple[bytes, bytes, int | None]]) -> int: ...
+    def send_many(
+        self, topic: str, records: Iterable[tuple[bytes | None, bytes, int | None]]
+    ) -> int: ...
 
     def flush(self) -> None: ...
 
@@ -81,10 +83,11 @@ class KafkaPythonProducer:
         log.error("delivery failed: %s", exc)
 
     def send(self, topic: str, key: bytes | None, value: bytes, partition: int | None) -> None:
-        future = self._producer.send(topic, value=value, key=key, partition=partition)
-        future.add_errback(self._failed)
+        self.send_many(topic, [(key, value, partition)])
 
-    def send_many(self, topic: str, records: Iterable[tuple[bytes, bytes, int | None]]) -> int:
+    def send_many(
+        self, topic: str, records: Iterable[tuple[bytes | None, bytes, int | None]]
+    ) -> int:
         send, failed, count = self._producer.send, self._failed, 0
         for key, value, partition in records:
             send(topic, value=value, key=key, partition=partition).add_errback(failed)
@@ -130,18 +133,11 @@ class ConfluentProducer:
             log.error("delivery failed: %s", error)
 
     def send(self, topic: str, key: bytes | None, value: bytes, partition: int | None) -> None:
-        kwargs: dict[str, Any] = {"key": key, "value": value, "on_delivery": self._delivered}
-        if partition is not None:
-            kwargs["partition"] = partition
-        while True:
-            try:
-                self._producer.produce(topic, **kwargs)
-                break
-            except BufferError:
-                self._producer.poll(0.05)  # local queue full: serve delivery reports, retry
-        self._producer.poll(0)
+        self.send_many(topic, [(key, value, partition)])
 
-    def send_many(self, topic: str, records: Iterable[tuple[bytes, bytes, int | None]]) -> int:
+    def send_many(
+        self, topic: str, records: Iterable[tuple[bytes | None, bytes, int | None]]
+    ) -> int:
         """The hot path: serve delivery reports every ``POLL_EVERY`` messages, not each one."""
         produce, poll, delivered = self._producer.produce, self._producer.poll, self._delivered
         count = 0
@@ -154,7 +150,7 @@ class ConfluentProducer:
                         produce(topic, value, key, partition, on_delivery=delivered)
                     break
                 except BufferError:
-                    poll(0.05)
+                    poll(0.05)  # local queue full: serve delivery reports, then retry
             count += 1
             if count % POLL_EVERY == 0:
                 poll(0)
