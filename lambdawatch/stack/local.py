@@ -135,9 +135,6 @@ class LocalStack:
             start_seconds=5,
         )
 
-    def component(self, name: str) -> Component:
-        return next(c for c in self.components if c.name == name)
-
     # --- first-run preparation ----------------------------------------------------------------
     def _prepare_postgres(self, password: str) -> None:
         postgres.init_cluster(
@@ -172,14 +169,10 @@ class LocalStack:
     # --- post-start steps -----------------------------------------------------------------------
     def bootstrap_database(self) -> None:
         """Create the platform database and bring its schema up to date."""
-        s, pw = self.settings, self.secrets.postgres_password.get_secret_value()
-        with postgres.connect(
-            s.postgres_host, s.postgres_port, s.postgres_user, pw, "postgres"
-        ) as c:
+        s = self.settings
+        with db.connect(s, self.secrets, "postgres") as c:
             postgres.ensure_database(c, s.postgres_db)
-        with postgres.connect(
-            s.postgres_host, s.postgres_port, s.postgres_user, pw, s.postgres_db
-        ) as c:
+        with db.connect(s, self.secrets) as c:
             db.apply_migrations(c, s.root / "sql")
 
     # --- lifecycle ------------------------------------------------------------------------------

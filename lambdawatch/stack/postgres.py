@@ -130,12 +130,6 @@ def postgres_program(data_dir: Path, host: str, port: int, user: str | None) -> 
     )
 
 
-def connect(host: str, port: int, user: str, password: str, dbname: str) -> psycopg.Connection:
-    return psycopg.connect(
-        host=host, port=port, user=user, password=password, dbname=dbname, connect_timeout=3
-    )
-
-
 def ensure_database(conn: psycopg.Connection, name: str, owner: str | None = None) -> bool:
     """CREATE DATABASE if missing (it cannot run in a transaction, hence autocommit)."""
     conn.autocommit = True

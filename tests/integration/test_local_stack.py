@@ -34,13 +34,7 @@ PERSISTED_KEY = "lambdawatch:test:persisted"
 
 
 def _pg(settings: Settings, stack: LocalStack, dbname: str | None = None) -> psycopg.Connection:
-    return postgres.connect(
-        settings.postgres_host,
-        settings.postgres_port,
-        settings.postgres_user,
-        stack.secrets.postgres_password.get_secret_value(),
-        dbname or settings.postgres_db,
-    )
+    return db.connect(settings, stack.secrets, dbname)
 
 
 def _redis(settings: Settings) -> redis.Redis:
