@@ -66,18 +66,22 @@ def check_kafka(bootstrap: str) -> str | None:
 
 
 def check_speed_layer(
-    progress_file: Path, expected: tuple[str, ...] | None = None, stale_s: float = 120
+    progress_file: Path, expected: tuple[str, ...], pid: int | None, stale_s: float = 120
 ) -> str | None:
     """Every query has completed a micro-batch, none terminated, progress fresher than ``stale_s``.
 
-    The speed layer's query listener writes this file; an idle query still refreshes it.
+    The speed layer's query listener writes this file with its pid; an idle query still
+    refreshes it. A file written by any process but ``pid`` (the one now supervised) is stale.
     """
     if not progress_file.exists():
         return "speed layer: no query has started yet"
     try:
-        state = json.loads(progress_file.read_text())
+        document = json.loads(progress_file.read_text())
     except (OSError, ValueError) as exc:
         return f"speed layer: unreadable progress file ({exc})"
+    if document.get("pid") != pid:
+        return "speed layer: progress file is from an earlier run"
+    state = document.get("queries", {})
     missing = [name for name in expected if name not in state]
     if missing:
         return f"speed layer: waiting for {', '.join(missing)}"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -48,7 +49,6 @@ from spark_apps.transforms.rollups import (
 )
 
 log = logging.getLogger("lambdawatch.speed_layer")
-QUERIES = SPEED_LAYER_QUERIES
 EVENT_SOURCES = ("ip", "server", "cdn", "weather", "metric")
 
 
@@ -258,7 +258,7 @@ class SpeedLayer:
             batch_sink=lambda frame, _id: self._upsert(frame, "rt_weather", ("city", "ts")),
         )
 
-    def start(self, names: tuple[str, ...] = QUERIES) -> list[StreamingQuery]:
+    def start(self, names: tuple[str, ...] = SPEED_LAYER_QUERIES) -> list[StreamingQuery]:
         return [getattr(self, name)() for name in names]
 
 
@@ -270,10 +270,12 @@ class ProgressFile(StreamingQueryListener):
         self.state: dict[str, dict[str, Any]] = {}
         self.names: dict[str, str] = {}  # run id → query name
         path.parent.mkdir(parents=True, exist_ok=True)
+        self._flush()  # replace whatever an earlier run left behind
 
     def _flush(self) -> None:
+        # The pid lets the health check ignore a file an earlier (crashed) process wrote.
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.state, default=str))
+        tmp.write_text(json.dumps({"pid": os.getpid(), "queries": self.state}, default=str))
         tmp.replace(self.path)
 
     def onQueryStarted(self, event: Any) -> None:  # noqa: N802 - Spark's listener API
@@ -309,7 +311,9 @@ class ProgressFile(StreamingQueryListener):
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--queries", default=",".join(QUERIES), help="comma-separated subset")
+    parser.add_argument(
+        "--queries", default=",".join(SPEED_LAYER_QUERIES), help="comma-separated subset"
+    )
     parser.add_argument(
         "--available-now", action="store_true", help="process what is there, then stop"
     )

@@ -110,7 +110,9 @@ class LocalStack:
                 port=s.spark_ui_port,
                 program=self._speed_layer_program,
                 health=lambda: check_speed_layer(
-                    self.var / "run" / "speed_layer.json", SPEED_LAYER_QUERIES
+                    self.var / "run" / "speed_layer.json",
+                    SPEED_LAYER_QUERIES,
+                    self.supervisor.info("speed-layer")["pid"] or None,
                 ),
                 start_timeout=300,  # the first start resolves the Kafka connector from Maven
                 depends_on=("postgres", "kafka"),
@@ -119,7 +121,6 @@ class LocalStack:
 
     def _speed_layer_program(self) -> ProgramSpec:
         """The Spark driver (local mode) in the core environment, bound to loopback."""
-        (self.var / "run" / "speed_layer.json").unlink(missing_ok=True)
         return ProgramSpec(
             name="speed-layer",
             command=[sys.executable, "-m", "spark_apps.speed_layer"],

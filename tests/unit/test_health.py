@@ -11,6 +11,7 @@ import pytest
 from lambdawatch.health import check_speed_layer
 
 QUERIES = ("a", "b")
+PID = 4242
 
 
 @pytest.mark.parametrize(
@@ -39,10 +40,21 @@ def test_speed_layer_health(tmp_path: Path, state: dict | None, verdict: str | N
         now = time.time()
         for entry in state.values():
             entry["updated"] = now - 600 if entry.pop("stale", False) else now
-        path.write_text(json.dumps(state))
-    result = check_speed_layer(path, QUERIES)
+        path.write_text(json.dumps({"pid": PID, "queries": state}))
+    result = check_speed_layer(path, QUERIES, PID)
     if verdict is None:
         assert result is None
     else:
         assert result is not None
         assert verdict in result
+
+
+def test_a_file_from_an_earlier_process_is_not_health(tmp_path: Path) -> None:
+    path = tmp_path / "speed_layer.json"
+    fresh = {"status": "active", "updated": time.time()}
+    path.write_text(json.dumps({"pid": PID, "queries": {"a": fresh, "b": fresh}}))
+    assert check_speed_layer(path, QUERIES, PID) is None
+    assert check_speed_layer(path, QUERIES, PID + 1) == (
+        "speed layer: progress file is from an earlier run"
+    )
+    assert check_speed_layer(path, QUERIES, None) is not None  # nothing supervised now
