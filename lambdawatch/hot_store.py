@@ -3,8 +3,9 @@
 * ``TimeSeriesStore`` uses RedisTimeSeries commands (``TS.*``), built into Redis 8 and Redis
   Stack (the docker-compose deployment).
 * ``PlainRedisStore`` keeps the same semantics on plain Redis (Debian's redis-server in local
-  mode): a sorted set per series scored by timestamp, a Lua script that applies the duplicate
-  policy and the retention server-side in one round trip per series, and label index sets.
+  mode): one small hash per series and hour plus a sorted set of bucket starts, a Lua script
+  that applies the duplicate policy and the retention server-side in one round trip per
+  series, and label index sets (layout described above ``BUCKET_MS``).
 
 Semantics shared by both (and by the contract tests): a series has labels and a retention
 measured back from its newest sample; a duplicate timestamp keeps the ``last`` (default) or
