@@ -104,7 +104,7 @@ def _print_status(stack: object, only: list[str] | None = None) -> bool:
             row.state,
             health,
             str(row.pid or "-"),
-            str(row.port),
+            str(row.port or "-"),
             _human_bytes(row.rss_bytes) if row.rss_bytes else "-",
         )
     console.print(table)

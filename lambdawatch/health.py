@@ -11,6 +11,7 @@ import logging
 import time
 from pathlib import Path
 
+import httpx
 import psycopg
 import redis
 from kafka.admin import KafkaAdminClient
@@ -94,4 +95,22 @@ def check_speed_layer(
     newest = max(entry.get("updated", 0) for entry in state.values())
     if time.time() - newest > stale_s:
         return f"speed layer: no progress for {time.time() - newest:.0f}s"
+    return None
+
+
+def check_airflow(base_url: str, part: str) -> str | None:
+    """One part (metadatabase, scheduler, dag_processor, triggerer) of Airflow's own health.
+
+    The api-server answers for all of them from the heartbeats in the metadata database, so
+    a scheduler that is running but not heartbeating is reported unhealthy too.
+    """
+    try:
+        response = httpx.get(f"{base_url}/api/v2/monitor/health", timeout=3)
+        response.raise_for_status()
+        document = response.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        return f"airflow api-server: {type(exc).__name__}: {exc}"
+    status = (document.get(part) or {}).get("status")
+    if status != "healthy":
+        return f"airflow {part}: {status or 'not reported yet'}"
     return None

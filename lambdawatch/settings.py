@@ -83,7 +83,13 @@ class Settings(BaseSettings):
 
     spark_master: str = "local[*]"
     spark_ui_port: Port = 14040
+    spark_python: Path | None = None  # interpreter with PySpark; default .venv/bin/python
     airflow_port: Port = 18080
+    airflow_log_server_port: Port = 18793
+    airflow_trigger_log_server_port: Port = 18794
+    airflow_url: str | None = None
+    airflow_venv: Path | None = None  # default .venv-airflow beside config.json
+    airflow_admin_user: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")] = "admin"
     superset_port: Port = 18088
 
     normal_mean: Annotated[float, Field(ge=0, le=100)] = 45.0
@@ -148,6 +154,8 @@ class Settings(BaseSettings):
                 "POSTGRES_PORT": self.postgres_port,
                 "REDIS_PORT": self.redis_port,
                 "AIRFLOW_PORT": self.airflow_port,
+                "AIRFLOW_LOG_SERVER_PORT": self.airflow_log_server_port,
+                "AIRFLOW_TRIGGER_LOG_SERVER_PORT": self.airflow_trigger_log_server_port,
                 "SUPERSET_PORT": self.superset_port,
                 "SPARK_UI_PORT": self.spark_ui_port,
             }
@@ -173,6 +181,20 @@ class Settings(BaseSettings):
     @cached_property
     def kafka_bootstrap(self) -> str:
         return self.kafka_bootstrap_servers or f"{self.bind_host}:{self.kafka_port}"
+
+    @cached_property
+    def airflow_base_url(self) -> str:
+        return (self.airflow_url or f"http://{self.bind_host}:{self.airflow_port}").rstrip("/")
+
+    @cached_property
+    def airflow_venv_path(self) -> Path:
+        """Airflow's own environment (its pins conflict with Superset's, so it stands apart)."""
+        return (self.airflow_venv or self.root / ".venv-airflow").resolve()
+
+    @cached_property
+    def spark_python_path(self) -> Path:
+        """The interpreter that runs PySpark drivers and workers (spark-submit lives beside it)."""
+        return self.spark_python or self.root / ".venv" / "bin" / "python"
 
     def topic(self, role: str) -> TopicConfig:
         for topic in self.topics:

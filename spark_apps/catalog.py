@@ -1,6 +1,10 @@
-"""Names of the speed layer's streaming queries (no PySpark import: health checks read it)."""
+"""Names and coordinates shared without importing PySpark (health checks, spark-submit)."""
 
 from __future__ import annotations
+
+import importlib.metadata
+import os
+from pathlib import Path
 
 SPEED_LAYER_QUERIES = (
     "dead_letters",
@@ -23,3 +27,22 @@ QUERY_VERSIONS = {
     "ip_windows": 2,
     "weather_derived": 1,
 }
+
+# JVM packages resolved from Maven Central (jvm/spark/ivysettings.xml) into the ivy cache.
+JDBC_DRIVER_PACKAGE = "org.postgresql:postgresql:42.7.8"
+IVY_SETTINGS = Path(__file__).resolve().parent.parent / "jvm" / "spark" / "ivysettings.xml"
+
+
+def ivy_cache() -> Path:
+    base = os.environ.get("LAMBDAWATCH_CACHE_DIR") or Path.home() / ".cache" / "lambdawatch"
+    return Path(base) / "ivy"
+
+
+def kafka_connector(pyspark_version: str | None = None) -> str:
+    """The official connector at the PySpark version that will run it (they must match).
+
+    Defaults to the PySpark installed here; the Airflow environment, which submits jobs but has
+    no PySpark, passes the version of the interpreter that runs them.
+    """
+    version = pyspark_version or importlib.metadata.version("pyspark")
+    return f"org.apache.spark:spark-sql-kafka-0-10_2.13:{version}"

@@ -9,23 +9,11 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
-import pyspark
 from pyspark.sql import SparkSession
 
 from lambdawatch.settings import Settings
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def kafka_connector() -> str:
-    return f"org.apache.spark:spark-sql-kafka-0-10_2.13:{pyspark.__version__}"
-
-
-def ivy_cache() -> Path:
-    base = os.environ.get("LAMBDAWATCH_CACHE_DIR") or Path.home() / ".cache" / "lambdawatch"
-    return Path(base) / "ivy"
+from spark_apps.catalog import IVY_SETTINGS, JDBC_DRIVER_PACKAGE, ivy_cache, kafka_connector
 
 
 def build_session(
@@ -33,6 +21,7 @@ def build_session(
     settings: Settings | None = None,
     master: str | None = None,
     with_kafka: bool = True,
+    with_jdbc: bool = False,
     shuffle_partitions: int = 4,
     extra: dict[str, str] | None = None,
 ) -> SparkSession:
@@ -49,11 +38,12 @@ def build_session(
         .config("spark.driver.memory", "1g")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
     )
-    if with_kafka:
+    packages = [kafka_connector()] * with_kafka + [JDBC_DRIVER_PACKAGE] * with_jdbc
+    if packages:
         builder = (
-            builder.config("spark.jars.packages", kafka_connector())
+            builder.config("spark.jars.packages", ",".join(packages))
             .config("spark.jars.ivy", str(ivy_cache()))
-            .config("spark.jars.ivySettings", str(ROOT / "jvm" / "spark" / "ivysettings.xml"))
+            .config("spark.jars.ivySettings", str(IVY_SETTINGS))
         )
     for key, value in (extra or {}).items():
         builder = builder.config(key, value)

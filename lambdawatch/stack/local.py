@@ -3,7 +3,8 @@
 ``up`` prepares what a first run needs (initdb, KRaft format, configs), starts the programs
 under supervisord, waits until each answers a real health check, then runs post-start steps
 (databases, migrations). ``down`` stops only the supervisord instance ``up`` started.
-Later layers (Airflow, the speed layer, Superset) are added as more ``Component`` entries.
+Components start in waves ordered by ``depends_on``; each wave is prepared (initdb, KRaft
+format, Airflow's metadata migration) only once what it depends on is healthy.
 """
 
 from __future__ import annotations
@@ -18,10 +19,16 @@ from pathlib import Path
 import psutil
 
 from lambdawatch import db
-from lambdawatch.health import check_kafka, check_postgres, check_redis, check_speed_layer
+from lambdawatch.health import (
+    check_airflow,
+    check_kafka,
+    check_postgres,
+    check_redis,
+    check_speed_layer,
+)
 from lambdawatch.secrets import Secrets, load_secrets
 from lambdawatch.settings import Settings
-from lambdawatch.stack import kafka_node, postgres, redis_node
+from lambdawatch.stack import airflow_node, kafka_node, postgres, redis_node
 from lambdawatch.stack.supervisor import ProgramSpec, Supervisor, SupervisorPaths
 from spark_apps.catalog import SPEED_LAYER_QUERIES
 
@@ -117,7 +124,32 @@ class LocalStack:
                 start_timeout=300,  # the first start resolves the Kafka connector from Maven
                 depends_on=("postgres", "kafka"),
             ),
+            *self._airflow_components(),
         ]
+
+    def _airflow_components(self) -> list[Component]:
+        """The api-server migrates the metadata database first; the rest follow it."""
+        components = []
+        for name, part in airflow_node.HEALTH_KEYS.items():
+            is_api = name == "airflow-api-server"
+            components.append(
+                Component(
+                    name=name,
+                    port=self.settings.airflow_port if is_api else 0,
+                    program=lambda name=name: airflow_node.airflow_program(
+                        name, self.settings, self.secrets
+                    ),
+                    prepare=self._prepare_airflow if is_api else lambda: None,
+                    health=lambda part=part: check_airflow(self.settings.airflow_base_url, part),
+                    start_timeout=180,
+                    depends_on=("postgres",) if is_api else ("airflow-api-server",),
+                )
+            )
+        return components
+
+    def _prepare_airflow(self) -> None:
+        with db.connect(self.settings, self.secrets, "postgres") as admin:
+            airflow_node.prepare_metadata_database(self.settings, self.secrets, admin)
 
     def _speed_layer_program(self) -> ProgramSpec:
         """The Spark driver (local mode) in the core environment, bound to loopback."""
@@ -183,10 +215,10 @@ class LocalStack:
         for directory in ("log", "run"):
             (self.var / directory).mkdir(parents=True, exist_ok=True)
         self.var.chmod(0o755)
-        for component in chosen:
-            component.prepare()
         self.supervisor.ensure_started([c.program() for c in self.components])
         for wave in start_waves(chosen):
+            for component in wave:  # after the previous wave: a step may need its services
+                component.prepare()
             for component in wave:
                 self.supervisor.start_async(component.name)
             with ThreadPoolExecutor(max_workers=len(wave)) as pool:

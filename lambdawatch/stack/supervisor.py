@@ -139,7 +139,11 @@ class Supervisor:
     def write_config(self, programs: list[ProgramSpec]) -> None:
         self.paths.run_dir.mkdir(parents=True, exist_ok=True)
         self.paths.log_dir.mkdir(parents=True, exist_ok=True)
-        self.paths.config.write_text(render_supervisord_conf(self.paths, programs))
+        # Program environments carry secrets (database URLs, keys): owner-only.
+        descriptor = os.open(self.paths.config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(render_supervisord_conf(self.paths, programs))
+        self.paths.config.chmod(0o600)
 
     def ensure_started(self, programs: list[ProgramSpec], timeout: float = 30.0) -> None:
         """Start supervisord, or make a running one pick up changed program definitions."""

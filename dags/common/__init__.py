@@ -1,0 +1,1 @@
+"""Declarations the DAG files share (assets, default arguments, schedules); not DAGs."""

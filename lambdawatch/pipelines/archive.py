@@ -1,0 +1,144 @@
+"""archive_hot_store: hot-store samples older than the hot window → PostgreSQL ``ip_history``.
+
+Order matters for "loses nothing": COPY into a staging table, insert with ``ON CONFLICT DO
+NOTHING`` (a retried run re-inserts nothing), verify inside the same transaction that every
+staged sample is now in history, commit, and only then trim Redis. If PostgreSQL is down, the
+task fails before anything is trimmed; if it dies after the commit, the retry finds the rows
+already archived and finishes the trim.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import psycopg
+
+from lambdawatch import db
+from lambdawatch.hot_store import HotStore, Point, open_hot_store, redis_client, series_key
+from lambdawatch.secrets import Secrets
+from lambdawatch.settings import Settings
+
+HistoryRow = tuple[str, str, datetime, float]  # (ip, feature, ts, value)
+
+
+@dataclass(frozen=True)
+class ArchiveResult:
+    cutoff_ms: int
+    series: int
+    samples: int
+    inserted: int
+    already_archived: int
+    trimmed: int
+
+
+def archive_cutoff_ms(interval_end: datetime, hot_window_hours: float) -> int:
+    """Samples strictly older than this are archived: the data interval's end minus the hot
+    window, never ``now()``, so a re-run of an old interval archives the same slice."""
+    if interval_end.tzinfo is None:
+        raise ValueError("interval end must be timezone-aware")
+    return int(interval_end.timestamp() * 1000 - hot_window_hours * 3_600_000)
+
+
+def history_rows(
+    series: dict[str, Sequence[Point]], identity: dict[str, tuple[str, str]]
+) -> list[HistoryRow]:
+    """Hot-store points as history rows; keys with no known (ip, feature) are an error."""
+    unknown = sorted(set(series) - set(identity))
+    if unknown:
+        raise KeyError(f"hot-store series with no ip/feature identity: {unknown[:5]}")
+    rows: list[HistoryRow] = []
+    for key, points in series.items():
+        ip, feature = identity[key]
+        rows.extend(
+            (ip, feature, datetime.fromtimestamp(ts / 1000, tz=UTC), value) for ts, value in points
+        )
+    return rows
+
+
+def series_identity(
+    store: HotStore, settings: Settings, keys: Iterable[str]
+) -> dict[str, tuple[str, str]]:
+    """(ip, feature) per key: from config for configured IPs, from the series labels otherwise."""
+    known = {
+        series_key(settings, ip, feature): (ip, feature)
+        for ip in settings.ips.resolved_addresses
+        for feature in settings.ips.features
+    }
+    identity = {}
+    for key in keys:
+        if key in known:
+            identity[key] = known[key]
+        else:
+            labels = store.labels(key)
+            if "ip" in labels and "feature" in labels:
+                identity[key] = (labels["ip"], labels["feature"])
+    return identity
+
+
+ARCHIVE_SQL = """
+INSERT INTO ip_history (ip, feature, ts, value)
+SELECT DISTINCT ON (ip, feature, ts) ip, feature, ts, value FROM staging_archive
+ORDER BY ip, feature, ts
+ON CONFLICT (ip, feature, ts) DO NOTHING
+"""
+VERIFY_SQL = """
+SELECT count(*) FROM (SELECT DISTINCT ip, feature, ts FROM staging_archive) s
+JOIN ip_history h USING (ip, feature, ts)
+"""
+
+
+def store_history(conn: psycopg.Connection, rows: Sequence[HistoryRow]) -> tuple[int, int]:
+    """COPY → insert-if-absent → verify, in one transaction; returns (inserted, already there).
+
+    Raises (and rolls back) when the verification finds a staged sample missing from history.
+    """
+    with conn.transaction(), conn.cursor() as cursor:
+        cursor.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS staging_archive "
+            "(LIKE ip_history INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+        )
+        with cursor.copy("COPY staging_archive (ip, feature, ts, value) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        cursor.execute(
+            "SELECT count(*) FROM (SELECT DISTINCT ip, feature, ts FROM staging_archive) s"
+        )
+        staged = int(cursor.fetchone()[0])  # type: ignore[index]
+        cursor.execute(ARCHIVE_SQL)
+        inserted = cursor.rowcount
+        cursor.execute(VERIFY_SQL)
+        present = int(cursor.fetchone()[0])  # type: ignore[index]
+        if present != staged:
+            raise RuntimeError(
+                f"archive verification failed: {staged} samples staged, {present} in ip_history"
+            )
+    return inserted, staged - inserted
+
+
+def archive_hot_store(
+    settings: Settings,
+    interval_end: datetime,
+    store: HotStore | None = None,
+    secrets: Secrets | None = None,
+) -> ArchiveResult:
+    """Move every IP sample older than the hot window from the hot store into history."""
+    cutoff = archive_cutoff_ms(interval_end, settings.hot_store.hot_window_hours)
+    client = None
+    if store is None:
+        client = redis_client(settings)
+        store = open_hot_store(client, settings)
+    try:
+        series = {k: p for k, p in store.mrange({"source": "ip"}, 0, cutoff - 1).items() if p}
+        rows = history_rows(series, series_identity(store, settings, series))
+        inserted = already = trimmed = 0
+        if rows:
+            with db.connect(settings, secrets) as conn:
+                inserted, already = store_history(conn, rows)
+            # Only now, with every sample committed and verified, is Redis trimmed.
+            trimmed = sum(store.delete_range(key, 0, cutoff - 1) for key in series)
+    finally:
+        if client is not None:
+            client.close()
+    return ArchiveResult(cutoff, len(series), len(rows), inserted, already, trimmed)

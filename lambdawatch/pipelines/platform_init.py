@@ -1,0 +1,69 @@
+"""InitialDag's steps: each idempotent, so triggering InitialDag twice is harmless."""
+
+from __future__ import annotations
+
+from lambdawatch import db
+from lambdawatch.airflow_api import AirflowClient
+from lambdawatch.hot_store import ensure_ip_series, open_hot_store, redis_client
+from lambdawatch.kafka_admin import admin_client, ensure_topics
+from lambdawatch.secrets import Secrets, load_secrets
+from lambdawatch.settings import Settings, load_settings
+
+# The DAGs InitialDag unpauses once the platform they write to exists.
+SCHEDULED_DAGS = (
+    "feed_events",
+    "archive_hot_store",
+    "baseline_stats",
+    "forecast_ip_traffic",
+    "retrain_cdn_kmeans",
+)
+
+
+def validate_configuration() -> dict[str, int]:
+    """Load config.json and .env through the one settings model; ``ConfigError`` names fields."""
+    settings = load_settings()
+    return {
+        "topics": len(settings.topics),
+        "ips": len(settings.ips.resolved_addresses),
+        "features": len(settings.ips.features),
+    }
+
+
+def create_topics(settings: Settings) -> dict[str, str]:
+    """Every topic of config.json with its partitions and retention; returns topic → action."""
+    admin = admin_client(settings.kafka_bootstrap)
+    try:
+        return {change.name: change.action for change in ensure_topics(admin, settings.topics)}
+    finally:
+        admin.close()
+
+
+def create_hot_store_series(settings: Settings) -> dict[str, int]:
+    """One series per IP × feature with labels and retention (existing ones are kept)."""
+    client = redis_client(settings)
+    try:
+        store = open_hot_store(client, settings)
+        created = ensure_ip_series(store, settings)
+    finally:
+        client.close()
+    expected = len(settings.ips.resolved_addresses) * len(settings.ips.features)
+    return {"created": created, "series": expected}
+
+
+def migrate_database(settings: Settings, secrets: Secrets | None = None) -> list[str]:
+    """Apply the ordered migrations in ``sql/``; returns the ones applied now."""
+    with db.connect(settings, secrets) as conn:
+        return db.apply_migrations(conn, settings.root / "sql")
+
+
+def unpause_scheduled_dags(settings: Settings, secrets: Secrets | None = None) -> list[str]:
+    """Let the scheduled DAGs run now that their topics, keys and tables exist."""
+    secrets = secrets or load_secrets(settings.var_path / "secrets.env")
+    client = AirflowClient.from_settings(settings, secrets)
+    known = set(client.dag_ids())
+    unpaused = []
+    for dag_id in SCHEDULED_DAGS:
+        if dag_id in known:
+            client.set_paused(dag_id, paused=False)
+            unpaused.append(dag_id)
+    return unpaused
