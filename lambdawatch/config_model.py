@@ -205,6 +205,7 @@ class KMeansConfig(StrictModel):
     max_iter: Annotated[int, Field(ge=1)] = 50
     seed: int = 11
     threshold_quantile: Annotated[float, Field(gt=0, lt=1)] = 0.99
+    training_hours: Annotated[int, Field(ge=1)] = 24
     features: list[str] = Field(
         default_factory=lambda: [
             "requests",

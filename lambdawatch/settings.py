@@ -83,6 +83,7 @@ class Settings(BaseSettings):
 
     spark_master: str = "local[*]"
     spark_ui_port: Port = 14040
+    models_dir: Path | None = None  # trained models; shared storage in distributed mode
     spark_python: Path | None = None  # interpreter with PySpark; default .venv/bin/python
     airflow_port: Port = 18080
     airflow_log_server_port: Port = 18793
@@ -190,6 +191,10 @@ class Settings(BaseSettings):
     def airflow_venv_path(self) -> Path:
         """Airflow's own environment (its pins conflict with Superset's, so it stands apart)."""
         return (self.airflow_venv or self.root / ".venv-airflow").resolve()
+
+    @cached_property
+    def models_path(self) -> Path:
+        return (self.models_dir or self.var_path / "models").resolve()
 
     @cached_property
     def spark_python_path(self) -> Path:

@@ -58,16 +58,24 @@ ensure_uv() {
   [ -x "$UV" ] || die "uv could not be installed"
 }
 
-install_python_env() {
-  local stamp="$VENV/.lambdawatch-stamp"
-  local digest
-  digest="$(cat requirements.txt pyproject.toml | sha256sum | cut -c1-16)"
+# build_env DIR LOCKFILE LABEL: a virtual environment from a compiled lock file (plus this
+# package, editable), rebuilt only when the lock file or pyproject.toml changed.
+build_env() {
+  local venv="$1" lock="$2" label="$3"
+  local stamp="$venv/.lambdawatch-stamp" digest
+  digest="$(cat "$lock" pyproject.toml | sha256sum | cut -c1-16)"
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$digest" ]; then return; fi
-  log "building the core Python environment (.venv)"
-  [ -x "$VENV/bin/python" ] || "$UV" venv --quiet --python "$PYTHON_VERSION" "$VENV"
-  "$UV" pip install --quiet --python "$VENV/bin/python" -r requirements.txt
-  "$UV" pip install --quiet --python "$VENV/bin/python" --no-deps -e .
+  log "building the $label Python environment ($(basename "$venv"))"
+  [ -x "$venv/bin/python" ] || "$UV" venv --quiet --python "$PYTHON_VERSION" "$venv"
+  "$UV" pip install --quiet --python "$venv/bin/python" -r "$lock"
+  "$UV" pip install --quiet --python "$venv/bin/python" --no-deps -e .
   echo "$digest" > "$stamp"
+}
+
+install_python_envs() {
+  build_env "$VENV" requirements.txt core
+  # Airflow's pins conflict with Superset's, so each has an environment of its own.
+  build_env "$ROOT/.venv-airflow" requirements/airflow.txt Airflow
 }
 
 install_jvm_artifacts() {
@@ -78,7 +86,7 @@ install_jvm_artifacts() {
 setup() {
   install_debian_packages
   ensure_uv
-  install_python_env
+  install_python_envs
   install_jvm_artifacts
 }
 

@@ -6,6 +6,8 @@ from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
+from airflow.timetables.interval import CronDataIntervalTimetable
+
 from lambdawatch.settings import Settings, load_settings
 
 # A fixed past start: with catchup off, a scheduled DAG runs its latest interval only.
@@ -25,7 +27,14 @@ def settings() -> Settings:
     return load_settings()
 
 
-def schedule_of(dag_id: str) -> str | None:
-    """The DAG's cron expression or preset from ``config.json`` (``schedules``)."""
+def schedule_of(dag_id: str) -> CronDataIntervalTimetable | None:
+    """The DAG's cron expression or preset from ``config.json`` (``schedules``), as a timetable
+    with real data intervals; ``None`` for ``"asset"`` (the DAG then schedules on an Asset).
+
+    Airflow 3 turns a plain cron string into a trigger timetable whose interval is empty
+    (start == end); our loads are keyed by the interval, so they need the interval timetable.
+    """
     value = getattr(settings().schedules, dag_id)
-    return None if value == "asset" else value
+    if value is None or value == "asset":
+        return None
+    return CronDataIntervalTimetable(value, timezone="UTC")

@@ -1,0 +1,104 @@
+"""Batch-layer transforms on small literal data: baselines, forecasting, KMeans promotion."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from spark_apps.transforms.forecast import (
+    ForecastParams,
+    choose_seasonality_mode,
+    forecast_series,
+    interval_metrics,
+    mase_scale,
+    seasonal_naive,
+)
+
+START = datetime(2026, 3, 1, tzinfo=UTC)
+END = datetime(2026, 3, 2, tzinfo=UTC)
+PARAMS = ForecastParams(
+    horizon_hours=24,
+    interval_width=0.95,
+    min_points=48,
+    holdout_hours=24,
+    seasonality_mode="auto",
+    uncertainty_samples=100,
+)
+
+
+def hourly(values: np.ndarray, ip: str = "198.18.0.1", feature: str = "unq_dst_ip") -> pd.DataFrame:
+    ds = pd.date_range("2026-01-05", periods=len(values), freq="h")
+    return pd.DataFrame({"ip": ip, "feature": feature, "ds": ds, "y": values})
+
+
+def daily_wave(hours: int, noise: float = 2.0, seed: int = 3) -> np.ndarray:
+    t = np.arange(hours)
+    return 100 + 30 * np.sin(2 * np.pi * t / 24) + np.random.default_rng(seed).normal(0, noise, hours)
+
+
+def test_short_series_is_skipped_and_reported() -> None:
+    out = forecast_series(hourly(daily_wave(30)), PARAMS)
+    assert list(out["kind"]) == ["quality"]
+    assert out["model"].iloc[0] == "none"
+    assert "30 < 72 points" in out["reason"].iloc[0]
+
+
+def test_daily_series_gets_a_calibrated_forecast() -> None:
+    out = forecast_series(hourly(daily_wave(24 * 10)), PARAMS)
+    forecasts, quality = out[out["kind"] == "forecast"], out[out["kind"] == "quality"].iloc[0]
+    assert len(forecasts) == 24
+    assert forecasts["ds"].min() == pd.Timestamp("2026-01-15 00:00")  # the hour after history
+    assert (forecasts["yhat_lower"] <= forecasts["yhat"]).all()
+    assert (forecasts["yhat"] <= forecasts["yhat_upper"]).all()
+    expected = 100 + 30 * np.sin(2 * np.pi * np.arange(24) / 24)
+    assert np.abs(forecasts["yhat"].to_numpy() - expected).max() < 10
+    assert quality["coverage"] >= 0.8
+    assert quality["mase"] < 1.5
+
+
+def test_seasonal_naive_wins_when_prophet_cannot_follow() -> None:
+    """A pattern that is a pure copy of the previous day (random shape) is the seasonal-naive
+    model's home ground; the job must keep the better model and say so."""
+    rng = np.random.default_rng(9)
+    day = rng.uniform(0, 100, 24)
+    values = np.tile(day, 8) + rng.normal(0, 0.5, 24 * 8)
+    out = forecast_series(hourly(values), PARAMS)
+    quality = out[out["kind"] == "quality"].iloc[0]
+    assert quality["model"] == "seasonal_naive"
+    assert "seasonal-naive" in quality["reason"]
+    forecasts = out[out["kind"] == "forecast"]
+    assert np.abs(forecasts["yhat"].to_numpy() - day).max() < 3
+
+
+@pytest.mark.parametrize(
+    ("swing_grows", "expected"), [(True, "multiplicative"), (False, "additive")]
+)
+def test_seasonality_mode_follows_the_data(swing_grows: bool, expected: str) -> None:
+    t = np.arange(24 * 10)
+    level = 50 + 10 * t / 24
+    swing = (level * 0.4) if swing_grows else 20
+    values = level + swing * np.sin(2 * np.pi * t / 24)
+    history = pd.DataFrame({"ds": pd.date_range("2026-01-01", periods=len(t), freq="h"), "y": values})
+    assert choose_seasonality_mode(history, "auto") == expected
+    assert choose_seasonality_mode(history, "additive") == "additive"
+
+
+def test_metrics_and_naive_baseline() -> None:
+    y = np.array([1.0, 2.0] * 24)  # period 2 inside a 24-h season: seasonal differences are 0
+    assert np.isnan(mase_scale(y))
+    train = np.arange(48, dtype=float)
+    point, lower, upper = seasonal_naive(train, 30, 0.9)
+    assert np.array_equal(point[:24], train[-24:])
+    assert np.array_equal(point[24:], train[-24:-18])
+    assert np.allclose(upper - point, 24) and np.allclose(lower - point, 24)  # y[t]-y[t-24] = 24
+    m = interval_metrics(
+        np.array([10.0, 20.0]), np.array([11.0, 18.0]), np.array([9.0, 19.0]),
+        np.array([12.0, 21.0]), scale=2.0,
+    )  # fmt: skip
+    assert m["mape"] == pytest.approx((0.1 + 0.1) / 2)
+    assert m["coverage"] == 1.0
+    assert m["mae"] == pytest.approx(1.5)
+    assert m["mase"] == pytest.approx(1.5 / 2.0)
