@@ -36,7 +36,8 @@ def hourly(values: np.ndarray, ip: str = "198.18.0.1", feature: str = "unq_dst_i
 
 def daily_wave(hours: int, noise: float = 2.0, seed: int = 3) -> np.ndarray:
     t = np.arange(hours)
-    return 100 + 30 * np.sin(2 * np.pi * t / 24) + np.random.default_rng(seed).normal(0, noise, hours)
+    noise_values = np.random.default_rng(seed).normal(0, noise, hours)
+    return 100 + 30 * np.sin(2 * np.pi * t / 24) + noise_values
 
 
 def test_short_series_is_skipped_and_reported() -> None:
@@ -81,7 +82,8 @@ def test_seasonality_mode_follows_the_data(swing_grows: bool, expected: str) -> 
     level = 50 + 10 * t / 24
     swing = (level * 0.4) if swing_grows else 20
     values = level + swing * np.sin(2 * np.pi * t / 24)
-    history = pd.DataFrame({"ds": pd.date_range("2026-01-01", periods=len(t), freq="h"), "y": values})
+    ds = pd.date_range("2026-01-01", periods=len(t), freq="h")
+    history = pd.DataFrame({"ds": ds, "y": values})
     assert choose_seasonality_mode(history, "auto") == expected
     assert choose_seasonality_mode(history, "additive") == "additive"
 
@@ -93,7 +95,8 @@ def test_metrics_and_naive_baseline() -> None:
     point, lower, upper = seasonal_naive(train, 30, 0.9)
     assert np.array_equal(point[:24], train[-24:])
     assert np.array_equal(point[24:], train[-24:-18])
-    assert np.allclose(upper - point, 24) and np.allclose(lower - point, 24)  # y[t]-y[t-24] = 24
+    assert np.allclose(upper - point, 24)  # every seasonal difference y[t] - y[t-24] is 24
+    assert np.allclose(lower - point, 24)
     m = interval_metrics(
         np.array([10.0, 20.0]), np.array([11.0, 18.0]), np.array([9.0, 19.0]),
         np.array([12.0, 21.0]), scale=2.0,
