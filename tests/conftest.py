@@ -7,6 +7,7 @@ test, stopped at the end.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -19,7 +20,13 @@ from lambdawatch.stack.isolation import isolated_environment
 def stack_env() -> Iterator[dict[str, str]]:
     """Environment for an isolated stack: its own var directory and free ports."""
     with isolated_environment(prefix="lambdawatch-test-") as values:
-        yield values
+        # The test stack's scheduler creates no scheduled runs: tests trigger and test DAGs
+        # themselves, and a feed_events run every 5 minutes would race their counts.
+        os.environ["AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE"] = "False"
+        try:
+            yield values
+        finally:
+            os.environ.pop("AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE", None)
 
 
 @pytest.fixture(scope="session")
@@ -39,6 +46,16 @@ def local_stack(settings: Settings) -> Iterator[object]:
         yield stack
     finally:
         stack.down()
+
+
+@pytest.fixture(scope="session")
+def airflow_stack(local_stack: object) -> object:
+    """Airflow's four processes on the session's stack (metadata in its PostgreSQL)."""
+    from lambdawatch.stack.local import AIRFLOW, LocalStack
+
+    assert isinstance(local_stack, LocalStack)
+    local_stack.up(list(AIRFLOW), on_event=lambda _message: None)
+    return local_stack
 
 
 @pytest.fixture(scope="session")

@@ -128,14 +128,7 @@ def prepare_metadata_database(
     stamp = home / ".migrated"
     if stamp.exists() and stamp.read_text().strip() == version:
         return
-    environment = {**os.environ, **airflow_environment(settings, secrets)}
-    result = subprocess.run(
-        [str(settings.airflow_venv_path / "bin" / "airflow"), "db", "migrate"],
-        env=environment,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = run_airflow_cli(settings, secrets, ["db", "migrate"])
     if result.returncode != 0:
         tail = "\n".join((result.stdout + result.stderr).splitlines()[-20:])
         raise RuntimeError(f"airflow db migrate failed:\n{tail}")
@@ -165,3 +158,18 @@ def airflow_version(settings: Settings) -> str:
             if line.startswith("Version:"):
                 return line.split(":", 1)[1].strip()
     raise FileNotFoundError(f"apache-airflow-core is not installed in {site}")
+
+
+def run_airflow_cli(
+    settings: Settings, secrets: Secrets, args: list[str], timeout: float | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``airflow <args>`` with the stack's Airflow environment (e.g. ``dags test``)."""
+    environment = {**os.environ, **airflow_environment(settings, secrets)}
+    return subprocess.run(
+        [str(settings.airflow_venv_path / "bin" / "airflow"), *args],
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+    )

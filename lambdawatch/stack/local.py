@@ -61,6 +61,7 @@ class ComponentStatus:
 
 
 INFRASTRUCTURE = ("postgres", "redis", "kafka")
+AIRFLOW = tuple(airflow_node.AIRFLOW_PROGRAMS)
 
 
 class LocalStack:

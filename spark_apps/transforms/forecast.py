@@ -29,6 +29,11 @@ OUTPUT_SCHEMA = (
     "mase double, mase_naive double, seasonality_mode string, reason string"
 )
 OUTPUT_COLUMNS = [part.strip().split(" ")[0] for part in OUTPUT_SCHEMA.split(",")]
+STRING_COLUMNS = [
+    part.strip().split(" ")[0]
+    for part in OUTPUT_SCHEMA.split(",")
+    if part.strip().endswith("string")
+]
 
 
 @dataclass(frozen=True)
@@ -172,6 +177,7 @@ def forecast_series(series: pd.DataFrame, params: ForecastParams) -> pd.DataFram
             "yhat_lower": lo,
             "yhat_upper": hi,
             "model": chosen,
+            "points": len(history),
         }
         for ds, p, lo, hi in zip(future["ds"], point, lower, upper, strict=True)
     ]
@@ -190,5 +196,8 @@ def forecast_series(series: pd.DataFrame, params: ForecastParams) -> pd.DataFram
 
 def _frame(rows: list[dict[str, object]]) -> pd.DataFrame:
     frame = pd.DataFrame(rows).reindex(columns=OUTPUT_COLUMNS)
-    frame["points"] = frame["points"].astype("Int64")
+    frame["points"] = frame["points"].astype("int64")  # every row carries the series length
+    frame["ds"] = pd.to_datetime(frame["ds"])  # all-missing on quality rows: still timestamps
+    for column in STRING_COLUMNS:  # an all-missing column must not turn float for Arrow
+        frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
     return frame
