@@ -68,6 +68,12 @@ def up(only: ComponentsOption = None) -> None:
         f"State and logs: {settings.var_path}  (secrets: {settings.var_path}/secrets.env)"
     )
     _print_status(stack)
+    if only is None or any(name.startswith("airflow") for name in only):
+        password = stack.secrets.airflow_admin_password.get_secret_value()
+        console.print(
+            f"Airflow UI: {settings.airflow_base_url}  "
+            f"(login {settings.airflow_admin_user} / {password}; trigger InitialDag first)"
+        )
 
 
 @app.command()
