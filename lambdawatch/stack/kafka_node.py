@@ -119,7 +119,12 @@ def render_server_properties(
 
 
 def new_cluster_id() -> str:
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A KRaft cluster id; like Kafka's own ``Uuid.randomUuid`` it never starts with ``-``,
+    which the storage tool's argument parser would take for an option (1 id in 64)."""
+    while True:
+        candidate = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not candidate.startswith("-"):
+            return candidate
 
 
 def format_storage(libs: Path, properties: Path, data_dir: Path, log4j: Path) -> bool:

@@ -117,3 +117,13 @@ def test_start_waves_follow_dependencies() -> None:
     assert [[c.name for c in wave] for wave in only] == [["speed"]]
     with pytest.raises(ValueError, match="dependency cycle"):
         start_waves([component("a", "b"), component("b", "a")])
+
+
+def test_kraft_cluster_ids_never_look_like_options() -> None:
+    """The storage tool parses ``--cluster-id -abc`` as an option; 1 random id in 64 began so."""
+    from lambdawatch.stack.kafka_node import new_cluster_id
+
+    ids = [new_cluster_id() for _ in range(3000)]
+    assert not any(i.startswith("-") for i in ids)
+    assert all(len(i) == 22 for i in ids)
+    assert len(set(ids)) == len(ids)

@@ -1,0 +1,71 @@
+"""Archival loses nothing when PostgreSQL goes away: Redis is trimmed only after a verified
+commit, and a retry finishes the job without duplicating a row."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+
+from lambdawatch import db
+from lambdawatch.hot_store import open_hot_store, redis_client
+from lambdawatch.pipelines import archive
+from lambdawatch.settings import Settings
+from lambdawatch.stack.local import LocalStack
+
+pytestmark = pytest.mark.integration
+END = datetime(2026, 6, 1, tzinfo=UTC)
+IP = "203.0.113.91"
+KEY = f"test:archive-loss:{IP}:unq_dst_ip"
+
+
+def _history(settings: Settings, stack: LocalStack) -> list[tuple[datetime, float]]:
+    with db.connect(settings, stack.secrets) as conn:
+        return conn.execute(
+            "SELECT ts, value FROM ip_history WHERE ip = %s ORDER BY ts", (IP,)
+        ).fetchall()
+
+
+def test_archive_survives_postgres_loss_and_retries_cleanly(
+    local_stack: LocalStack, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with db.connect(settings, local_stack.secrets) as conn:
+        db.apply_migrations(conn, settings.root / "sql")
+    cutoff = END - timedelta(hours=settings.hot_store.hot_window_hours)
+    stamps = [cutoff - timedelta(minutes=m) for m in range(1, 61)]
+    client = redis_client(settings)
+    try:
+        store = open_hot_store(client, settings)
+        store.ensure_series(KEY, {"source": "ip", "ip": IP, "feature": "unq_dst_ip"}, 10**12)
+        store.add([(KEY, int(t.timestamp() * 1000), float(i)) for i, t in enumerate(stamps)])
+        before = store.range(KEY, 0, 2**62)
+
+        # 1. PostgreSQL unreachable: the task fails, Redis is untouched.
+        unreachable = settings.model_copy(update={"postgres_port": 1})
+        with pytest.raises(psycopg.OperationalError):
+            archive.archive_hot_store(unreachable, END, store, local_stack.secrets)
+        assert store.range(KEY, 0, 2**62) == before
+
+        # 2. The server drops the connection mid-transaction (after the insert, before the
+        #    commit): rolled back, nothing in history, Redis untouched.
+        monkeypatch.setattr(archive, "VERIFY_SQL", "SELECT pg_terminate_backend(pg_backend_pid())")
+        with pytest.raises(psycopg.OperationalError):
+            archive.archive_hot_store(settings, END, store, local_stack.secrets)
+        monkeypatch.undo()
+        assert store.range(KEY, 0, 2**62) == before
+        assert _history(settings, local_stack) == []
+
+        # 3. The retry archives every sample once, verifies, then trims.
+        result = archive.archive_hot_store(settings, END, store, local_stack.secrets)
+        assert result.inserted >= len(stamps)
+        assert store.range(KEY, 0, 2**62) == []
+        history = _history(settings, local_stack)
+        assert [row[0] for row in history] == sorted(stamps)
+
+        # 4. Once more: nothing left to archive, nothing duplicated.
+        again = archive.archive_hot_store(settings, END, store, local_stack.secrets)
+        assert again.inserted == 0
+        assert _history(settings, local_stack) == history
+    finally:
+        client.close()
