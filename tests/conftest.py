@@ -85,3 +85,10 @@ def kafka_topics(local_stack: object, settings: Settings) -> None:
         ensure_topics(admin, settings.topics)
     finally:
         admin.close()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the Airflow DAG tests last: they publish whole data intervals (at later event times
+    than the other modules use) into the shared topics and hot store, which would advance the
+    speed layer's watermark and the hot-store series' retention past the other tests' data."""
+    items.sort(key=lambda item: item.path.name == "test_airflow.py")
