@@ -198,6 +198,8 @@ class ProphetConfig(StrictModel):
     min_points: Annotated[int, Field(ge=2)] = 48
     holdout_hours: Annotated[int, Field(ge=1)] = 24
     seasonality_mode: Literal["additive", "multiplicative", "auto"] = "auto"
+    # speed layer: outside the interval is WARN; this many half-widths from yhat is ERROR
+    deviation_error_factor: Annotated[float, Field(gt=1)] = 2.0
 
 
 class KMeansConfig(StrictModel):
@@ -205,6 +207,8 @@ class KMeansConfig(StrictModel):
     max_iter: Annotated[int, Field(ge=1)] = 50
     seed: int = 11
     threshold_quantile: Annotated[float, Field(gt=0, lt=1)] = 0.99
+    # beyond the threshold: WARN; beyond this multiple of it: ERROR
+    error_threshold_factor: Annotated[float, Field(gt=1)] = 2.0
     training_hours: Annotated[int, Field(ge=1)] = 24
     features: list[str] = Field(
         default_factory=lambda: [
@@ -241,6 +245,25 @@ class SilenceConfig(StrictModel):
     """A source silent for ``missed_intervals`` expected intervals raises an anomaly."""
 
     missed_intervals: Annotated[int, Field(ge=1)] = 3
+    # per source; the slowest source's watermark holds the timeouts back
+    watermark: str = "30 seconds"
+
+
+class MetricScoresConfig(StrictModel):
+    """Online per-series scorer for the generic metrics topic (EWMA level/σ + hour-of-day)."""
+
+    alpha: Annotated[float, Field(gt=0, lt=1)] = 0.05
+    season_beta: Annotated[float, Field(gt=0, lt=1)] = 0.1
+    warmup: Annotated[int, Field(ge=2)] = 30
+    clip_sigma: Annotated[float, Field(gt=0)] = 4.0
+    warn_score: Annotated[float, Field(gt=0, lt=1)] = 0.99
+    error_score: Annotated[float, Field(gt=0, lt=1)] = 0.9999
+
+    @model_validator(mode="after")
+    def _ordered(self) -> MetricScoresConfig:
+        if self.error_score <= self.warn_score:
+            raise ValueError("error_score must be greater than warn_score")
+        return self
 
 
 class ModelsConfig(StrictModel):
@@ -249,6 +272,7 @@ class ModelsConfig(StrictModel):
     cpu_anomaly: CpuAnomalyConfig = CpuAnomalyConfig()
     baselines: BaselineConfig = BaselineConfig()
     silence: SilenceConfig = SilenceConfig()
+    metric_scores: MetricScoresConfig = MetricScoresConfig()
 
 
 class GeneratorsConfig(StrictModel):

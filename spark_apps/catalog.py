@@ -13,6 +13,10 @@ SPEED_LAYER_QUERIES = (
     "ip_averages",
     "ip_windows",
     "weather_derived",
+    "cdn_clusters",
+    "forecast_deviations",
+    "silence",
+    "metric_scores",
 )
 
 # Bump a query's version whenever its stateful operators change (aggregation keys, windows,
@@ -26,6 +30,10 @@ QUERY_VERSIONS = {
     "ip_averages": 1,
     "ip_windows": 2,
     "weather_derived": 1,
+    "cdn_clusters": 1,
+    "forecast_deviations": 1,
+    "silence": 1,
+    "metric_scores": 1,
 }
 
 # JVM packages resolved from Maven Central (jvm/spark/ivysettings.xml) into the ivy cache.

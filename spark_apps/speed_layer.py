@@ -21,17 +21,33 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pyspark.ml import PipelineModel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
 
 from lambdawatch import db
-from lambdawatch.events import IP_SCHEMA, SCHEMAS, SERVER_SCHEMA, WEATHER_SCHEMA
+from lambdawatch.events import (
+    CDN_SCHEMA,
+    IP_SCHEMA,
+    METRIC_SCHEMA,
+    SCHEMAS,
+    SERVER_SCHEMA,
+    WEATHER_SCHEMA,
+)
+from lambdawatch.model_registry import ModelCache, promoted_model
 from lambdawatch.secrets import Secrets, load_secrets
 from lambdawatch.settings import Settings, load_settings
 from spark_apps.catalog import QUERY_VERSIONS, SPEED_LAYER_QUERIES
 from spark_apps.session import build_session
 from spark_apps.transforms.anomaly import ANOMALY_COLUMNS, anomalies_to_kafka
+from spark_apps.transforms.cdn_kmeans import (
+    CDN_CLUSTER_COLUMNS,
+    MODEL_NAME,
+    cdn_anomalies,
+    cdn_cluster_rows,
+    cdn_clusters_to_kafka,
+)
 from spark_apps.transforms.cpu import (
     CPU_WINDOW_COLUMNS,
     classify_cpu,
@@ -39,14 +55,27 @@ from spark_apps.transforms.cpu import (
     cpu_status_to_kafka,
     cpu_window_stats,
 )
+from spark_apps.transforms.deviations import (
+    FORECAST_LOOKUP_SCHEMA,
+    forecast_deviations,
+    judge_against_forecast,
+)
+from spark_apps.transforms.metric_scores import (
+    ScoringParams,
+    metric_anomalies,
+    score_metrics,
+    scores_to_kafka,
+)
 from spark_apps.transforms.parsing import dead_letters_to_kafka, parse_events
 from spark_apps.transforms.rollups import (
     ip_averages_to_kafka,
     ip_running_averages,
     ip_window_aggregates,
+    melt_ip_features,
     server_status_counts,
     weather_derived,
 )
+from spark_apps.transforms.silence import detect_silences, source_signals
 
 log = logging.getLogger("lambdawatch.speed_layer")
 EVENT_SOURCES = ("ip", "server", "cdn", "weather", "metric")
@@ -200,6 +229,122 @@ class SpeedLayer:
                 classified.unpersist()
 
         return self._start("cpu_anomalies", stats, batch_sink=sink, interval="500 milliseconds")
+
+    def cdn_clusters(self) -> StreamingQuery:
+        """Each CDN event → cluster and distance under the promoted KMeans model.
+
+        The registry is checked every micro-batch; a newly promoted version is loaded once and
+        used from that batch on, so retraining takes effect without a restart. Until a first
+        model is promoted, batches are logged and left unassigned (the events stay in Kafka,
+        where the retraining job reads them).
+        """
+        config = self.settings.models.kmeans
+        events, _dead = parse_events(self._kafka_source("cdn_events"), CDN_SCHEMA, "cdn_clusters")
+        models: ModelCache[PipelineModel] = ModelCache(PipelineModel.load)
+
+        def sink(frame: DataFrame, batch_id: int) -> None:
+            with db.connect(self.settings, self.secrets) as conn:
+                resolved = models.resolve(promoted_model(conn, MODEL_NAME))
+            if resolved is None:
+                log.warning(
+                    "cdn_clusters: no promoted %s model yet (batch %d)", MODEL_NAME, batch_id
+                )
+                return
+            registered, model = resolved
+            threshold = registered.threshold if registered.threshold is not None else float("inf")
+            rows = cdn_cluster_rows(model, frame, registered.version, threshold).persist()
+            try:
+                self._write_kafka(cdn_clusters_to_kafka(rows), "cdn_clusters")
+                self._upsert(
+                    rows.select(*CDN_CLUSTER_COLUMNS), "rt_cdn_clusters", ("edge_id", "ts")
+                )
+                self._record_anomalies(cdn_anomalies(rows, config.error_threshold_factor))
+            finally:
+                rows.unpersist()
+
+        return self._start("cdn_clusters", events, batch_sink=sink)
+
+    def forecast_deviations(self) -> StreamingQuery:
+        """IP samples against the latest forecast for their hour (read per micro-batch, so a
+        new forecast run applies at once)."""
+        factor = self.settings.models.prophet.deviation_error_factor
+        events, _dead = parse_events(
+            self._kafka_source("ip_events"), IP_SCHEMA, "forecast_deviations"
+        )
+        samples = melt_ip_features(events, self.settings.ips.features)
+
+        def sink(frame: DataFrame, _batch_id: int) -> None:
+            frame = frame.persist()
+            try:
+                bounds = frame.agg(
+                    F.min(F.unix_micros("timestamp")), F.max(F.unix_micros("timestamp"))
+                ).first()
+                if bounds is None or bounds[0] is None:
+                    return
+                forecasts = self._forecasts(bounds[0], bounds[1])
+                if not forecasts:
+                    return
+                lookup = self.spark.createDataFrame(forecasts, FORECAST_LOOKUP_SCHEMA)
+                judged = judge_against_forecast(frame, lookup)
+                self._record_anomalies(forecast_deviations(judged, factor))
+            finally:
+                frame.unpersist()
+
+        return self._start("forecast_deviations", samples, batch_sink=sink)
+
+    def _forecasts(self, first_us: int, last_us: int) -> list[tuple[Any, ...]]:
+        """Forecast rows for the hours a micro-batch spans."""
+        with db.connect(self.settings, self.secrets) as conn:
+            return conn.execute(
+                "SELECT ip, feature, ds, yhat, yhat_lower, yhat_upper, run_id FROM ip_forecasts "
+                "WHERE ds >= date_trunc('hour', to_timestamp(%s / 1e6)) "
+                "AND ds <= to_timestamp(%s / 1e6)",
+                (first_us, last_us),
+            ).fetchall()
+
+    def silence(self) -> StreamingQuery:
+        """IPs, servers and CDN edges that stop reporting for ``missed_intervals`` of their
+        expected interval (the generators' cadence) become ERROR anomalies."""
+        config, g = self.settings.models.silence, self.settings.generators
+        intervals = {
+            "ip": g.ip_interval_seconds * 1000,
+            "server": g.server_interval_ms,
+            "cdn": g.cdn_interval_seconds * 1000,
+        }
+        per_source = {}
+        for source, schema in (("ip", IP_SCHEMA), ("server", SERVER_SCHEMA), ("cdn", CDN_SCHEMA)):
+            events, _dead = parse_events(self._kafka_source(schema.topic_role), schema, "silence")
+            per_source[source] = (events, schema.key_field)
+        gaps = detect_silences(
+            source_signals(per_source, config.watermark), intervals, config.missed_intervals
+        )
+        return self._start(
+            "silence", gaps, batch_sink=lambda frame, _id: self._record_anomalies(frame)
+        )
+
+    def metric_scores(self) -> StreamingQuery:
+        """Bring-your-own telemetry: every sample of the metrics topic scored by its series'
+        online model; scores to the scores topic, high scores to the anomalies."""
+        config = self.settings.models.metric_scores
+        params = ScoringParams(
+            alpha=config.alpha,
+            season_beta=config.season_beta,
+            warmup=config.warmup,
+            clip_sigma=config.clip_sigma,
+        )
+        events, _dead = parse_events(self._kafka_source("metrics"), METRIC_SCHEMA, "metric_scores")
+
+        def sink(frame: DataFrame, _batch_id: int) -> None:
+            frame = frame.persist()
+            try:
+                self._write_kafka(scores_to_kafka(frame, params.version), "metric_scores")
+                self._record_anomalies(
+                    metric_anomalies(frame, config.warn_score, config.error_score, params.version)
+                )
+            finally:
+                frame.unpersist()
+
+        return self._start("metric_scores", score_metrics(events, params), batch_sink=sink)
 
     def _record_anomalies(self, anomalies: DataFrame) -> None:
         anomalies = anomalies.persist()

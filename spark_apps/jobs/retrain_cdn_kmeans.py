@@ -13,11 +13,13 @@ from pyspark.sql import functions as F
 
 from lambdawatch import db
 from lambdawatch.events import SCHEMAS
+from lambdawatch.model_registry import promoted_model
 from lambdawatch.secrets import Secrets, load_secrets
 from lambdawatch.settings import Settings, load_settings
 from spark_apps.jobs.common import parse_interval_end, print_summary
 from spark_apps.session import build_session
 from spark_apps.transforms.cdn_kmeans import (
+    MODEL_NAME,
     assign_clusters,
     distance_threshold,
     evaluate,
@@ -26,7 +28,6 @@ from spark_apps.transforms.cdn_kmeans import (
 )
 from spark_apps.transforms.parsing import parse_events
 
-MODEL_NAME = "cdn_kmeans"
 MIN_ROWS_PER_CLUSTER = 10
 
 
@@ -54,12 +55,8 @@ def read_cdn_events(
 
 def current_model(settings: Settings, secrets: Secrets) -> tuple[str, str] | None:
     with db.connect(settings, secrets) as conn:
-        row = conn.execute(
-            "SELECT version, path FROM model_registry WHERE model_name = %s AND promoted "
-            "ORDER BY created_at DESC LIMIT 1",
-            (MODEL_NAME,),
-        ).fetchone()
-    return (str(row[0]), str(row[1])) if row else None
+        promoted = promoted_model(conn, MODEL_NAME)
+    return (promoted.version, promoted.path) if promoted else None
 
 
 def register(

@@ -19,6 +19,24 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from spark_apps.transforms.anomaly import to_anomalies
+
+MODEL_NAME = "cdn_kmeans"
+METRIC = "distance_to_centroid"
+# One row per CDN event: the cdn-clusters topic's records and rt_cdn_clusters' columns.
+CDN_CLUSTER_COLUMNS = (
+    "edge_id",
+    "ts",
+    "pop",
+    "region",
+    "event_id",
+    "cluster",
+    "distance",
+    "threshold",
+    "anomalous",
+    "model_version",
+)
+
 
 def kmeans_pipeline(features: Sequence[str], k: int, max_iter: int, seed: int) -> Pipeline:
     return Pipeline(
@@ -96,3 +114,49 @@ def should_promote(
     if current is None:
         return True
     return candidate["silhouette"] >= current["silhouette"] - tolerance
+
+
+def cdn_cluster_rows(
+    model: PipelineModel, events: DataFrame, version: str, threshold: float
+) -> DataFrame:
+    """Every CDN event with its cluster, distance, the model's threshold and version."""
+    return assign_clusters(model, events).select(
+        "edge_id",
+        F.col("timestamp").alias("ts"),
+        "pop",
+        "region",
+        "event_id",
+        F.col("cluster").cast("int").alias("cluster"),
+        "distance",
+        F.lit(threshold).alias("threshold"),
+        (F.col("distance") > F.lit(threshold)).alias("anomalous"),
+        F.lit(version).alias("model_version"),
+    )
+
+
+def cdn_anomalies(rows: DataFrame, error_factor: float) -> DataFrame:
+    """Events beyond the threshold: WARN, ERROR beyond ``error_factor`` × the threshold."""
+    flagged = rows.where(F.col("anomalous"))
+    ratio = F.col("distance") / F.greatest(F.col("threshold"), F.lit(1e-9))
+    return to_anomalies(
+        flagged,
+        "cdn_clusters",
+        entity=F.col("edge_id"),
+        metric=F.lit(METRIC),
+        window_start=F.col("ts"),
+        window_end=F.col("ts"),
+        value=F.col("distance"),
+        expected=F.col("threshold"),
+        score=ratio,
+        severity=F.when(ratio > error_factor, "ERROR").otherwise("WARN"),
+        model_version=F.col("model_version"),
+    )
+
+
+def cdn_clusters_to_kafka(rows: DataFrame) -> DataFrame:
+    body = F.to_json(
+        F.struct(*CDN_CLUSTER_COLUMNS), {"timestampFormat": "yyyy-MM-dd'T'HH:mm:ss.SSSXXX"}
+    )
+    return rows.select(
+        F.col("edge_id").cast("binary").alias("key"), body.cast("binary").alias("value")
+    )

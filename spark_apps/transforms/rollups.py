@@ -61,35 +61,33 @@ def ip_averages_to_kafka(averages: DataFrame, features: Sequence[str]) -> DataFr
     )
 
 
+def melt_ip_features(events: DataFrame, features: Sequence[str]) -> DataFrame:
+    """Wide IP events → one ``timestamp, src_ip, feature, value`` row per feature."""
+    sample = F.explode(
+        F.array(
+            *[
+                F.struct(F.lit(name).alias("feature"), F.col(name).cast("double").alias("value"))
+                for name in features
+            ]
+        )
+    ).alias("sample")
+    return events.select("timestamp", "src_ip", sample).select(
+        "timestamp", "src_ip", "sample.feature", "sample.value"
+    )
+
+
 def ip_window_aggregates(
     events: DataFrame, features: Sequence[str], window: str, watermark: str
 ) -> DataFrame:
     """Per window, IP and feature: sample count, total and mean (long shape, one row per
     feature, so adding a feature in config.json needs no schema change)."""
-    melted = watermarked_unique(events, watermark).select(
-        "timestamp",
-        "src_ip",
-        F.explode(
-            F.array(
-                *[
-                    F.struct(
-                        F.lit(name).alias("feature"), F.col(name).cast("double").alias("value")
-                    )
-                    for name in features
-                ]
-            )
-        ).alias("sample"),
-    )
+    melted = melt_ip_features(watermarked_unique(events, watermark), features)
     return (
-        melted.groupBy(
-            F.window("timestamp", window).alias("w"),
-            "src_ip",
-            F.col("sample.feature").alias("feature"),
-        )
+        melted.groupBy(F.window("timestamp", window).alias("w"), "src_ip", "feature")
         .agg(
             F.count(F.lit(1)).alias("samples"),
-            F.sum("sample.value").alias("total"),
-            F.avg("sample.value").alias("mean"),
+            F.sum("value").alias("total"),
+            F.avg("value").alias("mean"),
         )
         .select(
             F.col("w.start").alias("window_start"),

@@ -16,10 +16,12 @@ from typing import Any
 import orjson
 import pytest
 
+from generators.cdn import CdnGenerator
 from generators.ip import IpGenerator
 from generators.server import ServerGenerator
 from generators.weather import WeatherGenerator
 from lambdawatch import db
+from lambdawatch.events import event_id
 from lambdawatch.ingest import feed_batch, make_producer
 from lambdawatch.quality import Interval, score
 from lambdawatch.settings import Settings
@@ -31,6 +33,11 @@ START = 1_767_312_000_000  # 2026-01-02T00:00:00Z, apart from other tests' inter
 MINUTES = 6
 SPIKE_KINDS = {"cpu_spike", "stuck_at_100"}
 MALFORMED = [b"{truncated", b'{"event_id": "no-other-fields"}', b"[1, 2, 3]"]
+CDN_KINDS = {"error_storm", "cache_collapse", "latency_spike"}
+WATCHED_IP_FEATURE = "unq_dst_ip"
+METRIC_SERIES = 3
+METRIC_SAMPLES = 240  # per series, one a minute
+METRIC_SPIKE_AT = 200
 END = START + MINUTES * 60_000
 # Other tests share the stack and its topics: only this module's interval counts.
 IN_INTERVAL = (
@@ -48,7 +55,9 @@ def _interval(label: dict[str, Any]) -> Interval:
 
 
 @pytest.fixture(scope="module")
-def speed_run(local_stack: LocalStack, settings: Settings, kafka_topics: None) -> dict[str, Any]:
+def speed_run(
+    local_stack: LocalStack, settings: Settings, kafka_topics: None, spark: Any
+) -> dict[str, Any]:
     g = settings.generators
     servers = ServerGenerator(g.servers, g.server_interval_ms, seed=3, anomaly_rate=0.6)
     end = END
@@ -85,10 +94,20 @@ def speed_run(local_stack: LocalStack, settings: Settings, kafka_topics: None) -
     with db.connect(settings, local_stack.secrets) as conn:
         db.upsert_rows(conn, "baselines", columns, baseline_rows, ["metric", "entity"])
 
+    cdn_batch = CdnGenerator(g.cdn_edges, 10_000, seed=3, anomaly_rate=0.5).generate(START, end)
+    model_version = _promote_cdn_model(settings, local_stack, spark)
+    watched_ip = ips[0]
+    _write_forecast(settings, local_stack, watched_ip)
+    metric_events = _metric_events()
+
     producer = make_producer(settings.kafka_bootstrap, "confluent")
     server_topic = settings.topic("server_events").name
     try:
-        for batch in (server_batch, weather_batch, ip_batch):
+        producer.send_many(
+            settings.topic("metrics").name,
+            ((e["entity"].encode(), orjson.dumps(e), None) for e in metric_events),
+        )
+        for batch in (server_batch, weather_batch, ip_batch, cdn_batch):
             feed_batch(batch, settings, producer)
         resent = server_batch.events[:2000]  # an at-least-once producer retry
         producer.send_many(
@@ -106,7 +125,70 @@ def speed_run(local_stack: LocalStack, settings: Settings, kafka_topics: None) -
         check=False,
     )
     assert run.returncode == 0, run.stderr[-4000:]
-    return {"server": server_batch, "weather": weather_batch, "ip": ip_batch}
+    return {
+        "server": server_batch,
+        "weather": weather_batch,
+        "ip": ip_batch,
+        "cdn": cdn_batch,
+        "model_version": model_version,
+        "watched_ip": watched_ip,
+        "metrics": metric_events,
+    }
+
+
+def _promote_cdn_model(settings: Settings, local_stack: LocalStack, spark: Any) -> str:
+    """What retrain_cdn_kmeans would have registered: a model of the previous day's traffic."""
+    from spark_apps.jobs.retrain_cdn_kmeans import register
+    from spark_apps.transforms.cdn_kmeans import (
+        assign_clusters,
+        distance_threshold,
+        kmeans_pipeline,
+    )
+
+    config = settings.models.kmeans
+    g = settings.generators
+    history = CdnGenerator(g.cdn_edges, 10_000, seed=3, anomaly_rate=0.02).generate(
+        START - 6 * 3_600_000, START
+    )
+    train = spark.createDataFrame(history.events).select(*config.features)
+    model = kmeans_pipeline(config.features, config.k, config.max_iter, config.seed).fit(train)
+    threshold = distance_threshold(assign_clusters(model, train), config.threshold_quantile)
+    version = "20260101T180000Z"
+    path = str(settings.models_path / "cdn_kmeans" / version)
+    model.write().overwrite().save(path)
+    register(settings, local_stack.secrets, version, path, threshold, {}, promoted=True)
+    return version
+
+
+def _write_forecast(settings: Settings, local_stack: LocalStack, ip: str) -> None:
+    """A forecast every sample of one IP falls above (so each one is an ERROR), one hour."""
+    hour = datetime.fromtimestamp(START / 1000, tz=UTC)
+    rows = [(ip, WATCHED_IP_FEATURE, hour, 0.0, 0.0, 0.5, "prophet", "run-test")]
+    columns = ["ip", "feature", "ds", "yhat", "yhat_lower", "yhat_upper", "model", "run_id"]
+    with db.connect(settings, local_stack.secrets) as conn:
+        db.upsert_rows(conn, "ip_forecasts", columns, rows, ["ip", "feature", "ds"])
+
+
+def _metric_events() -> list[dict[str, Any]]:
+    """Bring-your-own telemetry: three steady series; one has a spike."""
+    events = []
+    for series in range(METRIC_SERIES):
+        for minute in range(METRIC_SAMPLES):
+            ms = START + minute * 60_000
+            value = 40.0 + series + (minute % 7) * 0.3
+            if series == 0 and minute == METRIC_SPIKE_AT:
+                value += 50
+            entity = f"host-{series}"
+            events.append(
+                {
+                    "event_id": event_id("metric", entity, ms, "load"),
+                    "entity": entity,
+                    "metric": "load",
+                    "value": value,
+                    "timestamp": datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(),
+                }
+            )
+    return events
 
 
 def _one(local_stack: LocalStack, settings: Settings, query: str) -> Any:
@@ -194,3 +276,97 @@ def test_cpu_detector_quality_against_ground_truth(
     # per-window precision depends on prevalence and on how well baselines capture the daily
     # cycle.
     assert quality.precision >= max(0.5, 10 * prevalence), quality
+
+
+def test_cdn_events_are_clustered_by_the_promoted_model(
+    speed_run: dict[str, Any], local_stack: LocalStack, settings: Settings
+) -> None:
+    where = IN_INTERVAL.replace("window_start", "ts")
+    count, versions = _one(
+        local_stack,
+        settings,
+        f"SELECT count(*), array_agg(DISTINCT model_version) FROM rt_cdn_clusters WHERE {where}",
+    )
+    assert count == len(speed_run["cdn"].events)
+    assert versions == [speed_run["model_version"]]
+    records = read_topic(settings.kafka_bootstrap, settings.topic("cdn_clusters").name)
+    ours = [json.loads(r.value) for r in records]
+    assert {r["model_version"] for r in ours} == {speed_run["model_version"]}
+    assert len({r["event_id"] for r in ours}) >= len(speed_run["cdn"].events)
+
+
+def test_cdn_storms_are_far_from_every_centroid(
+    speed_run: dict[str, Any], local_stack: LocalStack, settings: Settings
+) -> None:
+    labels = speed_run["cdn"].labels
+    targets = [_interval(label) for label in labels if label["kind"] in CDN_KINDS]
+    assert targets, "the generator should have injected CDN incidents in this interval"
+    with db.connect(settings, local_stack.secrets) as conn:
+        rows = conn.execute(
+            "SELECT entity, window_start, window_end + interval '1 millisecond' FROM anomalies "
+            f"WHERE detector = 'cdn_clusters' AND {IN_INTERVAL}",
+            {"start": START, "end": END},
+        ).fetchall()
+    quality = score(targets, [_interval(label) for label in labels], [Interval(*r) for r in rows])
+    assert quality.recall >= 0.5, quality
+    assert quality.precision >= 0.5, quality
+
+
+def test_samples_outside_the_forecast_interval_are_errors(
+    speed_run: dict[str, Any], local_stack: LocalStack, settings: Settings
+) -> None:
+    ip = speed_run["watched_ip"]
+    hour_end = START + 3_600_000
+    expected = [
+        e
+        for e in speed_run["ip"].events
+        if e["src_ip"] == ip and _when(e["timestamp"]).timestamp() * 1000 < hour_end
+    ]
+    with db.connect(settings, local_stack.secrets) as conn:
+        rows = conn.execute(
+            "SELECT entity, metric, severity, model_version FROM anomalies "
+            f"WHERE detector = 'forecast_deviations' AND {IN_INTERVAL}",
+            {"start": START, "end": END},
+        ).fetchall()
+    assert len(rows) == len(expected)  # only the IP × feature × hour that has a forecast
+    assert set(rows) == {(ip, WATCHED_IP_FEATURE, "ERROR", "run-test")}
+
+
+def test_metric_samples_are_all_scored_and_the_spike_flagged(
+    speed_run: dict[str, Any], local_stack: LocalStack, settings: Settings
+) -> None:
+    records = read_topic(settings.kafka_bootstrap, settings.topic("metric_scores").name)
+    scores = [json.loads(r.value) for r in records]
+    assert len(scores) == METRIC_SERIES * METRIC_SAMPLES
+    assert all(0 <= s["score"] <= 1 for s in scores)
+    with db.connect(settings, local_stack.secrets) as conn:
+        flagged = conn.execute(
+            "SELECT entity, window_start FROM anomalies WHERE detector = 'metric_scores' "
+            f"AND severity = 'ERROR' AND {IN_INTERVAL}",
+            {"start": START, "end": END},
+        ).fetchall()
+    spike = datetime.fromtimestamp((START + METRIC_SPIKE_AT * 60_000) / 1000, tz=UTC)
+    assert ("host-0", spike) in flagged
+    assert len(flagged) <= 3, flagged
+
+
+def test_outages_are_caught_as_silence(
+    speed_run: dict[str, Any], local_stack: LocalStack, settings: Settings
+) -> None:
+    labels = speed_run["server"].labels + speed_run["ip"].labels + speed_run["cdn"].labels
+    horizon = datetime.fromtimestamp((END - 60_000) / 1000, tz=UTC)  # the watermark's reach
+    targets = [
+        _interval(label)
+        for label in labels
+        if label["kind"] == "outage" and _when(label["end_ts"]) < horizon
+    ]
+    assert targets, "the generators should have injected outages in this interval"
+    with db.connect(settings, local_stack.secrets) as conn:
+        rows = conn.execute(
+            "SELECT entity, window_start, window_end FROM anomalies "
+            f"WHERE detector = 'silence' AND {IN_INTERVAL}",
+            {"start": START, "end": END},
+        ).fetchall()
+    quality = score(targets, [_interval(label) for label in labels], [Interval(*r) for r in rows])
+    assert quality.recall >= 0.8, quality
+    assert quality.precision >= 0.8, quality

@@ -1,0 +1,143 @@
+"""Archival throughput: hot store → PostgreSQL history, next to a bare COPY of the same rows.
+
+One isolated stack (PostgreSQL + Redis). The hot store is filled with ``--samples`` per
+configured IP × feature, older than the hot window. ``archive_hot_store`` then does what the
+hourly DAG does: read every series from Redis, COPY into a staging table, insert with
+``ON CONFLICT DO NOTHING``, verify inside the transaction, commit, trim Redis. The reference
+is a bare ``COPY`` of exactly those rows into an empty table shaped like ``ip_history`` (same
+primary key), in the same run; the phases of our path are timed separately too.
+
+Goal (issue 4/6): archived rows/s >= 0.5 × the bare COPY's rows/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Console
+
+from bench.common import running_stack, write_result
+from lambdawatch import db
+from lambdawatch.hot_store import ensure_ip_series, open_hot_store, redis_client, series_key
+from lambdawatch.pipelines import archive
+from lambdawatch.settings import Settings
+
+END = datetime(2026, 6, 1, tzinfo=UTC)
+STEP_MS = 60_000
+WRITE_CHUNK = 200_000
+
+
+def fill_hot_store(settings: Settings, samples_per_series: int) -> int:
+    """Per-minute samples for every configured IP × feature, all older than the hot window."""
+    cutoff = archive.archive_cutoff_ms(END, settings.hot_store.hot_window_hours)
+    first = cutoff - samples_per_series * STEP_MS
+    keys = [
+        series_key(settings, ip, feature)
+        for ip in settings.ips.resolved_addresses
+        for feature in settings.ips.features
+    ]
+    client = redis_client(settings)
+    try:
+        store = open_hot_store(client, settings)
+        ensure_ip_series(store, settings)
+        pending: list[tuple[str, int, float]] = []
+        for step in range(samples_per_series):
+            ts = first + step * STEP_MS
+            pending.extend((key, ts, float((step * 31 + n) % 997)) for n, key in enumerate(keys))
+            if len(pending) >= WRITE_CHUNK:
+                store.add(pending)
+                pending = []
+        if pending:
+            store.add(pending)
+    finally:
+        client.close()
+    return len(keys) * samples_per_series
+
+
+def timed_archive(settings: Settings, secrets: Any) -> dict[str, Any]:
+    """``archive_hot_store`` end to end, with its three phases timed on the same rows."""
+    cutoff = archive.archive_cutoff_ms(END, settings.hot_store.hot_window_hours)
+    client = redis_client(settings)
+    try:
+        store = open_hot_store(client, settings)
+        started = time.perf_counter()
+        series = {k: p for k, p in store.mrange({"source": "ip"}, 0, cutoff - 1).items() if p}
+        rows = archive.history_rows(series, archive.series_identity(store, settings, series))
+        read_s = time.perf_counter() - started
+    finally:
+        client.close()
+    # The measured run: the real task function, from Redis to trimmed Redis.
+    started = time.perf_counter()
+    result = archive.archive_hot_store(settings, END, secrets=secrets)
+    total_s = time.perf_counter() - started
+    return {
+        "rows": result.samples,
+        "inserted": result.inserted,
+        "trimmed": result.trimmed,
+        "seconds": round(total_s, 3),
+        "rows_per_s": round(result.samples / total_s),
+        "read_phase_seconds_separate_run": round(read_s, 3),
+        "rows_for_reference": rows,
+    }
+
+
+def bare_copy(settings: Settings, secrets: Any, rows: list[archive.HistoryRow]) -> dict[str, Any]:
+    """The reference: the same rows COPYed straight into an empty ip_history-shaped table."""
+    with db.connect(settings, secrets) as conn:
+        conn.execute("DROP TABLE IF EXISTS bench_bare_copy")
+        conn.execute("CREATE TABLE bench_bare_copy (LIKE ip_history INCLUDING ALL)")
+        conn.commit()
+        started = time.perf_counter()
+        with (
+            conn.transaction(),
+            conn.cursor() as cursor,
+            cursor.copy("COPY bench_bare_copy (ip, feature, ts, value) FROM STDIN") as copy,
+        ):
+            for row in rows:
+                copy.write_row(row)
+        seconds = time.perf_counter() - started
+        count = conn.execute("SELECT count(*) FROM bench_bare_copy").fetchone()[0]  # type: ignore[index]
+        conn.execute("DROP TABLE bench_bare_copy")
+        conn.commit()
+    return {"rows": int(count), "seconds": round(seconds, 3), "rows_per_s": round(count / seconds)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--samples", type=int, default=300, help="samples per IP × feature")
+    args = parser.parse_args()
+    console = Console()
+    with running_stack(["postgres", "redis"]) as (settings, stack):
+        with db.connect(settings, stack.secrets) as conn:
+            db.apply_migrations(conn, settings.root / "sql")
+        written = fill_hot_store(settings, args.samples)
+        console.print(f"hot store filled: {written:,} samples")
+        ours = timed_archive(settings, stack.secrets)
+        rows = ours.pop("rows_for_reference")
+        reference = bare_copy(settings, stack.secrets, rows)
+        with db.connect(settings, stack.secrets) as conn:
+            archived = conn.execute("SELECT count(*) FROM ip_history").fetchone()[0]  # type: ignore[index]
+    ratio = ours["rows_per_s"] / reference["rows_per_s"]
+    payload = {
+        "goal": "archive rows/s >= 0.5 x bare COPY rows/s",
+        "samples_written": written,
+        "rows_in_history_after": int(archived),
+        "ours_archive_hot_store": ours,
+        "reference_bare_copy": reference,
+        "ratio_vs_bare_copy": round(ratio, 3),
+        "goal_met": ratio >= 0.5 and archived == written and ours["trimmed"] == written,
+        "hot_window_hours": settings.hot_store.hot_window_hours,
+        "data_interval_end": END.isoformat(),
+    }
+    path = write_result("archive", payload)
+    console.print(
+        f"archive {ours['rows_per_s']:,} rows/s vs bare COPY {reference['rows_per_s']:,} rows/s "
+        f"(×{ratio:.2f}); {archived:,} rows in history → {path}"
+    )
+
+
+if __name__ == "__main__":
+    main()
