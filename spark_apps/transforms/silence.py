@@ -36,20 +36,31 @@ def silence_deadline(last_seen_ms: int, interval_ms: int, missed: int) -> int:
 
 
 def silence_anomaly(
-    source: str, entity: str, last_seen_ms: int, interval_ms: int, missed: int, now_ms: int
+    source: str,
+    entity: str,
+    last_seen_ms: int,
+    interval_ms: int,
+    missed: int,
+    now_ms: int,
+    resumed_ms: int | None = None,
 ) -> dict[str, Any]:
-    """One gap as an anomaly record; keyed by its first missed tick, so a replay rewrites it."""
+    """One gap as an anomaly record; keyed by its first missed tick, so a replay rewrites it.
+
+    ``value`` is the gap in intervals: until the report that ended it, or until ``now_ms``
+    (the watermark) while it is still open; the window ends at that report or the deadline.
+    """
 
     def stamp(ms: int) -> datetime:
         return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
-    missing = max(missed, (now_ms - last_seen_ms) // interval_ms)
+    missing = max(missed, ((resumed_ms or now_ms) - last_seen_ms) // interval_ms)
+    end = resumed_ms or silence_deadline(last_seen_ms, interval_ms, missed)
     return {
         "detector": DETECTOR,
         "entity": entity,
         "metric": f"{source}:{METRIC}",
         "window_start": stamp(last_seen_ms + interval_ms),
-        "window_end": stamp(silence_deadline(last_seen_ms, interval_ms, missed)),
+        "window_end": stamp(end),
         "value": float(missing),
         "expected": 0.0,
         "score": float(missing) / missed,
@@ -61,16 +72,19 @@ def silence_anomaly(
 
 def find_silences(
     timestamps_ms: Sequence[int], interval_ms: int, missed: int, end_ms: int
-) -> list[tuple[int, int]]:
-    """Batch form: (last report before the gap, deadline) for every gap in sorted reports,
-    including one still open at ``end_ms``."""
+) -> list[tuple[int, int | None]]:
+    """Batch form: (last report before the gap, the report that ended it or ``None``) for
+    every gap in the reports, including one still open at ``end_ms`` (past its deadline)."""
     stamps = np.unique(np.asarray(timestamps_ms, dtype=np.int64))
     if not len(stamps):
         return []
     deadlines = stamps + missed * interval_ms
     following = np.append(stamps[1:], np.iinfo(np.int64).max)
     silent = (following > deadlines) & (deadlines < end_ms)  # like the watermark: past it
-    return [(int(s), int(d)) for s, d in zip(stamps[silent], deadlines[silent], strict=True)]
+    return [
+        (int(last), int(resumed) if resumed < np.iinfo(np.int64).max else None)
+        for last, resumed in zip(stamps[silent], following[silent], strict=True)
+    ]
 
 
 def source_signals(events: Mapping[str, tuple[DataFrame, str]], watermark: str) -> DataFrame:
@@ -110,11 +124,25 @@ def detect_silences(signals: DataFrame, intervals_ms: Mapping[str, int], missed:
             state.remove()
             yield pd.DataFrame([silence_anomaly(source, entity, last_seen, interval, missed, now)])
             return
-        newest = max(int(batch["ts_ms"].max()) for batch in batches)
-        last_seen = max(newest, state.get[0]) if state.exists else newest
+        # A backlog can hold both sides of a gap in one micro-batch, and Spark only times out
+        # groups that got no data: gaps closed by the data itself are found here.
+        known = np.concatenate([batch["ts_ms"].to_numpy() for batch in batches])
+        if state.exists:
+            # Reports older than the last one seen are late re-sends: Spark hands them to this
+            # function (it drops late rows only for aggregations), and they must not open a gap.
+            previous = int(state.get[0])
+            known = np.append(known[known >= previous], previous)
+        last_seen = int(known.max())
         state.update((last_seen,))
         state.setTimeoutTimestamp(silence_deadline(last_seen, interval, missed))
-        yield from ()  # still reporting: nothing to say
+        closed = find_silences(known, interval, missed, last_seen)
+        if closed:
+            yield pd.DataFrame(
+                [
+                    silence_anomaly(source, entity, last, interval, missed, last_seen, resumed)
+                    for last, resumed in closed
+                ]
+            )
 
     return signals.groupBy("source", "entity").applyInPandasWithState(
         step,

@@ -19,14 +19,16 @@ T0 = datetime(2026, 3, 2, tzinfo=UTC)
     ("reports", "end", "expected"),
     [
         ([0, 10, 20, 30], 60, []),  # steady; the open tail (30 → 60) is within 3 intervals
-        ([0, 10, 20, 30], 61, [(30, 60)]),  # ... until the deadline has passed
-        ([0, 10, 50, 60], 60, [(10, 40)]),  # a 4-interval gap
+        ([0, 10, 20, 30], 61, [(30, None)]),  # ... until the deadline has passed
+        ([0, 10, 50, 60], 60, [(10, 50)]),  # a 4-interval gap, ended by the report at 50
         ([0, 10, 40, 50], 60, []),  # exactly 3 intervals late is still on time
         ([20, 0, 10, 10], 30, []),  # unsorted and duplicated reports
         ([], 100, []),
     ],
 )
-def test_find_silences(reports: list[int], end: int, expected: list[tuple[int, int]]) -> None:
+def test_find_silences(
+    reports: list[int], end: int, expected: list[tuple[int, int | None]]
+) -> None:
     assert find_silences(reports, interval_ms=10, missed=3, end_ms=end) == expected
 
 
@@ -39,7 +41,11 @@ def test_a_gap_becomes_one_error_keyed_by_its_first_missed_tick() -> None:
     assert first["window_end"] == T0 + timedelta(minutes=3)
     assert first["severity"] == "ERROR"
     assert first["metric"] == "ip:reports_missing"
-    assert (first["value"], again["value"]) == (5.0, 3.0)  # intervals missing when detected
+    assert (first["value"], again["value"]) == (5.0, 3.0)  # the gap so far, in intervals
+    closed = silence_anomaly("ip", "198.18.0.1", last, 60_000, 3, last, resumed_ms=last + 600_000)
+    assert closed["window_start"] == first["window_start"]  # the same record, completed
+    assert closed["window_end"] == T0 + timedelta(minutes=10)
+    assert closed["value"] == 10.0
 
 
 def _series(values: np.ndarray, start: datetime = T0) -> pd.DataFrame:
