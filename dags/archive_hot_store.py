@@ -8,6 +8,7 @@ from airflow.sdk import dag, task
 
 from common.assets import IP_HISTORY
 from common.defaults import DEFAULT_ARGS, START_DATE, schedule_of
+from common.tasks import record_run
 
 
 @dag(
@@ -36,7 +37,7 @@ def archive_hot_store() -> None:
         assert data_interval_end is not None
         return asdict(archive_hot_store(settings(), data_interval_end))
 
-    archive()
+    record_run(archive(), sample_hot_store=True)
 
 
 archive_hot_store()

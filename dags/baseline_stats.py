@@ -9,6 +9,7 @@ from airflow.sdk import dag, task
 
 from common.assets import BASELINES
 from common.defaults import DEFAULT_ARGS, START_DATE, schedule_of
+from common.tasks import record_run
 
 
 @dag(
@@ -37,7 +38,7 @@ def baseline_stats() -> None:
             settings(), "baseline_stats", ["--interval-end", data_interval_end.isoformat()]
         )
 
-    baselines()
+    record_run(baselines())
 
 
 baseline_stats()

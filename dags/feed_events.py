@@ -7,6 +7,7 @@ from datetime import datetime
 from airflow.sdk import dag, task
 
 from common.defaults import DEFAULT_ARGS, START_DATE, schedule_of
+from common.tasks import record_run
 
 SOURCES = ["ip", "server", "cdn", "weather"]
 
@@ -40,7 +41,7 @@ def feed_events() -> None:
         assert data_interval_end is not None
         return feed_interval(settings(), source, data_interval_start, data_interval_end)
 
-    feed.expand(source=SOURCES)
+    record_run(feed.expand(source=SOURCES), sample_hot_store=True)
 
 
 feed_events()

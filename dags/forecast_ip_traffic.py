@@ -9,6 +9,7 @@ from airflow.sdk import dag, task
 
 from common.assets import IP_FORECASTS, IP_HISTORY
 from common.defaults import DEFAULT_ARGS, START_DATE, schedule_of
+from common.tasks import record_run
 
 # "asset" in config.json: run when archive_hot_store updates ip_history; else a cron/preset.
 SCHEDULE = schedule_of("forecast_ip_traffic") or [IP_HISTORY]
@@ -43,7 +44,7 @@ def forecast_ip_traffic() -> None:
         end = data_interval_end or logical_date or datetime.now(UTC)
         return run_spark_job(settings(), "forecast_ip_traffic", ["--interval-end", end.isoformat()])
 
-    forecast()
+    record_run(forecast())
 
 
 forecast_ip_traffic()

@@ -9,6 +9,7 @@ from airflow.sdk import dag, task
 
 from common.assets import CDN_MODEL
 from common.defaults import DEFAULT_ARGS, START_DATE, schedule_of
+from common.tasks import record_run
 
 
 @dag(
@@ -38,7 +39,7 @@ def retrain_cdn_kmeans() -> None:
             settings(), "retrain_cdn_kmeans", ["--interval-end", data_interval_end.isoformat()]
         )
 
-    train()
+    record_run(train())
 
 
 retrain_cdn_kmeans()

@@ -16,6 +16,8 @@ from lambdawatch.settings import ConfigError, Settings, load_settings
 app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False)
 config_app = typer.Typer(help="Inspect and validate config.json and .env.")
 app.add_typer(config_app, name="config")
+dashboards_app = typer.Typer(help="Superset dashboards as code (superset/).")
+app.add_typer(dashboards_app, name="dashboards")
 console = Console()
 errors = Console(stderr=True)
 
@@ -73,6 +75,12 @@ def up(only: ComponentsOption = None) -> None:
         console.print(
             f"Airflow UI: {settings.airflow_base_url}  "
             f"(login {settings.airflow_admin_user} / {password}; trigger InitialDag first)"
+        )
+    if only is None or "superset" in only:
+        password = stack.secrets.superset_admin_password.get_secret_value()
+        console.print(
+            f"Superset:   {settings.superset_base_url}  "
+            f"(login {settings.superset_admin_user} / {password})"
         )
 
 
@@ -294,6 +302,33 @@ def fetch_jars() -> None:
     settings = _settings()
     libs = resolve_classpath(settings.root / "jvm" / "kafka" / "pom.xml")
     console.print(f"Kafka classpath: {libs} ({len(list(libs.glob('*.jar')))} jars)")
+
+
+@dashboards_app.command("render")
+def dashboards_render(
+    output: Annotated[
+        Path | None, typer.Option(help="Asset folder (default: superset/ in the project).")
+    ] = None,
+) -> None:
+    """Render the dashboards declared in lambdawatch.dashboards to Superset's YAML."""
+    from lambdawatch.dashboards import write
+
+    root = output or _settings().root / "superset"
+    written = write(root)
+    console.print(f"{len(written)} asset files in {root}; `lambdawatch up` imports them")
+
+
+@dashboards_app.command("import")
+def dashboards_import() -> None:
+    """Import superset/ into the running stack's Superset now (also done by ``up``)."""
+    from lambdawatch.secrets import load_secrets
+    from lambdawatch.stack import superset_node
+
+    settings = _settings()
+    secrets = load_secrets(settings.var_path / "secrets.env")
+    with console.status("importing dashboards…"):
+        superset_node.provision(settings, secrets, force=True)
+    console.print(f"imported; dashboards at {settings.superset_base_url}/dashboard/list/")
 
 
 @config_app.command("check")

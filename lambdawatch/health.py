@@ -114,3 +114,14 @@ def check_airflow(base_url: str, part: str) -> str | None:
     if status != "healthy":
         return f"airflow {part}: {status or 'not reported yet'}"
     return None
+
+
+def check_superset(base_url: str) -> str | None:
+    """Superset's ``/health`` answers ``OK`` once the app (and its metadata database) is up."""
+    try:
+        response = httpx.get(f"{base_url}/health", timeout=3)
+    except httpx.HTTPError as exc:
+        return f"superset: {type(exc).__name__}: {exc}"
+    if response.status_code != 200 or response.text.strip() != "OK":
+        return f"superset /health: HTTP {response.status_code} {response.text[:80]!r}"
+    return None

@@ -92,6 +92,10 @@ class Settings(BaseSettings):
     airflow_venv: Path | None = None  # default .venv-airflow beside config.json
     airflow_admin_user: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")] = "admin"
     superset_port: Port = 18088
+    superset_url: str | None = None
+    superset_venv: Path | None = None  # default .venv-superset beside config.json
+    superset_admin_user: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")] = "admin"
+    superset_workers: Annotated[int, Field(ge=1, le=16)] = 1
 
     normal_mean: Annotated[float, Field(ge=0, le=100)] = 45.0
     normal_stddev: Annotated[float, Field(gt=0)] = 12.0
@@ -191,6 +195,15 @@ class Settings(BaseSettings):
     def airflow_venv_path(self) -> Path:
         """Airflow's own environment (its pins conflict with Superset's, so it stands apart)."""
         return (self.airflow_venv or self.root / ".venv-airflow").resolve()
+
+    @cached_property
+    def superset_base_url(self) -> str:
+        return (self.superset_url or f"http://{self.bind_host}:{self.superset_port}").rstrip("/")
+
+    @cached_property
+    def superset_venv_path(self) -> Path:
+        """Superset's own environment (its pins conflict with Airflow's)."""
+        return (self.superset_venv or self.root / ".venv-superset").resolve()
 
     @cached_property
     def models_path(self) -> Path:

@@ -58,17 +58,20 @@ ensure_uv() {
   [ -x "$UV" ] || die "uv could not be installed"
 }
 
-# build_env DIR LOCKFILE LABEL: a virtual environment from a compiled lock file (plus this
-# package, editable), rebuilt only when the lock file or pyproject.toml changed.
+# build_env DIR LOCKFILE LABEL [with-project|without-project]: a virtual environment from a
+# compiled lock file (plus this package, editable, unless told otherwise), rebuilt only when the
+# lock file or pyproject.toml changed.
 build_env() {
-  local venv="$1" lock="$2" label="$3"
+  local venv="$1" lock="$2" label="$3" project="${4:-with-project}"
   local stamp="$venv/.lambdawatch-stamp" digest
   digest="$(cat "$lock" pyproject.toml | sha256sum | cut -c1-16)"
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$digest" ]; then return; fi
   log "building the $label Python environment ($(basename "$venv"))"
   [ -x "$venv/bin/python" ] || "$UV" venv --quiet --python "$PYTHON_VERSION" "$venv"
   "$UV" pip install --quiet --python "$venv/bin/python" -r "$lock"
-  "$UV" pip install --quiet --python "$venv/bin/python" --no-deps -e .
+  if [ "$project" = with-project ]; then
+    "$UV" pip install --quiet --python "$venv/bin/python" --no-deps -e .
+  fi
   echo "$digest" > "$stamp"
 }
 
@@ -76,6 +79,8 @@ install_python_envs() {
   build_env "$VENV" requirements.txt core
   # Airflow's pins conflict with Superset's, so each has an environment of its own.
   build_env "$ROOT/.venv-airflow" requirements/airflow.txt Airflow
+  # Superset runs only its own code and superset/*.py, never lambdawatch's package.
+  build_env "$ROOT/.venv-superset" requirements/superset.txt Superset without-project
 }
 
 install_jvm_artifacts() {

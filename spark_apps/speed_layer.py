@@ -36,6 +36,7 @@ from lambdawatch.events import (
     WEATHER_SCHEMA,
 )
 from lambdawatch.model_registry import ModelCache, promoted_model
+from lambdawatch.pipeline_health import progress_rows, write_progress
 from lambdawatch.secrets import Secrets, load_secrets
 from lambdawatch.settings import Settings, load_settings
 from spark_apps.catalog import QUERY_VERSIONS, SPEED_LAYER_QUERIES
@@ -444,6 +445,19 @@ class ProgressFile(StreamingQueryListener):
         self.state.setdefault(name, {}).update({"status": "active", "updated": time.time()})
         self._flush()
 
+    def wait_terminated(self, names: list[str], timeout: float = 30.0) -> bool:
+        """Block until the termination of every query in ``names`` has reached the listeners.
+
+        Spark delivers listener events asynchronously and in order, so once a query's
+        termination is here, so is its last progress (for every listener registered after).
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(self.state.get(n, {}).get("status") == "terminated" for n in names):
+                return True
+            time.sleep(0.1)
+        return False
+
     def onQueryTerminated(self, event: Any) -> None:  # noqa: N802
         name = self.names.get(str(event.runId), str(event.runId))
         self.state[name] = {
@@ -452,6 +466,37 @@ class ProgressFile(StreamingQueryListener):
             "error": event.exception,
         }
         self._flush()
+
+
+class ProgressTable(StreamingQueryListener):
+    """Records each micro-batch's events/s and consumer lag per Kafka source in PostgreSQL
+    (``speed_layer_progress``), for the Pipeline health dashboard.
+
+    A failed write is logged and dropped: a health record must never stop the stream.
+    """
+
+    def __init__(self, settings: Settings, secrets: Secrets) -> None:
+        self.settings, self.secrets = settings, secrets
+        self.conn: Any = None
+
+    def onQueryStarted(self, event: Any) -> None:  # noqa: N802 - Spark's listener API
+        pass
+
+    def onQueryProgress(self, event: Any) -> None:  # noqa: N802
+        try:
+            if self.conn is None or self.conn.closed:
+                self.conn = db.connect(self.settings, self.secrets)
+                self.conn.autocommit = True
+            write_progress(self.conn, progress_rows(json.loads(event.progress.json)))
+        except Exception as error:  # see the class docstring
+            log.warning("progress not recorded: %s", error)
+            self.conn = None
+
+    def onQueryIdle(self, event: Any) -> None:  # noqa: N802
+        pass
+
+    def onQueryTerminated(self, event: Any) -> None:  # noqa: N802
+        pass
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -481,6 +526,8 @@ def main(argv: list[str] | None = None) -> None:
     spark.sparkContext.setLogLevel("WARN")
     listener = ProgressFile(settings.var_path / "run" / "speed_layer.json")
     spark.streams.addListener(listener)
+    progress_table = ProgressTable(settings, secrets)
+    spark.streams.addListener(progress_table)
     trigger = {"availableNow": True} if args.available_now else None
     checkpoints = args.checkpoint_dir or settings.var_path / "checkpoints"
     layer = SpeedLayer(spark, settings, secrets, checkpoints, trigger=trigger)
@@ -490,10 +537,12 @@ def main(argv: list[str] | None = None) -> None:
         if args.available_now:
             for query in queries:
                 query.awaitTermination()
+            listener.wait_terminated([query.name for query in queries])
         else:
             spark.streams.awaitAnyTermination()
     finally:
-        spark.streams.removeListener(listener)  # no callbacks into a Python that is exiting
+        for registered in (listener, progress_table):  # no callbacks into an exiting Python
+            spark.streams.removeListener(registered)
         spark.stop()
 
 

@@ -59,6 +59,17 @@ def airflow_stack(local_stack: object) -> object:
 
 
 @pytest.fixture(scope="session")
+def superset_stack(local_stack: object) -> object:
+    """Superset on the session's stack: metadata migrated, dashboards imported, serving."""
+    from lambdawatch.stack.local import LocalStack
+    from lambdawatch.stack.superset_node import PROGRAM
+
+    assert isinstance(local_stack, LocalStack)
+    local_stack.up([PROGRAM], on_event=lambda _message: None)
+    return local_stack
+
+
+@pytest.fixture(scope="session")
 def spark() -> Iterator[object]:
     """One local Spark session for every transformation test (no Kafka connector needed)."""
     from spark_apps.session import build_session

@@ -77,22 +77,24 @@ def series_identity(
     return identity
 
 
+# A hot-store series holds one value per timestamp, so staged rows are unique: no DISTINCT or
+# sort is needed, and ON CONFLICT absorbs what an earlier (retried) run already archived.
 ARCHIVE_SQL = """
 INSERT INTO ip_history (ip, feature, ts, value)
-SELECT DISTINCT ON (ip, feature, ts) ip, feature, ts, value FROM staging_archive
-ORDER BY ip, feature, ts
+SELECT ip, feature, ts, value FROM staging_archive
 ON CONFLICT (ip, feature, ts) DO NOTHING
 """
+# Run only when the insert skipped rows (a retry): how many staged samples history now holds.
 VERIFY_SQL = """
-SELECT count(*) FROM (SELECT DISTINCT ip, feature, ts FROM staging_archive) s
-JOIN ip_history h USING (ip, feature, ts)
+SELECT count(*) FROM staging_archive JOIN ip_history USING (ip, feature, ts)
 """
 
 
 def store_history(conn: psycopg.Connection, rows: Sequence[HistoryRow]) -> tuple[int, int]:
     """COPY → insert-if-absent → verify, in one transaction; returns (inserted, already there).
 
-    Raises (and rolls back) when the verification finds a staged sample missing from history.
+    Every row the insert reports is in history by PostgreSQL's guarantee; when it skipped some
+    (a retry), those are looked up. Raises, and rolls back, when a staged sample is missing.
     """
     with conn.transaction(), conn.cursor() as cursor:
         cursor.execute(
@@ -102,18 +104,17 @@ def store_history(conn: psycopg.Connection, rows: Sequence[HistoryRow]) -> tuple
         with cursor.copy("COPY staging_archive (ip, feature, ts, value) FROM STDIN") as copy:
             for row in rows:
                 copy.write_row(row)
-        cursor.execute(
-            "SELECT count(*) FROM (SELECT DISTINCT ip, feature, ts FROM staging_archive) s"
-        )
+        cursor.execute("SELECT count(*) FROM staging_archive")
         staged = int(cursor.fetchone()[0])  # type: ignore[index]
         cursor.execute(ARCHIVE_SQL)
         inserted = cursor.rowcount
-        cursor.execute(VERIFY_SQL)
-        present = int(cursor.fetchone()[0])  # type: ignore[index]
-        if present != staged:
-            raise RuntimeError(
-                f"archive verification failed: {staged} samples staged, {present} in ip_history"
-            )
+        if inserted != staged:
+            cursor.execute(VERIFY_SQL)
+            present = int(cursor.fetchone()[0])  # type: ignore[index]
+            if present != staged:
+                raise RuntimeError(
+                    f"archive verification failed: {staged} samples staged, {present} in ip_history"
+                )
     return inserted, staged - inserted
 
 

@@ -25,10 +25,11 @@ from lambdawatch.health import (
     check_postgres,
     check_redis,
     check_speed_layer,
+    check_superset,
 )
 from lambdawatch.secrets import Secrets, load_secrets
 from lambdawatch.settings import Settings
-from lambdawatch.stack import airflow_node, kafka_node, postgres, redis_node
+from lambdawatch.stack import airflow_node, kafka_node, postgres, redis_node, superset_node
 from lambdawatch.stack.supervisor import ProgramSpec, Supervisor, SupervisorPaths
 from spark_apps.catalog import SPEED_LAYER_QUERIES
 
@@ -126,6 +127,15 @@ class LocalStack:
                 depends_on=("postgres", "kafka"),
             ),
             *self._airflow_components(),
+            Component(
+                name=superset_node.PROGRAM,
+                port=s.superset_port,
+                program=lambda: superset_node.superset_program(s, self.secrets),
+                prepare=self._prepare_superset,
+                health=lambda: check_superset(s.superset_base_url),
+                start_timeout=180,
+                depends_on=("postgres",),
+            ),
         ]
 
     def _airflow_components(self) -> list[Component]:
@@ -151,6 +161,14 @@ class LocalStack:
     def _prepare_airflow(self) -> None:
         with db.connect(self.settings, self.secrets, "postgres") as admin:
             airflow_node.prepare_metadata_database(self.settings, self.secrets, admin)
+
+    def _prepare_superset(self) -> None:
+        """Metadata database, read access to the platform database, then the assets."""
+        with db.connect(self.settings, self.secrets, "postgres") as admin:
+            superset_node.prepare_metadata_database(self.settings, self.secrets, admin)
+        with db.connect(self.settings, self.secrets) as conn:
+            superset_node.grant_read_access(conn, self.settings)
+        superset_node.provision(self.settings, self.secrets)
 
     def _speed_layer_program(self) -> ProgramSpec:
         """The Spark driver (local mode) in the core environment, bound to loopback."""

@@ -49,21 +49,39 @@ def test_archive_survives_postgres_loss_and_retries_cleanly(
 
         # 2. The server drops the connection mid-transaction (after the insert, before the
         #    commit): rolled back, nothing in history, Redis untouched.
-        monkeypatch.setattr(archive, "VERIFY_SQL", "SELECT pg_terminate_backend(pg_backend_pid())")
+        monkeypatch.setattr(
+            archive,
+            "ARCHIVE_SQL",
+            archive.ARCHIVE_SQL + "; SELECT pg_terminate_backend(pg_backend_pid())",
+        )
         with pytest.raises(psycopg.OperationalError):
             archive.archive_hot_store(settings, END, store, local_stack.secrets)
         monkeypatch.undo()
         assert store.range(KEY, 0, 2**62) == before
         assert _history(settings, local_stack) == []
 
-        # 3. The retry archives every sample once, verifies, then trims.
-        result = archive.archive_hot_store(settings, END, store, local_stack.secrets)
-        assert result.inserted >= len(stamps)
-        assert store.range(KEY, 0, 2**62) == []
+        # 3. Redis goes away after the commit, before the trim: history has every sample,
+        #    Redis still has them too.
+        def redis_lost(*_: object) -> int:
+            raise ConnectionError("redis went away")
+
+        monkeypatch.setattr(store, "delete_range", redis_lost)
+        with pytest.raises(ConnectionError):
+            archive.archive_hot_store(settings, END, store, local_stack.secrets)
+        monkeypatch.undo()
+        assert store.range(KEY, 0, 2**62) == before
         history = _history(settings, local_stack)
         assert [row[0] for row in history] == sorted(stamps)
 
-        # 4. Once more: nothing left to archive, nothing duplicated.
+        # 4. The retry finds them archived (verified by lookup), inserts nothing, then trims.
+        result = archive.archive_hot_store(settings, END, store, local_stack.secrets)
+        assert result.inserted == 0
+        assert result.already_archived >= len(stamps)
+        assert result.trimmed >= len(stamps)
+        assert store.range(KEY, 0, 2**62) == []
+        assert _history(settings, local_stack) == history
+
+        # 5. Once more: nothing left to archive, nothing duplicated.
         again = archive.archive_hot_store(settings, END, store, local_stack.secrets)
         assert again.inserted == 0
         assert _history(settings, local_stack) == history

@@ -26,6 +26,7 @@ from lambdawatch.ingest import feed_batch, make_producer
 from lambdawatch.quality import Interval, score
 from lambdawatch.settings import Settings
 from lambdawatch.stack.local import LocalStack
+from spark_apps.catalog import SPEED_LAYER_QUERIES
 from tests.integration.kafka_reading import read_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -377,3 +378,20 @@ def test_outages_are_caught_as_silence(
     quality = score(targets, [_interval(label) for label in labels], found)
     assert quality.recall >= 0.8, (quality, rows)
     assert quality.precision >= 0.8, (quality, rows)
+
+
+def test_each_query_reports_throughput_and_lag_per_topic(
+    speed_run: dict[str, Any], local_stack: LocalStack, settings: Settings
+) -> None:
+    """The Pipeline health dashboard's source: per query and Kafka topic, rows read and lag."""
+    with db.connect(settings, local_stack.secrets) as conn:
+        rows = conn.execute(
+            "SELECT query, source, sum(input_rows), count(offsets_behind_latest) "
+            "FROM speed_layer_progress GROUP BY query, source"
+        ).fetchall()
+    by_query = {(query, source): (read, lags) for query, source, read, lags in rows}
+    assert {query for query, _ in by_query} == set(SPEED_LAYER_QUERIES)
+    ip_topic = settings.topic("ip_events").name
+    read, lags = by_query[("ip_averages", ip_topic)]
+    assert read >= len(speed_run["ip"].events)  # this run's IP events, at least
+    assert lags > 0  # Kafka sources carry a lag figure

@@ -51,11 +51,11 @@ EXPECTED_TASKS = {
         "unpause_scheduled_dags",
         "validate_config",
     ],
-    "feed_events": ["feed"],
-    "archive_hot_store": ["archive"],
-    "baseline_stats": ["baselines"],
-    "forecast_ip_traffic": ["forecast"],
-    "retrain_cdn_kmeans": ["train"],
+    "feed_events": ["feed", "record_run"],
+    "archive_hot_store": ["archive", "record_run"],
+    "baseline_stats": ["baselines", "record_run"],
+    "forecast_ip_traffic": ["forecast", "record_run"],
+    "retrain_cdn_kmeans": ["record_run", "train"],
 }
 
 

@@ -4,6 +4,7 @@ Airflow's rendered environment, model promotion."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -13,6 +14,7 @@ from lambdawatch.pipelines.spark_jobs import spark_submit_command
 from lambdawatch.secrets import Secrets
 from lambdawatch.settings import load_settings
 from lambdawatch.stack.airflow_node import airflow_environment, metadata_url
+from lambdawatch.stack.superset_node import superset_environment, superset_program
 from spark_apps.transforms.cdn_kmeans import should_promote
 
 END = datetime(2026, 5, 1, 12, tzinfo=UTC)
@@ -84,6 +86,21 @@ def test_airflow_environment_avoids_the_known_traps() -> None:
     # passwords are URL-quoted; psycopg 3 serves the sync and async engines alike
     assert metadata_url(settings, SECRETS).startswith("postgresql+psycopg://airflow:a%20b%2Fc%40d@")
     assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"].startswith("postgresql+psycopg_async")
+
+
+def test_superset_runs_our_config_against_two_databases() -> None:
+    settings = load_settings(superset_port=18555, postgres_port=15999)
+    env = superset_environment(settings, SECRETS)
+    config = Path(env["SUPERSET_CONFIG_PATH"])
+    assert config.is_file()
+    assert config.parent == settings.root / "superset"
+    assert env["SUPERSET_METADATA_URL"].endswith("@127.0.0.1:15999/superset")
+    assert env["LAMBDAWATCH_DATABASE_URI"].endswith(f"@127.0.0.1:15999/{settings.postgres_db}")
+    assert env["SUPERSET_SECRET_KEY"] == "k"
+    assert env["PATH"].split(":")[0] == str(settings.superset_venv_path / "bin")
+    command = superset_program(settings, SECRETS).command
+    assert command[command.index("--bind") + 1] == "127.0.0.1:18555"
+    assert command[-1] == "superset.app:create_app()"
 
 
 @pytest.mark.parametrize(
