@@ -172,14 +172,17 @@ def test_feed_events_twice_for_one_interval_duplicates_nothing_downstream(
     assert second["kafka_ids"] == first["kafka_ids"]  # same ids: the speed layer drops repeats
     assert second["kafka_records"] == 2 * first["kafka_records"]  # at-least-once transport
 
-    # the run's last task recorded it (once, however often it ran) and sampled the hot store
+    # each run's last task recorded it (``dags test`` makes a new run id each time; a cleared
+    # task reuses its run's id and overwrites the row) and sampled the hot store
     with db.connect(settings, airflow_stack.secrets) as conn:
         runs = conn.execute(
             "SELECT details FROM batch_runs WHERE dag_id = 'feed_events' AND interval_end = %s",
             (FEED_END,),
         ).fetchall()
         sampled = conn.execute("SELECT max(series) FROM hot_store_stats").fetchone()
-    assert len(runs) == 1
+    assert len(runs) == 2
+    sent = [[(r["events"], r["labels"]) for r in run[0]["results"]] for run in runs]
+    assert sent[0] == sent[1]  # same interval, same events (the repeat adds no hot samples)
     results = runs[0][0]["results"]  # one per mapped feed task: ip, server, cdn, weather
     assert len(results) == 4
     assert all(result["events"] > 0 for result in results)
