@@ -85,6 +85,58 @@ def up(only: ComponentsOption = None) -> None:
 
 
 @app.command()
+def demo(
+    minutes: Annotated[float, typer.Option(help="How long to feed events live.")] = 3.0,
+    anomaly_rate: Annotated[
+        float, typer.Option(help="Share of generator slots with an injected anomaly.")
+    ] = 0.1,
+    history_hours: Annotated[
+        int, typer.Option(help="Hours of hourly IP history to seed for the forecast.")
+    ] = 72,
+) -> None:
+    """Start the stack, trigger InitialDag, feed anomalies live, run the batch DAGs, report."""
+    from lambdawatch.demo import report_rows, run_demo
+    from lambdawatch.stack.local import LocalStack
+
+    settings = _settings()
+    if not 0 <= anomaly_rate <= 1:
+        errors.print("[red]--anomaly-rate must be between 0 and 1[/red]")
+        raise typer.Exit(2)
+    stack = LocalStack(settings)
+    try:
+        with console.status("starting the local stack…"):
+            stack.up(on_event=lambda message: console.print(f"  [green]✓[/green] {message}"))
+        with console.status("demo running…") as status:
+            report = run_demo(
+                settings,
+                stack.secrets,
+                minutes,
+                anomaly_rate,
+                history_hours,
+                say=lambda message: console.print(f"[bold]→[/bold] {message}"),
+                on_feed=lambda source, counts: status.update(
+                    f"feeding: {source} {sum(counts.events.values()):,} events"
+                ),
+            )
+    except (RuntimeError, FileNotFoundError, TimeoutError) as exc:
+        errors.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    table = Table(title="lambdawatch demo")
+    table.add_column("what")
+    table.add_column("result")
+    for what, value in report_rows(report):
+        table.add_row(what, str(value))
+    console.print(table)
+    console.print(
+        f"Logins: Airflow {settings.airflow_admin_user} / "
+        f"{stack.secrets.airflow_admin_password.get_secret_value()}, Superset "
+        f"{settings.superset_admin_user} / "
+        f"{stack.secrets.superset_admin_password.get_secret_value()}. "
+        "The stack keeps running: `lambdawatch down` stops it."
+    )
+
+
+@app.command()
 def down() -> None:
     """Stop everything ``up`` started (and only that)."""
     from lambdawatch.stack.local import LocalStack

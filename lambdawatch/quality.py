@@ -60,3 +60,50 @@ def score(
     detected = sum(1 for t in wanted if any(t.overlaps(d) for d in found_by_entity[t.entity]))
     true = sum(1 for d in found if any(d.overlaps(label) for label in by_entity[d.entity]))
     return Quality(len(wanted), detected, len(found), true)
+
+
+# What each detector is meant to catch, as ground-truth kinds (recall is measured over these;
+# precision against every label of the entity, as ``score`` does).
+DETECTOR_TARGETS: dict[str, frozenset[str]] = {
+    "cpu_anomalies": frozenset({"cpu_spike", "stuck_at_100"}),
+    "silence": frozenset({"outage"}),
+    "cdn_clusters": frozenset({"error_storm", "cache_collapse", "latency_spike"}),
+    "forecast_deviations": frozenset({"port_scan", "exfiltration", "ddos"}),
+}
+
+
+@dataclass(frozen=True)
+class Label:
+    """A ground-truth episode (a row of ``ground_truth``)."""
+
+    entity: str
+    kind: str
+    start: datetime
+    end: datetime
+
+    @property
+    def interval(self) -> Interval:
+        return Interval(self.entity, self.start, self.end)
+
+
+def detector_quality(
+    labels: Iterable[Label],
+    detections: dict[str, list[Interval]],
+    horizon: datetime | None = None,
+) -> dict[str, Quality]:
+    """Precision and recall per detector against the labels.
+
+    Episodes ending after ``horizon`` (what the stream cannot have judged yet: its watermark)
+    are not counted as missed.
+    """
+    every = list(labels)
+    intervals = [label.interval for label in every]
+    result = {}
+    for detector, kinds in DETECTOR_TARGETS.items():
+        targets = [
+            label.interval
+            for label in every
+            if label.kind in kinds and (horizon is None or label.end <= horizon)
+        ]
+        result[detector] = score(targets, intervals, detections.get(detector, []))
+    return result

@@ -9,9 +9,10 @@ already archived and finishes the trim.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import datetime
 
 import psycopg
 
@@ -20,7 +21,9 @@ from lambdawatch.hot_store import HotStore, Point, open_hot_store, redis_client,
 from lambdawatch.secrets import Secrets
 from lambdawatch.settings import Settings
 
-HistoryRow = tuple[str, str, datetime, float]  # (ip, feature, ts, value)
+# (ip, feature, epoch ms, value): timestamps stay integers until PostgreSQL converts them, which
+# spares building and formatting a datetime per sample in Python.
+HistoryRow = tuple[str, str, int, float]
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,9 @@ class ArchiveResult:
     inserted: int
     already_archived: int
     trimmed: int
+    # wall seconds per phase (read Redis, store in PostgreSQL, trim Redis): the task log's
+    # answer to "where did the hour go"
+    phase_seconds: dict[str, float] = field(default_factory=dict)
 
 
 def archive_cutoff_ms(interval_end: datetime, hot_window_hours: float) -> int:
@@ -51,9 +57,7 @@ def history_rows(
     rows: list[HistoryRow] = []
     for key, points in series.items():
         ip, feature = identity[key]
-        rows.extend(
-            (ip, feature, datetime.fromtimestamp(ts / 1000, tz=UTC), value) for ts, value in points
-        )
+        rows.extend((ip, feature, ts, value) for ts, value in points)
     return rows
 
 
@@ -79,14 +83,21 @@ def series_identity(
 
 # A hot-store series holds one value per timestamp, so staged rows are unique: no DISTINCT or
 # sort is needed, and ON CONFLICT absorbs what an earlier (retried) run already archived.
-ARCHIVE_SQL = """
+STAGING_DDL = """
+CREATE TEMP TABLE IF NOT EXISTS staging_archive (
+    ip text NOT NULL, feature text NOT NULL, ts_ms bigint NOT NULL, value double precision
+) ON COMMIT DELETE ROWS
+"""
+STAGED_TS = "(timestamptz 'epoch' + s.ts_ms * interval '1 millisecond')"  # exact, no float
+ARCHIVE_SQL = f"""
 INSERT INTO ip_history (ip, feature, ts, value)
-SELECT ip, feature, ts, value FROM staging_archive
+SELECT s.ip, s.feature, {STAGED_TS}, s.value FROM staging_archive s
 ON CONFLICT (ip, feature, ts) DO NOTHING
 """
 # Run only when the insert skipped rows (a retry): how many staged samples history now holds.
-VERIFY_SQL = """
-SELECT count(*) FROM staging_archive JOIN ip_history USING (ip, feature, ts)
+VERIFY_SQL = f"""
+SELECT count(*) FROM staging_archive s
+JOIN ip_history h ON h.ip = s.ip AND h.feature = s.feature AND h.ts = {STAGED_TS}
 """
 
 
@@ -97,11 +108,11 @@ def store_history(conn: psycopg.Connection, rows: Sequence[HistoryRow]) -> tuple
     (a retry), those are looked up. Raises, and rolls back, when a staged sample is missing.
     """
     with conn.transaction(), conn.cursor() as cursor:
-        cursor.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS staging_archive "
-            "(LIKE ip_history INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-        )
-        with cursor.copy("COPY staging_archive (ip, feature, ts, value) FROM STDIN") as copy:
+        cursor.execute(STAGING_DDL)
+        with cursor.copy(
+            "COPY staging_archive (ip, feature, ts_ms, value) FROM STDIN (FORMAT BINARY)"
+        ) as copy:
+            copy.set_types(["text", "text", "int8", "float8"])
             for row in rows:
                 copy.write_row(row)
         cursor.execute("SELECT count(*) FROM staging_archive")
@@ -130,16 +141,22 @@ def archive_hot_store(
     if store is None:
         client = redis_client(settings)
         store = open_hot_store(client, settings)
+    phases: dict[str, float] = {}
+    started = time.perf_counter()
     try:
         series = {k: p for k, p in store.mrange({"source": "ip"}, 0, cutoff - 1).items() if p}
         rows = history_rows(series, series_identity(store, settings, series))
+        phases["read"] = time.perf_counter() - started
         inserted = already = trimmed = 0
         if rows:
             with db.connect(settings, secrets) as conn:
                 inserted, already = store_history(conn, rows)
+            phases["store"] = time.perf_counter() - started - phases["read"]
             # Only now, with every sample committed and verified, is Redis trimmed.
             trimmed = sum(store.delete_range(key, 0, cutoff - 1) for key in series)
+            phases["trim"] = time.perf_counter() - started - phases["read"] - phases["store"]
     finally:
         if client is not None:
             client.close()
-    return ArchiveResult(cutoff, len(series), len(rows), inserted, already, trimmed)
+    rounded = {phase: round(seconds, 3) for phase, seconds in phases.items()}
+    return ArchiveResult(cutoff, len(series), len(rows), inserted, already, trimmed, rounded)

@@ -160,6 +160,20 @@ def test_delete_range_removes_only_that_range(backend: str, client: redis.Redis)
     ]
 
 
+def test_delete_range_across_whole_and_partial_buckets(backend: str, client: redis.Redis) -> None:
+    store = make_store(backend, client)
+    store.ensure_series("ts:span", {"ip": "span"}, 0)
+    minute = 60_000
+    store.add([("ts:span", T0 + i * minute, float(i)) for i in range(4 * 60)])  # 4 hours
+    # from the middle of the first hour to the middle of the fourth: two whole hours between
+    low, high = T0 + 30 * minute, T0 + 3 * HOUR + 30 * minute - 1
+    assert store.delete_range("ts:span", low, high) == 3 * 60
+    left = [t for t, _ in store.range("ts:span", 0, T0 + 5 * HOUR)]
+    assert left == [T0 + i * minute for i in range(4 * 60) if not low <= T0 + i * minute <= high]
+    store.add([("ts:span", T0 + HOUR, 7.0)])  # a deleted hour can be written again
+    assert store.range("ts:span", T0 + HOUR, T0 + HOUR) == [(T0 + HOUR, 7.0)]
+
+
 def test_bulk_write_round_trip_across_many_series(backend: str, client: redis.Redis) -> None:
     store = make_store(backend, client)
     keys = [f"ts:bulk:{i}" for i in range(20)]

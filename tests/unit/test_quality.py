@@ -42,3 +42,28 @@ def test_detection_of_another_labelled_kind_is_not_a_false_positive() -> None:
 def test_touching_intervals_do_not_overlap() -> None:
     assert not _iv("a", 0, 10).overlaps(_iv("a", 10, 20))
     assert _iv("a", 0, 10).overlaps(_iv("a", 9.5, 20))
+
+
+def test_detector_quality_scores_each_detector_on_its_own_kinds() -> None:
+    from lambdawatch.quality import Label, detector_quality
+
+    t0 = datetime(2026, 3, 1, tzinfo=UTC)
+    labels = [
+        Label("srv-1", "cpu_spike", t0, t0 + timedelta(seconds=5)),
+        Label("srv-2", "outage", t0, t0 + timedelta(minutes=1)),
+        Label("srv-3", "outage", t0 + timedelta(hours=2), t0 + timedelta(hours=3)),  # too late
+    ]
+    found = {
+        "cpu_anomalies": [Interval("srv-1", t0, t0 + timedelta(seconds=1))],
+        # an outage also silences the CPU: flagging it is not a false positive, but a flag on
+        # a healthy server is
+        "silence": [
+            Interval("srv-2", t0, t0 + timedelta(seconds=30)),
+            Interval("srv-9", t0, t0 + timedelta(seconds=30)),
+        ],
+    }
+    quality = detector_quality(labels, found, horizon=t0 + timedelta(hours=1))
+    assert (quality["cpu_anomalies"].recall, quality["cpu_anomalies"].precision) == (1.0, 1.0)
+    assert quality["silence"].episodes == 1  # the episode past the horizon is not judged yet
+    assert (quality["silence"].recall, quality["silence"].precision) == (1.0, 0.5)
+    assert quality["cdn_clusters"].episodes == 0

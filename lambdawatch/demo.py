@@ -1,0 +1,261 @@
+"""``lambdawatch demo``: the whole lambda architecture, end to end, on this machine.
+
+Brings the local stack up, triggers ``InitialDag`` through Airflow's REST API, seeds a few days
+of hourly IP history (so the forecast has seasons to fit), feeds every generator live with
+injected anomalies for a few minutes, runs each batch DAG once, and reports what landed where:
+events per topic, anomalies per detector scored against the ground truth, forecasts written,
+the CDN model in use, and the URLs to look at.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from kafka import KafkaConsumer, TopicPartition
+
+from generators.ip import IpGenerator
+from generators.registry import SOURCES
+from lambdawatch import db
+from lambdawatch.airflow_api import AirflowClient
+from lambdawatch.dashboards import DASHBOARDS
+from lambdawatch.feed import FeedCounts, plan_feed, run_feed
+from lambdawatch.hot_store import open_hot_store, redis_client
+from lambdawatch.ingest import make_producer
+from lambdawatch.model_registry import promoted_model
+from lambdawatch.pipelines.archive import store_history
+from lambdawatch.pipelines.platform_init import SCHEDULED_DAGS
+from lambdawatch.quality import Interval, Label, Quality, detector_quality
+from lambdawatch.secrets import Secrets
+from lambdawatch.settings import Settings
+
+HOUR_MS = 3_600_000
+# Run once by the demo, in this order: history first (archive → forecast), then the rest.
+BATCH_DAGS = ("archive_hot_store", "forecast_ip_traffic", "baseline_stats", "retrain_cdn_kmeans")
+CDN_MODEL = "cdn_kmeans"
+
+
+@dataclass
+class DemoReport:
+    started_at: datetime
+    initial_dag: str = ""
+    history_rows: int = 0
+    fed: dict[str, int] = field(default_factory=dict)
+    batch_runs: dict[str, str] = field(default_factory=dict)
+    events_per_topic: dict[str, int] = field(default_factory=dict)
+    anomalies: dict[str, dict[str, int]] = field(default_factory=dict)  # detector → severity
+    quality: dict[str, Quality] = field(default_factory=dict)
+    forecasts: int = 0
+    model_version: str | None = None
+    urls: dict[str, str] = field(default_factory=dict)
+
+
+def with_anomaly_rate(settings: Settings, rate: float) -> Settings:
+    """The same settings, with the generators injecting anomalies at ``rate``."""
+    generators = settings.generators.model_copy(update={"anomaly_rate": rate})
+    return settings.model_copy(update={"generators": generators})
+
+
+def seed_history(settings: Settings, secrets: Secrets, end: datetime, hours: int, ips: int) -> int:
+    """Hourly features of the first ``ips`` IPs for the ``hours`` before the hot window,
+    straight into ip_history.
+
+    A stand-in for days of archived traffic, which a fresh laptop does not have; written the
+    way the archive writes (insert-if-absent), so a second demo adds nothing. A few IPs are
+    enough to watch forecasts; every IP × feature with history is one Prophet fit.
+    """
+    last = int(end.timestamp() * 1000) - int(settings.hot_store.hot_window_hours * HOUR_MS)
+    last -= last % HOUR_MS
+    chosen = tuple(settings.ips.resolved_addresses[:ips])
+    batch = IpGenerator(chosen, interval_ms=HOUR_MS, seed=settings.generators.seed).generate(
+        last - hours * HOUR_MS, last
+    )
+    rows = []
+    for event in batch.events:
+        ts = datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00"))
+        ms = int(ts.timestamp() * 1000)
+        rows.extend(
+            (event["src_ip"], feature, ms, float(event[feature]))
+            for feature in settings.ips.features
+        )
+    with db.connect(settings, secrets) as conn:
+        inserted, _already = store_history(conn, rows)
+    return inserted
+
+
+def feed_all_sources(
+    settings: Settings,
+    secrets: Secrets,
+    seconds: float,
+    on_progress: Callable[[str, FeedCounts], None] = lambda _s, _c: None,
+) -> dict[str, int]:
+    """Every generator live (real time) for ``seconds``, one thread per source."""
+    totals: dict[str, int] = {}
+    failures: list[BaseException] = []
+
+    def feed(source: str) -> None:
+        try:
+            producer = make_producer(settings.kafka_bootstrap)
+            client = redis_client(settings) if source == "ip" else None
+            store = open_hot_store(client, settings) if client is not None else None
+            plan = plan_feed(1.0, None, seconds, int(time.time() * 1000))
+            try:
+                with db.connect(settings, secrets) as conn:
+                    counts = run_feed(
+                        settings,
+                        source,
+                        producer,
+                        plan,
+                        store,
+                        conn,
+                        on_progress=lambda c, _elapsed: on_progress(source, c),
+                    )
+            finally:
+                producer.close()
+                if client is not None:
+                    client.close()
+            totals[source] = sum(counts.events.values())
+        except BaseException as error:  # re-raised in the caller's thread
+            failures.append(error)
+
+    threads = [threading.Thread(target=feed, args=(s,), name=f"feed-{s}") for s in SOURCES]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise failures[0]
+    return totals
+
+
+def run_dags(client: AirflowClient, dag_ids: tuple[str, ...], timeout: float) -> dict[str, str]:
+    """Trigger each DAG once, in order, each after the previous finished."""
+    states = {}
+    for dag_id in dag_ids:
+        run_id = client.trigger(dag_id)
+        states[dag_id] = client.wait_for_run(dag_id, run_id, timeout=timeout)
+    return states
+
+
+def topic_end_offsets(settings: Settings) -> dict[str, int]:
+    """Records per topic (summed end offsets): what went through Kafka."""
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    try:
+        totals = {}
+        for topic in settings.topics:
+            partitions = consumer.partitions_for_topic(topic.name) or set()
+            offsets = consumer.end_offsets([TopicPartition(topic.name, p) for p in partitions])
+            totals[topic.name] = sum(offsets.values())
+        return totals
+    finally:
+        consumer.close()
+
+
+def summarize(
+    settings: Settings, secrets: Secrets, report: DemoReport, since: datetime, horizon: datetime
+) -> None:
+    """Fill the report from what is in Kafka and PostgreSQL now."""
+    report.events_per_topic = topic_end_offsets(settings)
+    with db.connect(settings, secrets) as conn:
+        for detector, severity, count in conn.execute(
+            "SELECT detector, severity, count(*) FROM anomalies WHERE window_start >= %s "
+            "GROUP BY 1, 2 ORDER BY 1, 2",
+            (since,),
+        ).fetchall():
+            report.anomalies.setdefault(detector, {})[severity] = count
+        labels = [
+            Label(*row)
+            for row in conn.execute(
+                "SELECT entity, kind, start_ts, end_ts FROM ground_truth WHERE start_ts >= %s",
+                (since,),
+            ).fetchall()
+        ]
+        detections: dict[str, list[Interval]] = {}
+        for detector, entity, start, end in conn.execute(
+            "SELECT detector, entity, window_start, window_end FROM anomalies "
+            "WHERE window_start >= %s",
+            (since,),
+        ).fetchall():
+            detections.setdefault(detector, []).append(Interval(entity, start, end))
+        report.quality = detector_quality(labels, detections, horizon)
+        latest = conn.execute(
+            "SELECT run_id FROM forecast_quality ORDER BY created_at DESC LIMIT 1"
+        ).fetchone()
+        if latest and latest[0]:
+            count = conn.execute(
+                "SELECT count(*) FROM ip_forecasts WHERE run_id = %s", (latest[0],)
+            ).fetchone()
+            report.forecasts = int(count[0]) if count else 0
+        model = promoted_model(conn, CDN_MODEL)
+        report.model_version = model.version if model else None
+    report.urls = {"Airflow": settings.airflow_base_url}
+    for dashboard in DASHBOARDS:
+        report.urls[dashboard.title] = (
+            f"{settings.superset_base_url}/superset/dashboard/{dashboard.slug}/"
+        )
+
+
+def run_demo(
+    settings: Settings,
+    secrets: Secrets,
+    minutes: float,
+    anomaly_rate: float,
+    history_hours: int,
+    history_ips: int = 4,
+    say: Callable[[str], None] = print,
+    on_feed: Callable[[str, FeedCounts], None] = lambda _s, _c: None,
+    dag_timeout: float = 1800,
+) -> DemoReport:
+    """Everything after ``up``: InitialDag, history, live feed, batch DAGs, summary."""
+    report = DemoReport(started_at=datetime.now(UTC))
+    client = AirflowClient.from_settings(settings, secrets)
+    client.wait_for_dags(["InitialDag", *SCHEDULED_DAGS])
+    say("triggering InitialDag through Airflow's REST API")
+    run_id = client.trigger("InitialDag")
+    report.initial_dag = client.wait_for_run("InitialDag", run_id, timeout=dag_timeout)
+    if report.initial_dag != "success":
+        raise RuntimeError(
+            f"InitialDag {run_id} failed: {client.task_states('InitialDag', run_id)}"
+        )
+    report.history_rows = seed_history(
+        settings, secrets, report.started_at, history_hours, history_ips
+    )
+    say(
+        f"seeded {report.history_rows:,} hourly history rows ({history_ips} IPs, {history_hours} h)"
+    )
+    feed_settings = with_anomaly_rate(settings, anomaly_rate)
+    say(f"feeding every generator live for {minutes:g} min (anomaly rate {anomaly_rate:g})")
+    feed_started = datetime.now(UTC)
+    report.fed = feed_all_sources(feed_settings, secrets, minutes * 60, on_feed)
+    say("running the batch DAGs once: " + ", ".join(BATCH_DAGS))
+    report.batch_runs = run_dags(client, BATCH_DAGS, dag_timeout)
+    # The speed layer judges an episode once its watermark has passed the episode's end.
+    horizon = datetime.now(UTC) - timedelta(minutes=2)
+    summarize(settings, secrets, report, feed_started, horizon)
+    return report
+
+
+def report_rows(report: DemoReport) -> list[tuple[str, Any]]:
+    """The report as (what, value) lines, for the CLI and the logs."""
+    rows: list[tuple[str, Any]] = [("InitialDag", report.initial_dag)]
+    rows += [(f"fed: {source}", f"{count:,} events") for source, count in report.fed.items()]
+    rows += [(f"topic: {topic}", f"{n:,} records") for topic, n in report.events_per_topic.items()]
+    rows += [(f"DAG: {dag}", state) for dag, state in report.batch_runs.items()]
+    for detector, counts in sorted(report.anomalies.items()):
+        quality = report.quality.get(detector)
+        judged = (
+            f"; precision {quality.precision:.2f}, recall {quality.recall:.2f} "
+            f"({quality.episodes} labelled episodes)"
+            if quality
+            else ""
+        )
+        severities = ", ".join(f"{n} {severity}" for severity, n in sorted(counts.items()))
+        rows.append((f"anomalies: {detector}", severities + judged))
+    rows.append(("forecasts written (latest run)", f"{report.forecasts:,}"))
+    rows.append(("CDN model in use", report.model_version or "none promoted"))
+    rows += [(f"url: {name}", url) for name, url in report.urls.items()]
+    return rows
