@@ -99,7 +99,10 @@ def kafka_topics(local_stack: object, settings: Settings) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run the Airflow DAG tests last: they publish whole data intervals (at later event times
-    than the other modules use) into the shared topics and hot store, which would advance the
-    speed layer's watermark and the hot-store series' retention past the other tests' data."""
-    items.sort(key=lambda item: item.path.name == "test_airflow.py")
+    """Run the Airflow DAG tests, then the end-to-end tests, last: each publishes data at later
+    event times than the modules before it (Airflow's intervals in February, the demo's now)
+    into the shared topics and hot store, which would advance the speed layer's watermark and
+    the hot-store series' retention past the earlier tests' data."""
+    items.sort(
+        key=lambda item: (item.path.parent.name == "e2e", item.path.name == "test_airflow.py")
+    )

@@ -1,8 +1,9 @@
 """archive_hot_store: hot-store samples older than the hot window → PostgreSQL ``ip_history``.
 
-Order matters for "loses nothing": COPY into a staging table, insert with ``ON CONFLICT DO
-NOTHING`` (a retried run re-inserts nothing), verify inside the same transaction that every
-staged sample is now in history, commit, and only then trim Redis. If PostgreSQL is down, the
+Order matters for "loses nothing": COPY into a staging table, insert from it (a plain insert
+first; on a retry, where rows are already there, ``ON CONFLICT DO NOTHING``, so nothing is
+inserted twice), verify inside the same transaction that every staged sample is now in
+history, commit, and only then trim Redis. If PostgreSQL is down, the
 task fails before anything is trimmed; if it dies after the commit, the retry finds the rows
 already archived and finishes the trim.
 """
@@ -89,11 +90,14 @@ CREATE TEMP TABLE IF NOT EXISTS staging_archive (
 ) ON COMMIT DELETE ROWS
 """
 STAGED_TS = "(timestamptz 'epoch' + s.ts_ms * interval '1 millisecond')"  # exact, no float
-ARCHIVE_SQL = f"""
+# First attempt: a plain insert, the fast path when nothing was archived before (the usual
+# hourly run). A retry that finds rows already there gets a unique violation, rolls back to a
+# savepoint and takes the insert-if-absent path instead.
+FIRST_ARCHIVE_SQL = f"""
 INSERT INTO ip_history (ip, feature, ts, value)
 SELECT s.ip, s.feature, {STAGED_TS}, s.value FROM staging_archive s
-ON CONFLICT (ip, feature, ts) DO NOTHING
 """
+ARCHIVE_SQL = FIRST_ARCHIVE_SQL + "ON CONFLICT (ip, feature, ts) DO NOTHING\n"
 # Run only when the insert skipped rows (a retry): how many staged samples history now holds.
 VERIFY_SQL = f"""
 SELECT count(*) FROM staging_archive s
@@ -102,7 +106,8 @@ JOIN ip_history h ON h.ip = s.ip AND h.feature = s.feature AND h.ts = {STAGED_TS
 
 
 def store_history(conn: psycopg.Connection, rows: Sequence[HistoryRow]) -> tuple[int, int]:
-    """COPY → insert-if-absent → verify, in one transaction; returns (inserted, already there).
+    """COPY → insert (if absent, on a retry) → verify, in one transaction; returns (inserted,
+    already there).
 
     Every row the insert reports is in history by PostgreSQL's guarantee; when it skipped some
     (a retry), those are looked up. Raises, and rolls back, when a staged sample is missing.
@@ -117,7 +122,11 @@ def store_history(conn: psycopg.Connection, rows: Sequence[HistoryRow]) -> tuple
                 copy.write_row(row)
         cursor.execute("SELECT count(*) FROM staging_archive")
         staged = int(cursor.fetchone()[0])  # type: ignore[index]
-        cursor.execute(ARCHIVE_SQL)
+        try:
+            with conn.transaction():  # a savepoint
+                cursor.execute(FIRST_ARCHIVE_SQL)
+        except psycopg.errors.UniqueViolation:
+            cursor.execute(ARCHIVE_SQL)
         inserted = cursor.rowcount
         if inserted != staged:
             cursor.execute(VERIFY_SQL)

@@ -51,8 +51,8 @@ def test_archive_survives_postgres_loss_and_retries_cleanly(
         #    commit): rolled back, nothing in history, Redis untouched.
         monkeypatch.setattr(
             archive,
-            "ARCHIVE_SQL",
-            archive.ARCHIVE_SQL + "; SELECT pg_terminate_backend(pg_backend_pid())",
+            "FIRST_ARCHIVE_SQL",
+            archive.FIRST_ARCHIVE_SQL + "; SELECT pg_terminate_backend(pg_backend_pid())",
         )
         with pytest.raises(psycopg.OperationalError):
             archive.archive_hot_store(settings, END, store, local_stack.secrets)
@@ -73,7 +73,8 @@ def test_archive_survives_postgres_loss_and_retries_cleanly(
         history = _history(settings, local_stack)
         assert [row[0] for row in history] == sorted(stamps)
 
-        # 4. The retry finds them archived (verified by lookup), inserts nothing, then trims.
+        # 4. The retry finds them archived (its plain insert hits a unique violation, so it
+        #    inserts if absent and verifies by lookup), inserts nothing, then trims.
         result = archive.archive_hot_store(settings, END, store, local_stack.secrets)
         assert result.inserted == 0
         assert result.already_archived >= len(stamps)

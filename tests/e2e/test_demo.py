@@ -1,0 +1,73 @@
+"""The demo, end to end on the session's stack: InitialDag through Airflow's REST API, live
+events with injected anomalies through the running speed layer, every batch DAG once, and the
+result visible through Superset's chart-data API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from lambdawatch import db
+from lambdawatch.demo import BATCH_DAGS, report_rows, run_demo
+from lambdawatch.settings import Settings
+from lambdawatch.stack.local import LocalStack
+from lambdawatch.superset_api import SupersetClient
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.integration]
+DEMO_MINUTES = 2.0
+
+
+@pytest.fixture(scope="module")
+def demo_report(airflow_stack: LocalStack, superset_stack: LocalStack, settings: Settings) -> Any:
+    airflow_stack.up(["speed-layer"], on_event=lambda _message: None)
+    report = run_demo(
+        settings,
+        airflow_stack.secrets,
+        minutes=DEMO_MINUTES,
+        anomaly_rate=0.2,
+        history_hours=72,
+        history_ips=2,
+        say=lambda _message: None,
+        dag_timeout=900,
+    )
+    print("\n".join(f"{what}: {value}" for what, value in report_rows(report)))
+    return report
+
+
+def test_initial_dag_and_every_batch_dag_succeed(demo_report: Any) -> None:
+    assert demo_report.initial_dag == "success"
+    assert demo_report.batch_runs == dict.fromkeys(BATCH_DAGS, "success")
+
+
+def test_events_flowed_through_every_source_topic(demo_report: Any, settings: Settings) -> None:
+    assert set(demo_report.fed) == {"ip", "server", "cdn", "weather"}
+    assert all(count > 0 for count in demo_report.fed.values())
+    for role in ("ip_events", "server_events", "cdn_events", "weather_events"):
+        assert demo_report.events_per_topic[settings.topic(role).name] > 0, role
+
+
+def test_the_speed_layer_flagged_the_injected_anomalies(demo_report: Any) -> None:
+    assert demo_report.anomalies, "no anomaly was recorded during the demo"
+    cpu = demo_report.quality["cpu_anomalies"]
+    assert cpu.episodes > 0, "the server generator should have injected CPU spikes"
+    assert cpu.recall >= 0.5, cpu
+    assert cpu.precision >= 0.5, cpu
+
+
+def test_forecasts_and_a_promoted_model_came_out_of_the_batch_layer(demo_report: Any) -> None:
+    assert demo_report.forecasts > 0
+    assert demo_report.model_version is not None
+
+
+def test_the_anomalies_dashboard_has_data(
+    demo_report: Any, superset_stack: LocalStack, settings: Settings
+) -> None:
+    client = SupersetClient.from_settings(settings, superset_stack.secrets)
+    charts = {chart["slice_name"]: chart["id"] for chart in client.charts()}
+    rows = client.chart_data(charts["Latest anomalies"])
+    assert sum(result["rowcount"] for result in rows) > 0
+    with db.connect(settings, superset_stack.secrets) as conn:
+        progress = conn.execute("SELECT count(*) FROM speed_layer_progress").fetchone()
+    assert progress is not None
+    assert progress[0] > 0
