@@ -32,6 +32,8 @@ install_debian_packages() {
   command -v mvn >/dev/null || wanted+=(maven)
   command -v java >/dev/null || wanted+=(openjdk-17-jre-headless)
   command -v curl >/dev/null || wanted+=(curl)
+  # the browser tests drive Debian's chromium through Playwright (no browser download)
+  command -v chromium >/dev/null || wanted+=(chromium)
   if [ "${#wanted[@]}" -gt 0 ]; then
     command -v apt-get >/dev/null || die "missing ${wanted[*]} and no apt-get to install them"
     log "installing Debian packages: ${wanted[*]}"

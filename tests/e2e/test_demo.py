@@ -9,30 +9,12 @@ from typing import Any
 import pytest
 
 from lambdawatch import db
-from lambdawatch.demo import BATCH_DAGS, report_rows, run_demo
+from lambdawatch.demo import BATCH_DAGS
 from lambdawatch.settings import Settings
 from lambdawatch.stack.local import LocalStack
 from lambdawatch.superset_api import SupersetClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.integration]
-DEMO_MINUTES = 2.0
-
-
-@pytest.fixture(scope="module")
-def demo_report(airflow_stack: LocalStack, superset_stack: LocalStack, settings: Settings) -> Any:
-    airflow_stack.up(["speed-layer"], on_event=lambda _message: None)
-    report = run_demo(
-        settings,
-        airflow_stack.secrets,
-        minutes=DEMO_MINUTES,
-        anomaly_rate=0.2,
-        history_hours=72,
-        history_ips=2,
-        say=lambda _message: None,
-        dag_timeout=900,
-    )
-    print("\n".join(f"{what}: {value}" for what, value in report_rows(report)))
-    return report
 
 
 def test_initial_dag_and_every_batch_dag_succeed(demo_report: Any) -> None:

@@ -1,0 +1,31 @@
+"""The end-to-end tests share one demo run on the session's stack."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from lambdawatch.demo import report_rows, run_demo
+from lambdawatch.settings import Settings
+from lambdawatch.stack.local import LocalStack
+
+DEMO_MINUTES = 2.0
+
+
+@pytest.fixture(scope="session")
+def demo_report(airflow_stack: LocalStack, superset_stack: LocalStack, settings: Settings) -> Any:
+    """``lambdawatch demo`` minus ``up``: the speed layer joins the session's stack first."""
+    airflow_stack.up(["speed-layer"], on_event=lambda _message: None)
+    report = run_demo(
+        settings,
+        airflow_stack.secrets,
+        minutes=DEMO_MINUTES,
+        anomaly_rate=0.2,
+        history_hours=72,
+        history_ips=2,
+        say=lambda _message: None,
+        dag_timeout=900,
+    )
+    print("\n".join(f"{what}: {value}" for what, value in report_rows(report)))
+    return report

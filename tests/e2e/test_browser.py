@@ -1,0 +1,102 @@
+"""The UIs in a real browser after the demo: headless Debian chromium driven by Playwright.
+
+Airflow: log in, find InitialDag's run succeeded and every scheduled DAG listed. Superset: log
+in, open every dashboard, wait for each chart to render, and fail on an error or "No results"
+tile. Screenshots go to the test's output folder (pytest's ``tmp_path``), named by page.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from lambdawatch.dashboards import DASHBOARDS
+from lambdawatch.pipelines.platform_init import SCHEDULED_DAGS
+from lambdawatch.settings import Settings
+from lambdawatch.stack.local import LocalStack
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.integration]
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update"]  # fmt: skip
+TIMEOUT_MS = 90_000
+BROKEN_TILE = re.compile(r"No results|Unexpected error|Error:|was not found", re.IGNORECASE)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1600, "height": 1200})
+    context.set_default_timeout(TIMEOUT_MS)
+    opened = context.new_page()
+    yield opened
+    context.close()
+
+
+def _shot(page: Page, folder: Path, name: str) -> None:
+    page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
+
+
+def test_airflow_shows_initial_dag_succeeded_and_the_scheduled_dags(
+    demo_report: Any, airflow_stack: LocalStack, settings: Settings, page: Page, tmp_path: Path
+) -> None:
+    base = settings.airflow_base_url
+    page.goto(f"{base}/")
+    page.locator("input[name='username']").fill(settings.airflow_admin_user)
+    page.locator("input[name='password']").fill(
+        airflow_stack.secrets.airflow_admin_password.get_secret_value()
+    )
+    page.locator("button[type='submit']").click()
+    page.wait_for_url(re.compile(re.escape(base) + r"/(?!auth).*"))
+    page.goto(f"{base}/dags")
+    for dag_id in ["InitialDag", *SCHEDULED_DAGS]:
+        expect(page.get_by_text(dag_id, exact=True).first).to_be_visible()
+    _shot(page, tmp_path, "airflow-dags")
+    page.goto(f"{base}/dags/InitialDag/runs")
+    expect(page.get_by_text("success").first).to_be_visible()
+    _shot(page, tmp_path, "airflow-initialdag-runs")
+
+
+def _superset_login(page: Page, settings: Settings, password: str) -> None:
+    page.goto(f"{settings.superset_base_url}/login/")
+    page.locator("#username, input[name='username']").first.fill(settings.superset_admin_user)
+    page.locator("#password, input[name='password']").first.fill(password)
+    page.locator("button[type='submit']").first.click()
+    page.wait_for_url(re.compile(r".*/superset/welcome/.*|.*/dashboard/list.*"))
+
+
+@pytest.mark.parametrize("dashboard", DASHBOARDS, ids=[d.slug for d in DASHBOARDS])
+def test_every_dashboard_renders_every_chart_with_data(
+    demo_report: Any,
+    superset_stack: LocalStack,
+    settings: Settings,
+    page: Page,
+    tmp_path: Path,
+    dashboard: Any,
+) -> None:
+    _superset_login(page, settings, superset_stack.secrets.superset_admin_password.get_secret_value())
+    page.goto(f"{settings.superset_base_url}/superset/dashboard/{dashboard.slug}/")
+    charts = page.locator("[data-test='chart-container']")
+    expect(charts).to_have_count(len(dashboard.charts))
+    # every chart finished loading: no spinner left in the grid
+    expect(page.locator("[data-test='dashboard-grid'] [data-test='loading-indicator']")).to_have_count(0)
+    holders = page.locator("[data-test='dashboard-component-chart-holder']")
+    problems = []
+    for index in range(holders.count()):
+        text = holders.nth(index).inner_text()
+        if BROKEN_TILE.search(text):
+            problems.append(text[:200])
+    _shot(page, tmp_path, f"superset-{dashboard.slug}")
+    assert problems == [], problems
