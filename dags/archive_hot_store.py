@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from airflow.sdk import dag, task
 
@@ -28,14 +29,18 @@ retried; Redis is untouched until the rows are committed. Updates the `ip_histor
 )
 def archive_hot_store() -> None:
     @task(outlets=[IP_HISTORY])
-    def archive(data_interval_end: datetime | None = None) -> dict[str, int]:
+    def archive(
+        data_interval_start: datetime | None = None,
+        data_interval_end: datetime | None = None,
+        dag_run: Any = None,
+    ) -> dict[str, Any]:
         from dataclasses import asdict
 
-        from common.defaults import settings
+        from common.defaults import data_interval, settings
         from lambdawatch.pipelines.archive import archive_hot_store
 
-        assert data_interval_end is not None
-        return asdict(archive_hot_store(settings(), data_interval_end))
+        _, end = data_interval("archive_hot_store", data_interval_start, data_interval_end, dag_run)
+        return asdict(archive_hot_store(settings(), end))
 
     record_run(archive(), sample_hot_store=True)
 

@@ -29,14 +29,16 @@ feature per IP.
 )
 def baseline_stats() -> None:
     @task(outlets=[BASELINES])
-    def baselines(data_interval_end: datetime | None = None) -> dict[str, Any]:
-        from common.defaults import settings
+    def baselines(
+        data_interval_start: datetime | None = None,
+        data_interval_end: datetime | None = None,
+        dag_run: Any = None,
+    ) -> dict[str, Any]:
+        from common.defaults import data_interval, settings
         from lambdawatch.pipelines.spark_jobs import run_spark_job
 
-        assert data_interval_end is not None
-        return run_spark_job(
-            settings(), "baseline_stats", ["--interval-end", data_interval_end.isoformat()]
-        )
+        _, end = data_interval("baseline_stats", data_interval_start, data_interval_end, dag_run)
+        return run_spark_job(settings(), "baseline_stats", ["--interval-end", end.isoformat()])
 
     record_run(baselines())
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from airflow.sdk import dag, task
 
@@ -33,13 +34,13 @@ def feed_events() -> None:
         source: str,
         data_interval_start: datetime | None = None,
         data_interval_end: datetime | None = None,
+        dag_run: Any = None,
     ) -> dict[str, int]:
-        from common.defaults import settings
+        from common.defaults import data_interval, settings
         from lambdawatch.pipelines.event_feed import feed_interval
 
-        assert data_interval_start is not None
-        assert data_interval_end is not None
-        return feed_interval(settings(), source, data_interval_start, data_interval_end)
+        start, end = data_interval("feed_events", data_interval_start, data_interval_end, dag_run)
+        return feed_interval(settings(), source, start, end)
 
     record_run(feed.expand(source=SOURCES), sample_hot_store=True)
 

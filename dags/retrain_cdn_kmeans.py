@@ -30,14 +30,18 @@ without restart.
 )
 def retrain_cdn_kmeans() -> None:
     @task(outlets=[CDN_MODEL])
-    def train(data_interval_end: datetime | None = None) -> dict[str, Any]:
-        from common.defaults import settings
+    def train(
+        data_interval_start: datetime | None = None,
+        data_interval_end: datetime | None = None,
+        dag_run: Any = None,
+    ) -> dict[str, Any]:
+        from common.defaults import data_interval, settings
         from lambdawatch.pipelines.spark_jobs import run_spark_job
 
-        assert data_interval_end is not None
-        return run_spark_job(
-            settings(), "retrain_cdn_kmeans", ["--interval-end", data_interval_end.isoformat()]
+        _, end = data_interval(
+            "retrain_cdn_kmeans", data_interval_start, data_interval_end, dag_run
         )
+        return run_spark_job(settings(), "retrain_cdn_kmeans", ["--interval-end", end.isoformat()])
 
     record_run(train())
 

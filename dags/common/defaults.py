@@ -38,3 +38,25 @@ def schedule_of(dag_id: str) -> CronDataIntervalTimetable | None:
     if value is None or value == "asset":
         return None
     return CronDataIntervalTimetable(value, timezone="UTC")
+
+
+def data_interval(
+    dag_id: str,
+    start: datetime | None,
+    end: datetime | None,
+    dag_run: Any,
+) -> tuple[datetime, datetime]:
+    """The run's data interval, also for runs that have none.
+
+    Airflow 3 gives no data interval to a run triggered without a logical date (the REST API's
+    ``"logical_date": null``, asset-triggered runs); such a run covers the schedule's latest
+    complete interval before it was triggered, as a manual run with a logical date would.
+    """
+    if start is not None and end is not None:
+        return start, end
+    run_after = dag_run.run_after
+    timetable = schedule_of(dag_id)
+    if timetable is None:
+        return run_after, run_after
+    inferred = timetable.infer_manual_data_interval(run_after=run_after)
+    return inferred.start, inferred.end
