@@ -49,14 +49,22 @@ def data_interval(
     """The run's data interval, also for runs that have none.
 
     Airflow 3 gives no data interval to a run triggered without a logical date (the REST API's
-    ``"logical_date": null``, asset-triggered runs); such a run covers the schedule's latest
-    complete interval before it was triggered, as a manual run with a logical date would.
+    ``"logical_date": null``, asset-triggered runs). Such a run covers one schedule period up
+    to the moment it was triggered: "archive / retrain / compute baselines now" includes what
+    arrived a minute ago. Feeding an unaligned interval is safe too: generated events are keyed
+    by their own timestamps, so overlapping intervals send identical events.
     """
     if start is not None and end is not None:
         return start, end
+    import pendulum
+    from airflow.timetables.interval import CronDataIntervalTimetable as CronIntervals
+
     run_after = dag_run.run_after
-    timetable = schedule_of(dag_id)
-    if timetable is None:
+    expression = getattr(settings().schedules, dag_id)
+    if expression is None or expression == "asset":
         return run_after, run_after
-    inferred = timetable.infer_manual_data_interval(run_after=run_after)
-    return inferred.start, inferred.end
+    # one schedule period, from the scheduler's own timetable (the SDK's class only declares)
+    inferred = CronIntervals(expression, timezone="UTC").infer_manual_data_interval(
+        run_after=pendulum.instance(run_after)
+    )
+    return run_after - (inferred.end - inferred.start), run_after
