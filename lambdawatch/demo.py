@@ -34,8 +34,8 @@ from lambdawatch.secrets import Secrets
 from lambdawatch.settings import Settings
 
 HOUR_MS = 3_600_000
-# The forecast runs before the live feed, on the seeded history, so the feed is judged against
-# it; the others run after the feed, on what it produced.
+# The forecast starts with the live feed, on the seeded history, so most of the feed is judged
+# against it; the others run after the feed, on what it produced.
 DAGS_BEFORE_FEED = ("forecast_ip_traffic",)
 DAGS_AFTER_FEED = ("archive_hot_store", "baseline_stats", "retrain_cdn_kmeans")
 BATCH_DAGS = DAGS_BEFORE_FEED + DAGS_AFTER_FEED
@@ -63,23 +63,40 @@ def with_anomaly_rate(settings: Settings, rate: float) -> Settings:
     return settings.model_copy(update={"generators": generators})
 
 
+FORECAST_LEAD = timedelta(minutes=2)  # the forecast job runs while the feed has started
+
+
 def ips_to_watch(settings: Settings, start: datetime, minutes: float, count: int) -> list[str]:
     """The IPs to seed history for: those the generator will give a traffic anomaly (scan,
-    exfiltration, DDoS) during the feed, then the first configured ones, ``count`` at least.
+    exfiltration, DDoS) that lasts past the forecast's lead time, then the first configured
+    ones, ``count`` at least.
 
     Generators are pure functions of time, so the feed's episodes are known beforehand; the
-    forecast detector can only judge IPs that have a forecast, i.e. history.
+    forecast detector can only judge IPs that have a forecast, i.e. history, and only samples
+    that arrive once the forecast is written.
     """
     start_ms = int(start.timestamp() * 1000)
     batch = make_generator("ip", settings).generate(start_ms, start_ms + int(minutes * 60_000))
     kinds = DETECTOR_TARGETS["forecast_deviations"]
-    chosen = sorted({label["entity"] for label in batch.labels if label["kind"] in kinds})
+    judged_from = (start + FORECAST_LEAD).isoformat()
+    chosen = sorted(
+        {
+            label["entity"]
+            for label in batch.labels
+            if label["kind"] in kinds and _utc(label["end_ts"]) > judged_from
+        }
+    )
     for ip in settings.ips.resolved_addresses:
         if len(chosen) >= count:
             break
         if ip not in chosen:
             chosen.append(ip)
     return chosen
+
+
+def _utc(text: str) -> str:
+    """A label timestamp as a comparable ISO string in UTC."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC).isoformat()
 
 
 def seed_history(
@@ -249,16 +266,17 @@ def run_demo(
     report.history_rows = seed_history(settings, secrets, report.started_at, history_hours, watched)
     say(
         f"seeded {report.history_rows:,} hourly history rows: "
-        f"{len(watched)} IPs × {history_hours} h"
+        f"{len(watched)} IPs × {history_hours} h; forecasting from it while the feed starts"
     )
-    say("forecasting from that history: " + ", ".join(DAGS_BEFORE_FEED))
-    report.batch_runs = run_dags(client, DAGS_BEFORE_FEED, dag_timeout)
+    forecasts = {dag_id: client.trigger(dag_id) for dag_id in DAGS_BEFORE_FEED}
     say(f"feeding every generator live for {minutes:g} min (anomaly rate {anomaly_rate:g})")
     feed_started = datetime.now(UTC)
     report.fed = feed_all_sources(feed_settings, secrets, minutes * 60, on_feed)
     # The speed layer judges an episode once its watermark (driven by event time, which stops
     # with the feed) has passed the episode's end: later episodes are not counted as missed.
     horizon = datetime.now(UTC) - timedelta(minutes=1)
+    for dag_id, forecast_run in forecasts.items():
+        report.batch_runs[dag_id] = client.wait_for_run(dag_id, forecast_run, timeout=dag_timeout)
     say("running the batch DAGs on what was fed: " + ", ".join(DAGS_AFTER_FEED))
     report.batch_runs |= run_dags(client, DAGS_AFTER_FEED, dag_timeout)
     summarize(settings, secrets, report, feed_started, horizon)

@@ -10,7 +10,7 @@ from lambdawatch.demo import report_rows, run_demo
 from lambdawatch.settings import Settings
 from lambdawatch.stack.local import LocalStack
 
-DEMO_MINUTES = 2.0
+DEMO_MINUTES = 4.0  # the forecast (started with the feed) is ready after about two
 
 
 @pytest.fixture(scope="session")
