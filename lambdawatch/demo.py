@@ -214,10 +214,11 @@ def summarize(
                 (since,),
             ).fetchall()
         ]
+        # Scored on ERROR findings, what an operator is paged for; WARN marks the unusual.
         detections: dict[str, list[Interval]] = {}
         for detector, entity, start, end in conn.execute(
             "SELECT detector, entity, window_start, window_end FROM anomalies "
-            "WHERE window_start >= %s",
+            "WHERE window_start >= %s AND severity = 'ERROR'",
             (since,),
         ).fetchall():
             detections.setdefault(detector, []).append(Interval(entity, start, end))
@@ -292,7 +293,7 @@ def report_rows(report: DemoReport) -> list[tuple[str, Any]]:
     for detector, counts in sorted(report.anomalies.items()):
         quality = report.quality.get(detector)
         judged = (
-            f"; precision {quality.precision:.2f}, recall {quality.recall:.2f} "
+            f"; ERROR precision {quality.precision:.2f}, recall {quality.recall:.2f} "
             f"({quality.episodes} labelled episodes)"
             if quality
             else ""

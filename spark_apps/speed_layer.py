@@ -35,6 +35,7 @@ from lambdawatch.events import (
     SERVER_SCHEMA,
     WEATHER_SCHEMA,
 )
+from lambdawatch.kafka_admin import admin_client, ensure_topics
 from lambdawatch.model_registry import ModelCache, promoted_model
 from lambdawatch.pipeline_health import progress_rows, write_progress
 from lambdawatch.secrets import Secrets, load_secrets
@@ -499,6 +500,23 @@ class ProgressTable(StreamingQueryListener):
         pass
 
 
+def ensure_input_topics(settings: Settings) -> None:
+    """The topics of config.json, created if missing, before anything subscribes to them.
+
+    InitialDag creates them too (both idempotent), but the speed layer starts with the stack,
+    before anyone has triggered InitialDag, and a Kafka source cannot subscribe to a topic the
+    broker does not have.
+    """
+    admin = admin_client(settings.kafka_bootstrap)
+    try:
+        changes = ensure_topics(admin, settings.topics)
+    finally:
+        admin.close()
+    created = [change for change in changes if change.action != "unchanged"]
+    if created:
+        log.info("topics prepared: %s", ", ".join(f"{c.name} {c.action}" for c in created))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
@@ -514,6 +532,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = load_settings()
     secrets = load_secrets(settings.var_path / "secrets.env")
+    ensure_input_topics(settings)
     spark = build_session(
         "lambdawatch-speed-layer",
         settings,
