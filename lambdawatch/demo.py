@@ -25,7 +25,7 @@ from lambdawatch.airflow_api import AirflowClient
 from lambdawatch.dashboards import DASHBOARDS
 from lambdawatch.feed import FeedCounts, plan_feed, run_feed
 from lambdawatch.hot_store import open_hot_store, redis_client
-from lambdawatch.ingest import make_producer
+from lambdawatch.ingest import feed_batch, make_producer
 from lambdawatch.model_registry import promoted_model
 from lambdawatch.pipelines.archive import store_history
 from lambdawatch.pipelines.platform_init import SCHEDULED_DAGS
@@ -34,10 +34,11 @@ from lambdawatch.secrets import Secrets
 from lambdawatch.settings import Settings
 
 HOUR_MS = 3_600_000
-# The forecast starts with the live feed, on the seeded history, so most of the feed is judged
-# against it; the others run after the feed, on what it produced.
-DAGS_BEFORE_FEED = ("forecast_ip_traffic",)
-DAGS_AFTER_FEED = ("archive_hot_store", "baseline_stats", "retrain_cdn_kmeans")
+# The models start with the live feed, on the seeded history, so most of the feed is judged by
+# them; the others run after the feed, on what it produced.
+DAGS_BEFORE_FEED = ("forecast_ip_traffic", "retrain_cdn_kmeans")
+DAGS_AFTER_FEED = ("archive_hot_store", "baseline_stats")
+CDN_HISTORY = timedelta(minutes=30)
 BATCH_DAGS = DAGS_BEFORE_FEED + DAGS_AFTER_FEED
 CDN_MODEL = "cdn_kmeans"
 
@@ -127,6 +128,21 @@ def seed_history(
     return inserted
 
 
+def seed_cdn_events(settings: Settings, secrets: Secrets, end: datetime) -> int:
+    """The last half hour of CDN events into their topic, for the first KMeans model to learn
+    from (a fresh stack has none; the speed layer clusters only once a model is promoted)."""
+    end_ms = int(end.timestamp() * 1000)
+    start_ms = end_ms - int(CDN_HISTORY.total_seconds() * 1000)
+    batch = make_generator("cdn", settings).generate(start_ms, end_ms)
+    producer = make_producer(settings.kafka_bootstrap)
+    try:
+        with db.connect(settings, secrets) as conn:
+            counts = feed_batch(batch, settings, producer, None, conn)
+    finally:
+        producer.close()
+    return sum(counts.events.values())
+
+
 def feed_all_sources(
     settings: Settings,
     secrets: Secrets,
@@ -207,10 +223,10 @@ def summarize(
             (since,),
         ).fetchall():
             report.anomalies.setdefault(detector, {})[severity] = count
-        labels = [
+        labels = [  # every episode the feed overlapped (one may have begun before it)
             Label(*row)
             for row in conn.execute(
-                "SELECT entity, kind, start_ts, end_ts FROM ground_truth WHERE start_ts >= %s",
+                "SELECT entity, kind, start_ts, end_ts FROM ground_truth WHERE end_ts > %s",
                 (since,),
             ).fetchall()
         ]
@@ -267,17 +283,19 @@ def run_demo(
     report.history_rows = seed_history(settings, secrets, report.started_at, history_hours, watched)
     say(
         f"seeded {report.history_rows:,} hourly history rows: "
-        f"{len(watched)} IPs × {history_hours} h; forecasting from it while the feed starts"
+        f"{len(watched)} IPs × {history_hours} h"
     )
-    forecasts = {dag_id: client.trigger(dag_id) for dag_id in DAGS_BEFORE_FEED}
+    seeded_cdn = seed_cdn_events(feed_settings, secrets, datetime.now(UTC))
+    say(f"seeded {seeded_cdn:,} CDN events (last {CDN_HISTORY}) for the first KMeans model")
+    models = {dag_id: client.trigger(dag_id) for dag_id in DAGS_BEFORE_FEED}
     say(f"feeding every generator live for {minutes:g} min (anomaly rate {anomaly_rate:g})")
     feed_started = datetime.now(UTC)
     report.fed = feed_all_sources(feed_settings, secrets, minutes * 60, on_feed)
     # The speed layer judges an episode once its watermark (driven by event time, which stops
     # with the feed) has passed the episode's end: later episodes are not counted as missed.
     horizon = datetime.now(UTC) - timedelta(minutes=1)
-    for dag_id, forecast_run in forecasts.items():
-        report.batch_runs[dag_id] = client.wait_for_run(dag_id, forecast_run, timeout=dag_timeout)
+    for dag_id, model_run in models.items():
+        report.batch_runs[dag_id] = client.wait_for_run(dag_id, model_run, timeout=dag_timeout)
     say("running the batch DAGs on what was fed: " + ", ".join(DAGS_AFTER_FEED))
     report.batch_runs |= run_dags(client, DAGS_AFTER_FEED, dag_timeout)
     summarize(settings, secrets, report, feed_started, horizon)
