@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install whatever is missing, then run the platform or the tests.
 #
-#   bash scripts/bootstrap.sh run          # set up and start the platform
+#   bash scripts/bootstrap.sh run [ARGS]   # set up, start the platform and run the demo on it
 #   bash scripts/bootstrap.sh test [ARGS]  # set up and run lint + the whole test suite
 #   bash scripts/bootstrap.sh setup        # only install
 #
@@ -114,7 +114,7 @@ command="${1:-run}"
 shift || true
 case "$command" in
   setup) setup ;;
-  run) setup; exec "$VENV/bin/lambdawatch" up "$@" ;;
+  run) setup; exec "$VENV/bin/lambdawatch" demo "$@" ;;
   test) setup; run_tests "$@" ;;
   *) die "unknown command '$command' (expected run, test or setup)" ;;
 esac
