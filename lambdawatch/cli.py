@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lambdawatch.secrets import ensure_secrets_file
+from lambdawatch.secrets import Secrets, ensure_secrets_file, secrets_for
 from lambdawatch.settings import ConfigError, Settings, load_settings
 
 app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False)
@@ -19,12 +19,23 @@ app.add_typer(config_app, name="config")
 dashboards_app = typer.Typer(help="Superset dashboards as code (superset/).")
 app.add_typer(dashboards_app, name="dashboards")
 console = Console()
+# What ``lambdawatch check`` probes (lambdawatch.health.SERVICES, kept import-free here).
+SERVICE_NAMES = ("postgres", "redis", "kafka", "airflow", "superset", "speed-layer")
 errors = Console(stderr=True)
 
 
 def _settings() -> Settings:
     try:
         return load_settings()
+    except ConfigError as exc:
+        errors.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+def _secrets(settings: Settings) -> Secrets:
+    """The secrets for these settings; a missing one (distributed mode) exits 2, named."""
+    try:
+        return secrets_for(settings)
     except ConfigError as exc:
         errors.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
@@ -150,9 +161,33 @@ def status(only: ComponentsOption = None) -> None:
     """Components, health, pid, port and memory; exit 1 if a (selected) component is unhealthy."""
     from lambdawatch.stack.local import LocalStack
 
-    stack = LocalStack(_settings())
+    settings = _settings()
+    if settings.stack_mode == "distributed":
+        if not _print_endpoints(settings, only):
+            raise typer.Exit(1)
+        return
+    stack = LocalStack(settings)
     if not _print_status(stack, only):
         raise typer.Exit(1)
+
+
+def _print_endpoints(settings: Settings, only: list[str] | None = None) -> bool:
+    """Distributed mode: probe each service where the settings say it is."""
+    from lambdawatch.health import check_service
+
+    secrets = _secrets(settings)
+    table = Table(title="lambdawatch services (STACK_MODE=distributed)")
+    table.add_column("service")
+    table.add_column("health")
+    healthy = True
+    for name in SERVICE_NAMES:
+        if only and name not in only:
+            continue
+        problem = check_service(name, settings, secrets)
+        healthy = healthy and problem is None
+        table.add_row(name, "[green]ok[/green]" if problem is None else f"[red]{problem}[/red]")
+    console.print(table)
+    return healthy
 
 
 def _print_status(stack: object, only: list[str] | None = None) -> bool:
@@ -187,6 +222,50 @@ def secrets(
     settings = _settings()
     path = ensure_secrets_file(output or settings.var_path / "secrets.env")
     console.print(f"secrets in {path} (mode 600, not tracked by git)")
+    console.print(f"docker-compose reads them with: docker compose --env-file {path} up -d")
+
+
+@app.command()
+def prepare() -> None:
+    """Create the databases, roles and platform schema (the compose init service runs this;
+    ``up`` does the same in local mode). Idempotent."""
+    from lambdawatch.stack.databases import prepare_databases
+
+    settings = _settings()
+    applied = prepare_databases(settings, _secrets(settings))
+    console.print(
+        f"databases ready at {settings.postgres_host}:{settings.postgres_port}; "
+        f"migrations applied now: {', '.join(applied) or 'none (up to date)'}"
+    )
+
+
+@app.command("airflow-login")
+def airflow_login() -> None:
+    """Write Airflow's admin login file from the secrets (the compose airflow-init runs this;
+    ``up`` does it in local mode)."""
+    from lambdawatch.stack.airflow_node import write_password_file
+
+    settings = _settings()
+    path = write_password_file(settings, _secrets(settings))
+    console.print(f"Airflow login for {settings.airflow_admin_user} written to {path}")
+
+
+@app.command()
+def check(
+    service: Annotated[str, typer.Argument(help="One of: " + ", ".join(SERVICE_NAMES))],
+) -> None:
+    """Probe one service at the configured endpoints; exit 1 with the reason if unhealthy."""
+    from lambdawatch.health import check_service
+
+    settings = _settings()
+    if service not in SERVICE_NAMES:
+        errors.print(f"[red]unknown service {service!r}; expected one of {SERVICE_NAMES}[/red]")
+        raise typer.Exit(2)
+    problem = check_service(service, settings, _secrets(settings))
+    if problem:
+        errors.print(problem)
+        raise typer.Exit(1)
+    console.print(f"{service}: ok")
 
 
 @app.command()
@@ -373,11 +452,10 @@ def dashboards_render(
 @dashboards_app.command("import")
 def dashboards_import() -> None:
     """Import superset/ into the running stack's Superset now (also done by ``up``)."""
-    from lambdawatch.secrets import load_secrets
     from lambdawatch.stack import superset_node
 
     settings = _settings()
-    secrets = load_secrets(settings.var_path / "secrets.env")
+    secrets = _secrets(settings)
     with console.status("importing dashboards…"):
         superset_node.provision(settings, secrets, force=True)
     console.print(f"imported; dashboards at {settings.superset_base_url}/dashboard/list/")

@@ -17,7 +17,7 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from lambdawatch.secrets import Secrets, load_secrets
+from lambdawatch.secrets import Secrets, secrets_for
 from lambdawatch.settings import Settings
 
 MIGRATION_NAME = re.compile(r"^(\d{3,})_[a-z0-9_]+\.sql$")
@@ -86,7 +86,7 @@ def connect(
     settings: Settings, secrets: Secrets | None = None, dbname: str | None = None
 ) -> psycopg.Connection:
     """A connection to the platform database (credentials from the secrets file or environment)."""
-    secrets = secrets or load_secrets(settings.var_path / "secrets.env")
+    secrets = secrets or secrets_for(settings)
     return psycopg.connect(
         host=settings.postgres_host,
         port=settings.postgres_port,

@@ -12,10 +12,15 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 import psycopg
 import redis
 from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaError
+
+from lambdawatch.secrets import Secrets
+from lambdawatch.settings import Settings
+from spark_apps.catalog import SPEED_LAYER_QUERIES
 
 
 def check_postgres(host: str, port: int, user: str, password: str, dbname: str) -> str | None:
@@ -125,3 +130,37 @@ def check_superset(base_url: str) -> str | None:
     if response.status_code != 200 or response.text.strip() != "OK":
         return f"superset /health: HTTP {response.status_code} {response.text[:80]!r}"
     return None
+
+
+def progress_writer_pid(progress_file: Path) -> int | None:
+    """The pid that wrote the speed layer's progress file, if that process still runs here."""
+    try:
+        pid = json.loads(progress_file.read_text()).get("pid")
+    except (OSError, ValueError):
+        return None
+    return pid if isinstance(pid, int) and psutil.pid_exists(pid) else None
+
+
+SERVICES = ("postgres", "redis", "kafka", "airflow", "superset", "speed-layer")
+
+
+def check_service(name: str, settings: Settings, secrets: Secrets | None = None) -> str | None:
+    """The probe for one service at the settings' endpoints (a compose healthcheck runs this)."""
+    if name == "postgres":
+        password = secrets.postgres_password.get_secret_value() if secrets else ""
+        return check_postgres(
+            settings.postgres_host, settings.postgres_port, settings.postgres_user, password,
+            settings.postgres_db,
+        )  # fmt: skip
+    if name == "redis":
+        return check_redis(settings.redis_host, settings.redis_port)
+    if name == "kafka":
+        return check_kafka(settings.kafka_bootstrap)
+    if name == "airflow":
+        return check_airflow(settings.airflow_base_url, "scheduler")
+    if name == "superset":
+        return check_superset(settings.superset_base_url)
+    if name == "speed-layer":
+        progress = settings.var_path / "run" / "speed_layer.json"
+        return check_speed_layer(progress, SPEED_LAYER_QUERIES, progress_writer_pid(progress))
+    raise ValueError(f"unknown service {name!r}; expected one of {SERVICES}")

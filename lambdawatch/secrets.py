@@ -11,8 +11,10 @@ import os
 import secrets as token_source
 from pathlib import Path
 
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from lambdawatch.settings import ConfigError, Settings
 
 
 def _password() -> str:
@@ -76,3 +78,26 @@ def load_secrets(path: Path) -> Secrets:
     """Secrets from ``path`` (generated if missing), overridden by the environment."""
     ensure_secrets_file(path)
     return Secrets(_env_file=path)  # type: ignore[call-arg]
+
+
+def secrets_from_environment() -> Secrets:
+    """Secrets injected by the deployment (docker-compose); a missing one fails, by name.
+
+    Generating one here instead would give each container its own random password.
+    """
+    try:
+        return Secrets()  # type: ignore[call-arg]
+    except ValidationError as exc:
+        missing = [str(error["loc"][0]).upper() for error in exc.errors(include_url=False)]
+        hint = (
+            "(STACK_MODE=distributed reads secrets from the environment only; "
+            "`lambdawatch secrets --output FILE` writes a set to pass as an env file)"
+        )
+        raise ConfigError([f"{name}: is required" for name in missing] + [hint]) from None
+
+
+def secrets_for(settings: Settings) -> Secrets:
+    """Local mode: the generated file (created on first use). Distributed: the environment."""
+    if settings.stack_mode == "distributed":
+        return secrets_from_environment()
+    return load_secrets(settings.var_path / "secrets.env")

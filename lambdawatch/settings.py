@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     kafka_port: Port = 19092
     kafka_controller_port: Port = 19093
     kafka_heap_mb: Annotated[int, Field(ge=128, le=65536)] = 512
+    # Overrides every topic's replication factor (config.json) for a cluster with more brokers.
+    kafka_replication_factor: Annotated[int, Field(ge=1, le=16)] | None = None
 
     postgres_host: str = "127.0.0.1"
     postgres_port: Port = 15432
@@ -83,6 +85,9 @@ class Settings(BaseSettings):
 
     spark_master: str = "local[*]"
     spark_ui_port: Port = 14040
+    # The address executors reach a driver at (a container's service name in docker-compose);
+    # default: BIND_HOST, which is right for local mode.
+    spark_driver_host: str | None = None
     models_dir: Path | None = None  # trained models; shared storage in distributed mode
     spark_python: Path | None = None  # interpreter with PySpark; default .venv/bin/python
     airflow_port: Port = 18080
@@ -188,6 +193,14 @@ class Settings(BaseSettings):
         return self.kafka_bootstrap_servers or f"{self.bind_host}:{self.kafka_port}"
 
     @cached_property
+    def driver_host(self) -> str:
+        return self.spark_driver_host or self.bind_host
+
+    @cached_property
+    def spark_is_local(self) -> bool:
+        return self.spark_master.startswith("local")
+
+    @cached_property
     def airflow_base_url(self) -> str:
         return (self.airflow_url or f"http://{self.bind_host}:{self.airflow_port}").rstrip("/")
 
@@ -213,6 +226,14 @@ class Settings(BaseSettings):
     def spark_python_path(self) -> Path:
         """The interpreter that runs PySpark drivers and workers (spark-submit lives beside it)."""
         return self.spark_python or self.root / ".venv" / "bin" / "python"
+
+    @cached_property
+    def kafka_topics(self) -> list[TopicConfig]:
+        """The topics to create: config.json's, with KAFKA_REPLICATION_FACTOR applied."""
+        if self.kafka_replication_factor is None:
+            return list(self.topics)
+        factor = {"replication_factor": self.kafka_replication_factor}
+        return [topic.model_copy(update=factor) for topic in self.topics]
 
     def topic(self, role: str) -> TopicConfig:
         for topic in self.topics:

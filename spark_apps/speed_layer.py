@@ -38,7 +38,7 @@ from lambdawatch.events import (
 from lambdawatch.kafka_admin import admin_client, ensure_topics
 from lambdawatch.model_registry import ModelCache, promoted_model
 from lambdawatch.pipeline_health import progress_rows, write_progress
-from lambdawatch.secrets import Secrets, load_secrets
+from lambdawatch.secrets import Secrets, secrets_for
 from lambdawatch.settings import Settings, load_settings
 from spark_apps.catalog import QUERY_VERSIONS, SPEED_LAYER_QUERIES
 from spark_apps.session import build_session
@@ -509,7 +509,7 @@ def ensure_input_topics(settings: Settings) -> None:
     """
     admin = admin_client(settings.kafka_bootstrap)
     try:
-        changes = ensure_topics(admin, settings.topics)
+        changes = ensure_topics(admin, settings.kafka_topics)
     finally:
         admin.close()
     created = [change for change in changes if change.action != "unchanged"]
@@ -531,7 +531,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = load_settings()
-    secrets = load_secrets(settings.var_path / "secrets.env")
+    secrets = secrets_for(settings)
     ensure_input_topics(settings)
     spark = build_session(
         "lambdawatch-speed-layer",
@@ -539,7 +539,7 @@ def main(argv: list[str] | None = None) -> None:
         extra={
             "spark.ui.port": str(settings.spark_ui_port),
             "spark.driver.bindAddress": settings.bind_host,
-            "spark.driver.host": settings.bind_host,
+            "spark.driver.host": settings.driver_host,
         },
     )
     spark.sparkContext.setLogLevel("WARN")

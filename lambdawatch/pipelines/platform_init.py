@@ -6,7 +6,7 @@ from lambdawatch import db
 from lambdawatch.airflow_api import AirflowClient
 from lambdawatch.hot_store import ensure_ip_series, open_hot_store, redis_client
 from lambdawatch.kafka_admin import admin_client, ensure_topics
-from lambdawatch.secrets import Secrets, load_secrets
+from lambdawatch.secrets import Secrets, secrets_for
 from lambdawatch.settings import Settings, load_settings
 
 # The DAGs InitialDag unpauses once the platform they write to exists.
@@ -33,7 +33,8 @@ def create_topics(settings: Settings) -> dict[str, str]:
     """Every topic of config.json with its partitions and retention; returns topic → action."""
     admin = admin_client(settings.kafka_bootstrap)
     try:
-        return {change.name: change.action for change in ensure_topics(admin, settings.topics)}
+        changes = ensure_topics(admin, settings.kafka_topics)
+        return {change.name: change.action for change in changes}
     finally:
         admin.close()
 
@@ -58,7 +59,7 @@ def migrate_database(settings: Settings, secrets: Secrets | None = None) -> list
 
 def unpause_scheduled_dags(settings: Settings, secrets: Secrets | None = None) -> list[str]:
     """Let the scheduled DAGs run now that their topics, keys and tables exist."""
-    secrets = secrets or load_secrets(settings.var_path / "secrets.env")
+    secrets = secrets or secrets_for(settings)
     client = AirflowClient.from_settings(settings, secrets)
     known = set(client.dag_ids())
     unpaused = []

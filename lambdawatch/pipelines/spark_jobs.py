@@ -40,6 +40,8 @@ def spark_submit_command(
         f"spark.pyspark.driver.python={settings.spark_python_path}",
         "--conf",
         "spark.ui.enabled=false",
+        "--conf",
+        f"spark.driver.host={settings.driver_host}",
         "--packages",
         ",".join([JDBC_DRIVER_PACKAGE] + [kafka_connector(pyspark_version)] * (job in NEEDS_KAFKA)),
         "--conf",
@@ -60,10 +62,11 @@ def run_spark_job(settings: Settings, job: str, args: Sequence[str] = ()) -> dic
     environment = {
         **os.environ,
         "PYSPARK_PYTHON": str(settings.spark_python_path),
-        "SPARK_LOCAL_IP": settings.bind_host,
         "LAMBDAWATCH_ROOT": str(settings.root),
         "LAMBDAWATCH_VAR_DIR": str(settings.var_path),
     }
+    if settings.spark_is_local:  # a cluster's executors must reach the driver from outside
+        environment["SPARK_LOCAL_IP"] = settings.bind_host
     result = subprocess.run(command, env=environment, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         tail = "\n".join(result.stderr.splitlines()[-30:])

@@ -138,6 +138,7 @@ def prepare_metadata_database(
 def write_password_file(settings: Settings, secrets: Secrets) -> Path:
     """The simple auth manager's login file, from the generated admin password (mode 600)."""
     path = airflow_home(settings) / "passwords.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
     document = {settings.airflow_admin_user: secrets.airflow_admin_password.get_secret_value()}
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as handle:

@@ -13,7 +13,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lambdawatch import db
-from lambdawatch.secrets import Secrets, load_secrets
+from lambdawatch.secrets import Secrets, secrets_for
 from lambdawatch.settings import Settings, load_settings
 from spark_apps.jobs.common import parse_interval_end, print_summary, read_query, time_between
 from spark_apps.session import build_session
@@ -95,9 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = load_settings()
     spark = build_session("lambdawatch-baseline_stats", settings, with_kafka=False, with_jdbc=True)
     try:
-        print_summary(
-            run(spark, settings, load_secrets(settings.var_path / "secrets.env"), args.interval_end)
-        )
+        print_summary(run(spark, settings, secrets_for(settings), args.interval_end))
     finally:
         spark.stop()
 

@@ -11,7 +11,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from lambdawatch import db
-from lambdawatch.secrets import Secrets, load_secrets
+from lambdawatch.secrets import Secrets, secrets_for
 from lambdawatch.settings import Settings, load_settings
 from spark_apps.jobs.common import parse_interval_end, print_summary, read_query
 from spark_apps.session import build_session
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
         extra={"spark.sql.adaptive.coalescePartitions.enabled": "false"},
     )
     try:
-        secrets = load_secrets(settings.var_path / "secrets.env")
+        secrets = secrets_for(settings)
         print_summary(run(spark, settings, secrets, args.interval_end))
     finally:
         spark.stop()

@@ -14,7 +14,7 @@ from pyspark.sql import functions as F
 from lambdawatch import db
 from lambdawatch.events import SCHEMAS
 from lambdawatch.model_registry import promoted_model
-from lambdawatch.secrets import Secrets, load_secrets
+from lambdawatch.secrets import Secrets, secrets_for
 from lambdawatch.settings import Settings, load_settings
 from spark_apps.jobs.common import parse_interval_end, print_summary
 from spark_apps.session import build_session
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = load_settings()
     spark = build_session("lambdawatch-retrain_cdn_kmeans", settings, with_jdbc=False)
     try:
-        secrets = load_secrets(settings.var_path / "secrets.env")
+        secrets = secrets_for(settings)
         print_summary(run(spark, settings, secrets, args.interval_end))
     finally:
         spark.stop()

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
 from lambdawatch.dashboards import DASHBOARDS
 from lambdawatch.pipelines.platform_init import SCHEDULED_DAGS
@@ -38,10 +38,47 @@ def browser() -> Iterator[Browser]:
         launched.close()
 
 
+def _new_context(browser: Browser, storage_state: Any = None) -> BrowserContext:
+    context = browser.new_context(
+        viewport={"width": 1600, "height": 1200}, storage_state=storage_state
+    )
+    context.set_default_timeout(TIMEOUT_MS)
+    return context
+
+
 @pytest.fixture
 def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1600, "height": 1200})
-    context.set_default_timeout(TIMEOUT_MS)
+    context = _new_context(browser)
+    opened = context.new_page()
+    yield opened
+    context.close()
+
+
+@pytest.fixture(scope="module")
+def superset_session(
+    browser: Browser, superset_stack: LocalStack, settings: Settings, tmp_path_factory: Any
+) -> Any:
+    """One Superset login for every dashboard, as a user keeps one session across tabs."""
+    context = _new_context(browser)
+    login = context.new_page()
+    password = superset_stack.secrets.superset_admin_password.get_secret_value()
+    try:
+        login.goto(f"{settings.superset_base_url}/login/")
+        login.locator("#username").fill(settings.superset_admin_user)
+        login.locator("#password").fill(password)
+        login.locator("button[type='submit']").click()
+        login.wait_for_url(re.compile(r"^(?!.*/login/).*$"))
+        return context.storage_state()
+    except Exception:
+        _shot(login, tmp_path_factory.mktemp("superset-login"), "superset-login")
+        raise
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def superset_page(browser: Browser, superset_session: Any) -> Iterator[Page]:
+    context = _new_context(browser, superset_session)
     opened = context.new_page()
     yield opened
     context.close()
@@ -71,39 +108,31 @@ def test_airflow_shows_initial_dag_succeeded_and_the_scheduled_dags(
     _shot(page, tmp_path, "airflow-initialdag-runs")
 
 
-def _superset_login(page: Page, settings: Settings, password: str) -> None:
-    page.goto(f"{settings.superset_base_url}/login/")
-    page.locator("#username").fill(settings.superset_admin_user)
-    page.locator("#password").fill(password)
-    page.locator("button[type='submit']").click()
-    page.wait_for_url(re.compile(r".*/superset/welcome/.*|.*/dashboard/list.*"))
-
-
 @pytest.mark.parametrize("dashboard", DASHBOARDS, ids=[d.slug for d in DASHBOARDS])
 def test_every_dashboard_renders_every_chart_with_data(
     demo_report: Any,
-    superset_stack: LocalStack,
     settings: Settings,
-    page: Page,
+    superset_page: Page,
     tmp_path: Path,
     dashboard: Any,
 ) -> None:
-    password = superset_stack.secrets.superset_admin_password.get_secret_value()
-    _superset_login(page, settings, password)
-    page.goto(f"{settings.superset_base_url}/superset/dashboard/{dashboard.slug}/")
-    holders = page.locator("[data-test='dashboard-component-chart-holder']")
-    expect(holders).to_have_count(len(dashboard.charts))
-    page.wait_for_load_state("networkidle")
-    # every chart finished loading: no spinner ("Waiting on …") left on the page
-    expect(page.locator("[data-test='loading-indicator']")).to_have_count(0)
+    page = superset_page
     problems = {}
-    for index, chart in enumerate(dashboard.charts):
-        holder = holders.nth(index)
-        text = holder.inner_text()
-        drawn = holder.locator("canvas, table").count() > 0  # ECharts draw on a canvas
-        if chart.viz == "big_number":
-            drawn = re.search(r"\d", text.replace(chart.name, "")) is not None
-        if BROKEN_TILE.search(text) or not drawn:
-            problems[chart.name] = text[:200]
-    _shot(page, tmp_path, f"superset-{dashboard.slug}")
+    try:
+        page.goto(f"{settings.superset_base_url}/superset/dashboard/{dashboard.slug}/")
+        holders = page.locator("[data-test='dashboard-component-chart-holder']")
+        expect(holders).to_have_count(len(dashboard.charts))
+        page.wait_for_load_state("networkidle")
+        # every chart finished loading: no spinner ("Waiting on …") left on the page
+        expect(page.locator("[data-test='loading-indicator']")).to_have_count(0)
+        for index, chart in enumerate(dashboard.charts):
+            holder = holders.nth(index)
+            text = holder.inner_text()
+            drawn = holder.locator("canvas, table").count() > 0  # ECharts draw on a canvas
+            if chart.viz == "big_number":
+                drawn = re.search(r"\d", text.replace(chart.name, "")) is not None
+            if BROKEN_TILE.search(text) or not drawn:
+                problems[chart.name] = text[:200]
+    finally:  # the screenshot shows what a failed wait was waiting for
+        _shot(page, tmp_path, f"superset-{dashboard.slug}")
     assert problems == {}, problems

@@ -260,3 +260,54 @@ def test_down_leaves_no_process_and_up_restores_the_data(
         assert partition_counts(admin, [ROUND_TRIP_TOPIC.name]) == {ROUND_TRIP_TOPIC.name: 4}
     finally:
         admin.close()
+
+
+def test_distributed_mode_prepares_and_probes_the_same_services(
+    local_stack: LocalStack, settings: Settings
+) -> None:
+    """What the compose init service and healthchecks run, pointed at this stack's services:
+    secrets from the environment only, databases and grants idempotent, probes by name."""
+    cli = [sys.executable, "-m", "lambdawatch.cli"]
+    secrets = {
+        name.upper(): value.get_secret_value()
+        for name, value in local_stack.secrets.model_dump().items()
+    }
+    env = {**os.environ, "STACK_MODE": "distributed"}
+    for name in secrets:
+        env.pop(name, None)
+    refused = subprocess.run(
+        [*cli, "prepare"], capture_output=True, text=True, env=env, check=False
+    )
+    assert refused.returncode == 2
+    assert "POSTGRES_PASSWORD: is required" in refused.stderr
+    env.update(secrets)
+    for _ in range(2):  # every `docker compose up` runs it again
+        prepared = subprocess.run(
+            [*cli, "prepare"], capture_output=True, text=True, env=env, check=False
+        )
+        assert prepared.returncode == 0, prepared.stdout + prepared.stderr
+        assert "up to date" in prepared.stdout
+    for service in ("postgres", "redis", "kafka"):
+        probe = subprocess.run(
+            [*cli, "check", service], capture_output=True, text=True, env=env, check=False
+        )
+        assert probe.returncode == 0, (service, probe.stdout + probe.stderr)
+    down = subprocess.run(
+        [*cli, "check", "superset"],
+        capture_output=True,
+        text=True,
+        env={**env, "SUPERSET_URL": "http://127.0.0.1:9"},
+        check=False,
+    )
+    assert down.returncode == 1
+    assert "superset" in down.stderr
+    with psycopg.connect(
+        host=settings.postgres_host,
+        port=settings.postgres_port,
+        user="superset",
+        password=secrets["SUPERSET_DB_PASSWORD"],
+        dbname=settings.postgres_db,
+    ) as reader:
+        reader.execute("SELECT count(*) FROM anomalies").fetchone()  # the read grant
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            reader.execute("DELETE FROM anomalies")

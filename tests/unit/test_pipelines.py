@@ -58,10 +58,14 @@ def test_history_rows_need_an_identity_for_every_series() -> None:
 
 
 def test_spark_submit_targets_the_configured_master_with_matching_packages() -> None:
-    settings = load_settings(spark_master="spark://spark-master:7077")
+    settings = load_settings(
+        spark_master="spark://spark-master:7077", spark_driver_host="airflow-scheduler"
+    )
     command = spark_submit_command(settings, "retrain_cdn_kmeans", "4.2.0", ["--x", "1"])
     assert command[0].endswith("/spark-submit")
     assert command[command.index("--master") + 1] == "spark://spark-master:7077"
+    assert "spark.driver.host=airflow-scheduler" in command  # executors connect back to it
+    assert not settings.spark_is_local
     packages = command[command.index("--packages") + 1].split(",")
     assert "org.apache.spark:spark-sql-kafka-0-10_2.13:4.2.0" in packages
     assert any(p.startswith("org.postgresql:postgresql:") for p in packages)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from lambdawatch.secrets import GENERATORS, ensure_secrets_file, load_secrets
+from lambdawatch.secrets import GENERATORS, ensure_secrets_file, load_secrets, secrets_for
 from lambdawatch.settings import ConfigError, Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -184,3 +184,31 @@ def test_secrets_file_gains_missing_keys_and_keeps_existing(tmp_path: Path) -> N
     assert "POSTGRES_PASSWORD=kept-value" in text
     for key in GENERATORS:
         assert f"{key}=" in text
+
+
+def test_distributed_mode_takes_secrets_from_the_environment_and_names_what_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for key in GENERATORS:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("LAMBDAWATCH_VAR_DIR", str(tmp_path))
+    settings = load_settings(stack_mode="distributed")
+    monkeypatch.setenv("POSTGRES_PASSWORD", "from-the-deployment")
+    with pytest.raises(ConfigError) as error:
+        secrets_for(settings)
+    assert "AIRFLOW_FERNET_KEY: is required" in str(error.value)
+    assert "POSTGRES_PASSWORD" not in str(error.value)
+    assert not (tmp_path / "secrets.env").exists()  # no per-container random passwords
+    for key in GENERATORS:
+        monkeypatch.setenv(key, f"{key.lower()}-value")
+    assert secrets_for(settings).postgres_password.get_secret_value() == "postgres_password-value"
+    local = load_settings()
+    assert secrets_for(local).airflow_fernet_key.get_secret_value() == "airflow_fernet_key-value"
+    assert (tmp_path / "secrets.env").exists()  # local mode generates the file on first use
+
+
+def test_replication_factor_override_applies_to_every_topic() -> None:
+    settings = load_settings(kafka_replication_factor=2)
+    assert {topic.replication_factor for topic in settings.kafka_topics} == {2}
+    assert [t.name for t in settings.kafka_topics] == [t.name for t in settings.topics]
+    assert load_settings().kafka_topics == list(load_settings().topics)
