@@ -99,8 +99,12 @@ def up(only: ComponentsOption = None) -> None:
 def demo(
     minutes: Annotated[float, typer.Option(help="How long to feed events live.")] = 3.0,
     anomaly_rate: Annotated[
-        float, typer.Option(help="Share of generator slots with an injected anomaly.")
-    ] = 0.1,
+        float,
+        typer.Option(
+            help="Share of generator slots with an injected anomaly (slots are 20-30 minutes "
+            "per entity, so a few minutes need a high rate to show every kind)."
+        ),
+    ] = 0.3,
     history_hours: Annotated[
         int, typer.Option(help="Hours of hourly IP history to seed for the forecast.")
     ] = 72,

@@ -43,6 +43,15 @@ class Quality:
         total = self.precision + self.recall
         return 2 * self.precision * self.recall / total if total else 0.0
 
+    def __add__(self, other: Quality) -> Quality:
+        """Pooled counts: several detectors (or runs) judged as one."""
+        return Quality(
+            self.episodes + other.episodes,
+            self.detected_episodes + other.detected_episodes,
+            self.detections + other.detections,
+            self.true_detections + other.true_detections,
+        )
+
 
 def score(
     targets: Iterable[Interval], all_labels: Iterable[Interval], detections: Iterable[Interval]

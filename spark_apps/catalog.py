@@ -54,3 +54,18 @@ def kafka_connector(pyspark_version: str | None = None) -> str:
     """
     version = pyspark_version or importlib.metadata.version("pyspark")
     return f"org.apache.spark:spark-sql-kafka-0-10_2.13:{version}"
+
+
+# One row per server and window: the cpu-status topic's records and rt_cpu_windows' columns.
+CPU_WINDOW_COLUMNS = (
+    "server_id",
+    "window_start",
+    "window_end",
+    "mean_cpu",
+    "std_cpu",
+    "samples",
+    "expected_mean",
+    "expected_std",
+    "z",
+    "status",
+)

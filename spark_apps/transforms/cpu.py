@@ -10,23 +10,11 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from spark_apps.catalog import CPU_WINDOW_COLUMNS
 from spark_apps.transforms.anomaly import to_anomalies
 from spark_apps.transforms.parsing import watermarked_unique
 
 METRIC = "cpu_usage"
-# One row per server and window: the cpu-status topic's records and rt_cpu_windows' columns.
-CPU_WINDOW_COLUMNS = (
-    "server_id",
-    "window_start",
-    "window_end",
-    "mean_cpu",
-    "std_cpu",
-    "samples",
-    "expected_mean",
-    "expected_std",
-    "z",
-    "status",
-)
 
 
 def cpu_window_stats(events: DataFrame, window: str, watermark: str) -> DataFrame:

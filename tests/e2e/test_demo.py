@@ -10,6 +10,7 @@ import pytest
 
 from lambdawatch import db
 from lambdawatch.demo import BATCH_DAGS
+from lambdawatch.quality import Quality
 from lambdawatch.settings import Settings
 from lambdawatch.stack.local import LocalStack
 from lambdawatch.superset_api import SupersetClient
@@ -30,11 +31,20 @@ def test_events_flowed_through_every_source_topic(demo_report: Any, settings: Se
 
 
 def test_the_speed_layer_flagged_the_injected_anomalies(demo_report: Any) -> None:
+    """ERROR findings against the labels, per detector and pooled.
+
+    A few minutes hold few episodes per detector (some may hold none), so recall is asserted
+    for each detector that had one to judge, and precision pooled. The per-detector F1 goals
+    are benchmark targets measured on longer runs.
+    """
     assert demo_report.anomalies, "no anomaly was recorded during the demo"
-    cpu = demo_report.quality["cpu_anomalies"]
-    assert cpu.episodes > 0, "the server generator should have injected CPU spikes"
-    assert cpu.recall >= 0.5, cpu
-    assert cpu.precision >= 0.5, cpu
+    judged = {name: q for name, q in demo_report.quality.items() if q.episodes}
+    assert judged, "the generators should have injected anomalies the detectors can judge"
+    for detector, quality in judged.items():
+        assert quality.recall >= 0.5, (detector, quality)
+    pooled = sum(demo_report.quality.values(), Quality(0, 0, 0, 0))
+    assert pooled.detections > 0
+    assert pooled.precision >= 0.5, demo_report.quality
 
 
 def test_forecasts_and_a_promoted_model_came_out_of_the_batch_layer(demo_report: Any) -> None:

@@ -1,33 +1,47 @@
-"""The demo's pure parts: which IPs get history, and the anomaly-rate override."""
+"""The demo's pure parts: which IPs get history, the seeded CPU windows, the rate override."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+
+import pytest
 
 from generators.registry import make_generator
-from lambdawatch.demo import FORECAST_LEAD, ips_to_watch, with_anomaly_rate
-from lambdawatch.quality import DETECTOR_TARGETS
+from lambdawatch.demo import (
+    FORECAST_LEAD,
+    WATCH_PRIORITY,
+    cpu_window_rows,
+    ips_to_watch,
+    judgeable,
+    with_anomaly_rate,
+)
+from lambdawatch.quality import DETECTOR_TARGETS, Label
 from lambdawatch.settings import load_settings
+from spark_apps.catalog import CPU_WINDOW_COLUMNS
 
 START = datetime(2026, 4, 1, 12, tzinfo=UTC)
+HALF_SECOND = timedelta(milliseconds=500)
 
 
-def test_the_ips_with_traffic_anomalies_during_the_feed_get_history_first() -> None:
+def test_a_fixed_number_of_ips_with_traffic_anomalies_during_the_feed_get_history() -> None:
     settings = with_anomaly_rate(load_settings(), 0.5)
     start_ms = int(START.timestamp() * 1000)
     labels = make_generator("ip", settings).generate(start_ms, start_ms + 10 * 60_000).labels
     judged_from = START + FORECAST_LEAD  # earlier samples arrive before any forecast exists
-    expected = {
-        label["entity"]
+    judged = [
+        label
         for label in labels
         if label["kind"] in DETECTOR_TARGETS["forecast_deviations"]
         and datetime.fromisoformat(label["end_ts"].replace("Z", "+00:00")) > judged_from
-    }
-    assert expected, "at this rate the generator injects traffic anomalies in 10 minutes"
-    watched = ips_to_watch(settings, START, 10, count=2)
-    assert set(watched[: len(expected)]) == expected
-    assert len(watched) == max(2, len(expected))
-    assert len(set(watched)) == len(watched)
+    ]
+    scanned = {label["entity"] for label in judged if label["kind"] == "port_scan"}
+    assert len(scanned) > 3, "at this rate the generator injects scans in 10 minutes"
+    watched = ips_to_watch(settings, START, 10, count=3)
+    assert len(watched) == 3  # one Prophet fit per feature each: the count is a budget
+    assert set(watched) <= scanned  # scans first: the network dashboard lists them
+    fewer = ips_to_watch(with_anomaly_rate(settings, 0.01), START, 10, count=3)
+    assert len(fewer) == len(set(fewer)) == 3  # topped up with the configured IPs
+    assert set(WATCH_PRIORITY) == DETECTOR_TARGETS["forecast_deviations"]
 
 
 def test_without_anomalies_the_first_configured_ips_are_watched() -> None:
@@ -41,3 +55,42 @@ def test_anomaly_rate_override_leaves_the_rest_alone() -> None:
     assert changed.generators.anomaly_rate == 0.3
     assert changed.generators.seed == settings.generators.seed
     assert settings.generators.anomaly_rate == load_settings().generators.anomaly_rate
+
+
+def test_traffic_episodes_of_ips_without_a_forecast_are_not_judged() -> None:
+    hour = datetime(2026, 4, 1, 12, tzinfo=UTC)
+    labels = [
+        Label("10.0.0.1", "port_scan", hour, hour),
+        Label("10.0.0.2", "port_scan", hour, hour),
+        Label("10.0.0.2", "outage", hour, hour),  # silence judges every IP
+        Label("srv-0001", "cpu_spike", hour, hour),
+    ]
+    kept = judgeable(labels, {"10.0.0.1"})
+    assert [(label.entity, label.kind) for label in kept] == [
+        ("10.0.0.1", "port_scan"),
+        ("10.0.0.2", "outage"),
+        ("srv-0001", "cpu_spike"),
+    ]
+
+
+def test_seeded_cpu_windows_are_what_the_speed_layer_writes_before_any_baseline() -> None:
+    settings = load_settings()  # fallback 45 ± 12; WARN beyond 1 σ, ERROR beyond 2 σ
+    events = [
+        {"server_id": "srv-1", "timestamp": "2026-04-01T12:00:00.000Z", "cpu_usage": 40.0},
+        {"server_id": "srv-1", "timestamp": "2026-04-01T12:00:00.250Z", "cpu_usage": 50.0},
+        {"server_id": "srv-1", "timestamp": "2026-04-01T12:00:00.500Z", "cpu_usage": 99.0},
+        {"server_id": "srv-2", "timestamp": "2026-04-01T12:00:00.499Z", "cpu_usage": 60.0},
+    ]
+    rows = sorted(cpu_window_rows(events, 500, settings))
+    assert [dict(zip(CPU_WINDOW_COLUMNS, row, strict=True)) for row in rows] == [
+        {"server_id": "srv-1", "window_start": START, "window_end": START + HALF_SECOND,
+         "mean_cpu": 45.0, "std_cpu": pytest.approx(7.0710678), "samples": 2,
+         "expected_mean": 45.0, "expected_std": 12.0, "z": 0.0, "status": "SAFE"},
+        {"server_id": "srv-1", "window_start": START + HALF_SECOND,
+         "window_end": START + 2 * HALF_SECOND, "mean_cpu": 99.0, "std_cpu": None,
+         "samples": 1, "expected_mean": 45.0, "expected_std": 12.0, "z": 4.5,
+         "status": "ERROR"},
+        {"server_id": "srv-2", "window_start": START, "window_end": START + HALF_SECOND,
+         "mean_cpu": 60.0, "std_cpu": None, "samples": 1, "expected_mean": 45.0,
+         "expected_std": 12.0, "z": 1.25, "status": "WARN"},
+    ]  # fmt: skip

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from lambdawatch.quality import Interval, score
+from lambdawatch.quality import Interval, Quality, score
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -67,3 +67,10 @@ def test_detector_quality_scores_each_detector_on_its_own_kinds() -> None:
     assert quality["silence"].episodes == 1  # the episode past the horizon is not judged yet
     assert (quality["silence"].recall, quality["silence"].precision) == (1.0, 0.5)
     assert quality["cdn_clusters"].episodes == 0
+
+
+def test_pooled_quality_adds_the_counts_not_the_ratios() -> None:
+    pooled = Quality(2, 2, 10, 9) + Quality(8, 2, 90, 9)
+    assert pooled == Quality(10, 4, 100, 18)
+    assert pooled.recall == 0.4
+    assert pooled.precision == 0.18
