@@ -338,6 +338,9 @@ class Chart:
                 show_legend=True,
                 rich_tooltip=True,
                 truncate_metric=True,
+                # live data is sparse at first: a lone point needs a marker to be seen
+                markerEnabled=True,
+                markerSize=4,
             )
             if self._temporal_axis():
                 base["time_grain_sqla"] = self.time_grain
@@ -519,7 +522,15 @@ DASHBOARDS = (
                     where="feature = 'bytesout'",
                     row_limit=10,
                 ),
-                _line("IP features per window", "v_ip_windows", ("total",), groupby=("feature",)),
+                _line(
+                    "IP features per window",
+                    "v_ip_windows",
+                    ("total",),
+                    groupby=("feature",),
+                    time_grain="PT1M",
+                    time_range=LAST_HOUR,
+                    options={"logAxis": True},  # counts and byte totals on one axis
+                ),
             ),
             (
                 Chart(

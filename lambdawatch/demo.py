@@ -140,7 +140,10 @@ def seed_history(
 
 def seed_cdn_events(settings: Settings, secrets: Secrets, end: datetime) -> int:
     """The last half hour of CDN events into their topic, for the first KMeans model to learn
-    from (a fresh stack has none; the speed layer clusters only once a model is promoted)."""
+    from (a fresh stack has none; the speed layer clusters only once a model is promoted).
+
+    At the stack's own anomaly rate, not the demo's: a model trained on a feed full of error
+    storms would take them for normal traffic and flag none."""
     end_ms = int(end.timestamp() * 1000)
     start_ms = end_ms - int(CDN_HISTORY.total_seconds() * 1000)
     batch = make_generator("cdn", settings).generate(start_ms, end_ms)
@@ -358,7 +361,7 @@ def run_demo(
         f"seeded {report.history_rows:,} hourly history rows: "
         f"{len(watched)} IPs × {history_hours} h"
     )
-    seeded_cdn = seed_cdn_events(feed_settings, secrets, datetime.now(UTC))
+    seeded_cdn = seed_cdn_events(settings, secrets, datetime.now(UTC))
     say(f"seeded {seeded_cdn:,} CDN events (last {CDN_HISTORY}) for the first KMeans model")
     seeded_cpu = seed_cpu_windows(settings, secrets, datetime.now(UTC))
     say(f"seeded {seeded_cpu:,} CPU windows (last {CPU_HISTORY}) for the first baselines")

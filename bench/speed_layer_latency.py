@@ -1,0 +1,228 @@
+"""Speed-layer latency, live: seconds from an event's timestamp to the anomaly it causes being
+readable in the anomalies topic, next to a pass-through query's latency on the same feed.
+
+Server events are fed in real time (event timestamp = wall clock) at a chosen rate, with
+injected CPU anomalies, into an isolated stack. Phase 1 runs a minimal pass-through query
+(Kafka → from_json → Kafka, 500 ms trigger, no state): its output records' arrival minus their
+events' timestamps is the floor this machine allows. Phase 2 runs the speed layer's
+``cpu_anomalies`` query (the shipped entry point, ``python -m spark_apps.speed_layer``): each
+anomaly record's arrival at a consumer minus its window's end (the last moment an event of
+the window can carry) and minus its window's start (the first anomalous event at the latest).
+
+Goal (issue 3/6): p50 <= 1 s and p99 <= 2 s at a 500 ms trigger. An event-time window in
+append mode is emitted once the watermark (``models.cpu_anomaly.watermark``, 2 s by default)
+has passed its end, so that delay is part of what is measured; the foreachBatch sink (Kafka,
+PostgreSQL upserts) does not support asynchronous progress tracking.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime
+from typing import Any
+
+import orjson
+from kafka import KafkaConsumer, TopicPartition
+from rich.console import Console
+
+from bench.common import running_stack, write_result
+from lambdawatch.events import SERVER_SCHEMA
+from lambdawatch.feed import FeedPlan, run_feed
+from lambdawatch.health import check_speed_layer, progress_writer_pid
+from lambdawatch.ingest import make_producer
+from lambdawatch.kafka_admin import admin_client, ensure_topics
+
+SERVER_INTERVAL_MS = 250
+
+
+def _ms(text: str) -> int:
+    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def percentiles(values: list[float]) -> dict[str, float | int]:
+    if len(values) < 2:
+        return {"samples": len(values)}
+    ordered = sorted(values)
+    cut = statistics.quantiles(ordered, n=100, method="inclusive")
+    return {
+        "samples": len(ordered),
+        "p50_s": round(cut[49], 3),
+        "p90_s": round(cut[89], 3),
+        "p99_s": round(cut[98], 3),
+        "max_s": round(ordered[-1], 3),
+    }
+
+
+class TopicWatch:
+    """Consume a topic from its current end in a thread; keep (arrival ms, record) pairs."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        partitions = [
+            TopicPartition(topic, p) for p in self.consumer.partitions_for_topic(topic) or {0}
+        ]
+        self.consumer.assign(partitions)
+        self.consumer.seek_to_end(*partitions)
+        for partition in partitions:
+            self.consumer.position(partition)  # resolve now: only records from here on
+        self.seen: list[tuple[int, dict[str, Any]]] = []
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stopping.is_set():
+            for records in self.consumer.poll(timeout_ms=100).values():
+                arrived = int(time.time() * 1000)
+                self.seen += [(arrived, orjson.loads(record.value)) for record in records]
+
+    def stop(self) -> list[tuple[int, dict[str, Any]]]:
+        self.stopping.set()
+        self.thread.join()
+        self.consumer.close()
+        return self.seen
+
+
+def feed_live(settings: Any, seconds: float) -> int:
+    producer = make_producer(settings.kafka_bootstrap, "confluent")
+    try:
+        plan = FeedPlan(int(time.time() * 1000), 1.0, seconds)
+        counts = run_feed(settings, "server", producer, plan)
+    finally:
+        producer.close()
+    return sum(counts.events.values())
+
+
+def passthrough_phase(settings: Any, seconds: float, warmup_s: float) -> dict[str, Any]:
+    from spark_apps.session import build_session
+    from spark_apps.transforms.parsing import parse_events
+
+    spark = build_session("bench-latency-passthrough", settings)
+    spark.sparkContext.setLogLevel("ERROR")
+    out_topic = settings.topic("cpu_status").name
+    raw = (
+        spark.readStream.format("kafka")
+        .option("kafka.bootstrap.servers", settings.kafka_bootstrap)
+        .option("subscribe", settings.topic("server_events").name)
+        .option("startingOffsets", "latest")
+        .load()
+    )
+    events, _dead = parse_events(raw, SERVER_SCHEMA, "passthrough")
+    query = (
+        events.selectExpr("CAST(server_id AS BINARY) AS key", "to_json(struct(*)) AS value")
+        .writeStream.format("kafka")
+        .option("kafka.bootstrap.servers", settings.kafka_bootstrap)
+        .option("topic", out_topic)
+        .option("checkpointLocation", tempfile.mkdtemp(prefix="bench-latency-"))
+        .trigger(processingTime="500 milliseconds")
+        .start()
+    )
+    watch = TopicWatch(settings.kafka_bootstrap, out_topic)
+    fed = feed_live(settings, seconds)
+    time.sleep(5)
+    query.stop()
+    spark.stop()
+    cutoff = (time.time() - 5 - seconds + warmup_s) * 1000
+    latencies = [
+        (arrived - _ms(record["timestamp"])) / 1000
+        for arrived, record in watch.stop()
+        if _ms(record["timestamp"]) >= cutoff
+    ]
+    return {"events_fed": fed, "event_to_output": percentiles(latencies)}
+
+
+def speed_layer_phase(settings: Any, seconds: float, warmup_s: float) -> dict[str, Any]:
+    progress = settings.var_path / "run" / "speed_layer.json"
+    progress.unlink(missing_ok=True)
+    log = (settings.var_path / "log" / "bench-latency-speed-layer.log").open("w")
+    layer = subprocess.Popen(
+        [sys.executable, "-m", "spark_apps.speed_layer", "--queries", "cpu_anomalies"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        deadline = time.time() + 300
+        while check_speed_layer(progress, ("cpu_anomalies",), progress_writer_pid(progress)):
+            if time.time() > deadline or layer.poll() is not None:
+                raise RuntimeError(f"speed layer did not start; see {log.name}")
+            time.sleep(2)
+        watch = TopicWatch(settings.kafka_bootstrap, settings.topic("anomalies").name)
+        began_ms = time.time() * 1000
+        fed = feed_live(settings, seconds)
+        time.sleep(8)  # the last windows close once the watermark passes them
+        seen = watch.stop()
+    finally:
+        layer.terminate()
+        layer.wait(timeout=60)
+        log.close()
+    judged = [
+        (arrived, record)
+        for arrived, record in seen
+        if record.get("detector") == "cpu_anomalies"
+        and _ms(record["window_start"]) >= began_ms + warmup_s * 1000
+    ]
+    return {
+        "events_fed": fed,
+        "anomalies": len(judged),
+        "errors": sum(1 for _, record in judged if record.get("severity") == "ERROR"),
+        "window_end_to_visible": percentiles(
+            [(arrived - _ms(r["window_end"])) / 1000 for arrived, r in judged]
+        ),
+        "window_start_to_visible": percentiles(
+            [(arrived - _ms(r["window_start"])) / 1000 for arrived, r in judged]
+        ),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rates", default="200,4000", help="events/s, comma-separated")
+    parser.add_argument("--seconds", type=float, default=90)
+    parser.add_argument("--warmup", type=float, default=20, help="seconds not counted")
+    args = parser.parse_args()
+    console = Console()
+    loads: dict[str, Any] = {}
+    for rate in (int(r) for r in args.rates.split(",")):
+        servers = max(1, rate * SERVER_INTERVAL_MS // 1000)
+        os.environ["GENERATORS__SERVERS"] = str(servers)
+        os.environ["GENERATORS__SERVER_INTERVAL_MS"] = str(SERVER_INTERVAL_MS)
+        os.environ["GENERATORS__ANOMALY_RATE"] = "0.3"
+        with running_stack(["postgres", "kafka"]) as (settings, _stack):
+            admin = admin_client(settings.kafka_bootstrap)
+            ensure_topics(admin, settings.kafka_topics)
+            admin.close()
+            console.print(f"{rate:,} events/s ({servers} servers): pass-through reference…")
+            reference = passthrough_phase(settings, args.seconds, args.warmup)
+            console.print(f"  {reference}")
+            console.print("  speed layer cpu_anomalies…")
+            ours = speed_layer_phase(settings, args.seconds, args.warmup)
+            console.print(f"  {ours}")
+            loads[str(rate)] = {"servers": servers, "passthrough_reference": reference,
+                                "cpu_anomalies": ours}  # fmt: skip
+    worst = [load["cpu_anomalies"]["window_end_to_visible"] for load in loads.values()]
+    result = {
+        "trigger": "500 milliseconds",
+        "seconds_fed_per_phase": args.seconds,
+        "warmup_s_not_counted": args.warmup,
+        "loads_events_per_s": loads,
+        "goals": {
+            "p50_s": 1.0,
+            "p99_s": 2.0,
+            "met": all(w.get("p50_s", 99) <= 1.0 and w.get("p99_s", 99) <= 2.0 for w in worst),
+        },
+    }
+    path = write_result("speed_layer_latency", result)
+    console.print_json(data=result)
+    console.print(f"written to {path}")
+
+
+if __name__ == "__main__":
+    main()
