@@ -30,6 +30,7 @@ COPY generators generators
 COPY spark_apps spark_apps
 COPY sql sql
 COPY jvm jvm
+# uid 50000 is the Airflow image's user too: both write the shared lambdawatch-state volume.
 RUN pip install --no-cache-dir --no-deps -e . \
  && useradd --system --uid 50000 --home-dir /var/lib/lambdawatch lambdawatch \
  && mkdir -p /var/lib/lambdawatch /var/cache/lambdawatch \

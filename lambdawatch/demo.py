@@ -9,6 +9,7 @@ the CDN model in use, and the URLs to look at.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
@@ -273,11 +274,41 @@ def topic_end_offsets(settings: Settings) -> dict[str, int]:
         consumer.close()
 
 
-def judgeable(labels: list[Label], forecast_ips: set[str]) -> list[Label]:
-    """Drop the traffic episodes of IPs without a forecast: the forecast detector cannot judge
-    them, and counting them as missed would measure the demo's history budget, not it."""
+@dataclass(frozen=True)
+class Readiness:
+    """When each detector could first judge: the feed's start, the forecast, the model."""
+
+    feed_started: datetime
+    forecast_ips: frozenset[str] = frozenset()
+    forecast_at: datetime | None = None
+    model_at: datetime | None = None
+
+
+def judgeable(labels: list[Label], ready: Readiness) -> list[Label]:
+    """The episodes a detector could have caught; counting the others as missed would measure
+    the demo's warm-up, not the detector.
+
+    Traffic anomalies need a forecast for their IP, written before they end; CDN anomalies a
+    promoted model before they end; an outage must begin once the feed runs (silence is
+    relative to an entity's earlier events).
+    """
     traffic = DETECTOR_TARGETS["forecast_deviations"]
-    return [lab for lab in labels if lab.kind not in traffic or lab.entity in forecast_ips]
+    cdn = DETECTOR_TARGETS["cdn_clusters"]
+    outage = DETECTOR_TARGETS["silence"]
+    kept = []
+    for label in labels:
+        if label.kind in traffic and not (
+            label.entity in ready.forecast_ips
+            and ready.forecast_at is not None
+            and label.end > ready.forecast_at
+        ):
+            continue
+        if label.kind in cdn and (ready.model_at is None or label.end <= ready.model_at):
+            continue
+        if label.kind in outage and label.start < ready.feed_started:
+            continue
+        kept.append(label)
+    return kept
 
 
 def summarize(
@@ -308,21 +339,25 @@ def summarize(
         ).fetchall():
             detections.setdefault(detector, []).append(Interval(entity, start, end))
         latest = conn.execute(
-            "SELECT run_id FROM forecast_quality ORDER BY created_at DESC LIMIT 1"
+            "SELECT run_id, max(created_at) FROM forecast_quality GROUP BY run_id "
+            "ORDER BY 2 DESC LIMIT 1"
         ).fetchone()
-        forecast_ips: set[str] = set()
+        ready = Readiness(since)
         if latest and latest[0]:
-            forecast_ips = {
-                ip
-                for (ip,) in conn.execute(
-                    "SELECT DISTINCT ip FROM ip_forecasts WHERE run_id = %s", (latest[0],)
-                ).fetchall()
-            }
+            ips = conn.execute(
+                "SELECT DISTINCT ip FROM ip_forecasts WHERE run_id = %s", (latest[0],)
+            ).fetchall()
             count = conn.execute(
                 "SELECT count(*) FROM ip_forecasts WHERE run_id = %s", (latest[0],)
             ).fetchone()
             report.forecasts = int(count[0]) if count else 0
-        report.quality = detector_quality(judgeable(labels, forecast_ips), detections, horizon)
+            ready = Readiness(since, frozenset(ip for (ip,) in ips), latest[1])
+        promoted_at = conn.execute(
+            "SELECT min(created_at) FROM model_registry WHERE model_name = %s AND promoted",
+            (CDN_MODEL,),
+        ).fetchone()
+        ready = dataclasses.replace(ready, model_at=promoted_at[0] if promoted_at else None)
+        report.quality = detector_quality(judgeable(labels, ready), detections, horizon)
         model = promoted_model(conn, CDN_MODEL)
         report.model_version = model.version if model else None
     report.urls = {"Airflow": settings.airflow_base_url}

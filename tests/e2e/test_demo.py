@@ -31,18 +31,16 @@ def test_events_flowed_through_every_source_topic(demo_report: Any, settings: Se
 
 
 def test_the_speed_layer_flagged_the_injected_anomalies(demo_report: Any) -> None:
-    """ERROR findings against the labels, per detector and pooled.
+    """ERROR findings against the labels the detectors could judge, pooled over detectors.
 
-    A few minutes hold few episodes per detector (some may hold none), so recall is asserted
-    for each detector that had one to judge, and precision pooled. The per-detector F1 goals
-    are benchmark targets measured on longer runs.
+    A few minutes hold only a few judgeable episodes per detector, so one miss would swing a
+    per-detector figure; per-detector precision, recall and F1 are measured on an hour of
+    events by bench/detection_quality.
     """
     assert demo_report.anomalies, "no anomaly was recorded during the demo"
-    judged = {name: q for name, q in demo_report.quality.items() if q.episodes}
-    assert judged, "the generators should have injected anomalies the detectors can judge"
-    for detector, quality in judged.items():
-        assert quality.recall >= 0.5, (detector, quality)
     pooled = sum(demo_report.quality.values(), Quality(0, 0, 0, 0))
+    assert pooled.episodes > 0, demo_report.quality
+    assert pooled.recall >= 0.5, demo_report.quality
     assert pooled.detections > 0
     assert pooled.precision >= 0.5, demo_report.quality
 

@@ -10,6 +10,7 @@ from generators.registry import make_generator
 from lambdawatch.demo import (
     FORECAST_LEAD,
     WATCH_PRIORITY,
+    Readiness,
     cpu_window_rows,
     ips_to_watch,
     judgeable,
@@ -57,20 +58,33 @@ def test_anomaly_rate_override_leaves_the_rest_alone() -> None:
     assert settings.generators.anomaly_rate == load_settings().generators.anomaly_rate
 
 
-def test_traffic_episodes_of_ips_without_a_forecast_are_not_judged() -> None:
-    hour = datetime(2026, 4, 1, 12, tzinfo=UTC)
+def test_only_episodes_a_detector_could_have_caught_are_judged() -> None:
+    start = datetime(2026, 4, 1, 12, tzinfo=UTC)
+
+    def at(minutes: float) -> datetime:
+        return start + timedelta(minutes=minutes)
+
+    ready = Readiness(
+        feed_started=start, forecast_ips=frozenset({"10.0.0.1"}), forecast_at=at(2), model_at=at(1)
+    )
     labels = [
-        Label("10.0.0.1", "port_scan", hour, hour),
-        Label("10.0.0.2", "port_scan", hour, hour),
-        Label("10.0.0.2", "outage", hour, hour),  # silence judges every IP
-        Label("srv-0001", "cpu_spike", hour, hour),
+        Label("10.0.0.1", "port_scan", at(0), at(3)),  # forecast written while it ran: kept
+        Label("10.0.0.1", "ddos", at(0), at(1.5)),  # over before the forecast existed
+        Label("10.0.0.2", "port_scan", at(0), at(3)),  # no forecast for this IP
+        Label("edge-1", "error_storm", at(0), at(2)),  # the model came mid-storm: kept
+        Label("edge-2", "latency_spike", at(-1), at(0.5)),  # over before any model
+        Label("srv-1", "outage", at(1), at(2)),  # began while the feed ran: kept
+        Label("srv-2", "outage", at(-1), at(2)),  # silent since before the feed
+        Label("srv-3", "cpu_spike", at(-1), at(0.1)),  # judged against the fallback: kept
     ]
-    kept = judgeable(labels, {"10.0.0.1"})
+    kept = judgeable(labels, ready)
     assert [(label.entity, label.kind) for label in kept] == [
         ("10.0.0.1", "port_scan"),
-        ("10.0.0.2", "outage"),
-        ("srv-0001", "cpu_spike"),
+        ("edge-1", "error_storm"),
+        ("srv-1", "outage"),
+        ("srv-3", "cpu_spike"),
     ]
+    assert judgeable(labels[3:5], Readiness(start)) == []  # no model promoted at all
 
 
 def test_seeded_cpu_windows_are_what_the_speed_layer_writes_before_any_baseline() -> None:
