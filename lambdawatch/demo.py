@@ -28,6 +28,7 @@ from lambdawatch.dashboards import DASHBOARDS
 from lambdawatch.feed import FeedCounts, plan_feed, run_feed
 from lambdawatch.hot_store import open_hot_store, redis_client
 from lambdawatch.ingest import feed_batch, make_producer
+from lambdawatch.kafka_admin import admin_client, ensure_topics
 from lambdawatch.model_registry import promoted_model
 from lambdawatch.pipelines.archive import store_history
 from lambdawatch.pipelines.platform_init import SCHEDULED_DAGS
@@ -41,6 +42,7 @@ HOUR_MS = 3_600_000
 # them; the others run after the feed, on what it produced.
 # baseline_stats first: the CPU detector judges by the .env fallback until it has run.
 DAGS_BEFORE_FEED = ("baseline_stats", "forecast_ip_traffic", "retrain_cdn_kmeans")
+FIRST_MODEL_DAG = "retrain_cdn_kmeans"
 DAGS_AFTER_FEED = ("archive_hot_store", "baseline_stats")
 CDN_HISTORY = timedelta(minutes=30)
 CPU_HISTORY = timedelta(minutes=10)
@@ -206,22 +208,49 @@ def seed_cpu_windows(settings: Settings, secrets: Secrets, end: datetime) -> int
         )  # fmt: skip
 
 
+def has_promoted_model(settings: Settings, secrets: Secrets) -> bool:
+    with db.connect(settings, secrets) as conn:
+        return promoted_model(conn, CDN_MODEL) is not None
+
+
+def ensure_kafka_topics(settings: Settings) -> None:
+    """The topics InitialDag creates, now (idempotent), for seeding before it has run."""
+    admin = admin_client(settings.kafka_bootstrap)
+    try:
+        ensure_topics(admin, settings.kafka_topics)
+    finally:
+        admin.close()
+
+
 def feed_all_sources(
     settings: Settings,
     secrets: Secrets,
     seconds: float,
     on_progress: Callable[[str, FeedCounts], None] = lambda _s, _c: None,
+    gates: dict[str, Callable[[], bool]] | None = None,
 ) -> dict[str, int]:
-    """Every generator live (real time) for ``seconds``, one thread per source."""
+    """Every generator live (real time) until ``seconds`` from now, one thread per source.
+
+    A source with a gate starts once its gate opens (polled every two seconds): CDN events
+    wait for a promoted model, since the speed layer does not cluster without one.
+    """
     totals: dict[str, int] = {}
     failures: list[BaseException] = []
+    ends_at = time.time() + seconds
 
     def feed(source: str) -> None:
         try:
+            gate = (gates or {}).get(source)
+            while gate is not None and not gate() and time.time() < ends_at:
+                time.sleep(2)
+            remaining = ends_at - time.time()
+            if remaining <= 0:
+                totals[source] = 0
+                return
             producer = make_producer(settings.kafka_bootstrap)
             client = redis_client(settings) if source == "ip" else None
             store = open_hot_store(client, settings) if client is not None else None
-            plan = plan_feed(1.0, None, seconds, int(time.time() * 1000))
+            plan = plan_feed(1.0, None, remaining, int(time.time() * 1000))
             try:
                 with db.connect(settings, secrets) as conn:
                     counts = run_feed(
@@ -382,6 +411,15 @@ def run_demo(
     report = DemoReport(started_at=datetime.now(UTC))
     client = AirflowClient.from_settings(settings, secrets)
     client.wait_for_dags(["InitialDag", *SCHEDULED_DAGS])
+    # The first KMeans model takes longest to appear, and CDN events are clustered only once
+    # one is promoted: it trains on seeded normal traffic while InitialDag runs.
+    runs: dict[str, str] = {}
+    if not has_promoted_model(settings, secrets):
+        ensure_kafka_topics(settings)
+        seeded_cdn = seed_cdn_events(settings, secrets, datetime.now(UTC))
+        say(f"seeded {seeded_cdn:,} CDN events (last {CDN_HISTORY}) for the first KMeans model")
+        client.set_paused(FIRST_MODEL_DAG, paused=False)
+        runs[FIRST_MODEL_DAG] = client.trigger(FIRST_MODEL_DAG)
     say("triggering InitialDag through Airflow's REST API")
     run_id = client.trigger("InitialDag")
     report.initial_dag = client.wait_for_run("InitialDag", run_id, timeout=dag_timeout)
@@ -396,18 +434,23 @@ def run_demo(
         f"seeded {report.history_rows:,} hourly history rows: "
         f"{len(watched)} IPs × {history_hours} h"
     )
-    seeded_cdn = seed_cdn_events(settings, secrets, datetime.now(UTC))
-    say(f"seeded {seeded_cdn:,} CDN events (last {CDN_HISTORY}) for the first KMeans model")
     seeded_cpu = seed_cpu_windows(settings, secrets, datetime.now(UTC))
     say(f"seeded {seeded_cpu:,} CPU windows (last {CPU_HISTORY}) for the first baselines")
-    models = {dag_id: client.trigger(dag_id) for dag_id in DAGS_BEFORE_FEED}
+    for dag_id in DAGS_BEFORE_FEED:
+        runs.setdefault(dag_id, client.trigger(dag_id))
     say(f"feeding every generator live for {minutes:g} min (anomaly rate {anomaly_rate:g})")
     feed_started = datetime.now(UTC)
-    report.fed = feed_all_sources(feed_settings, secrets, minutes * 60, on_feed)
+    report.fed = feed_all_sources(
+        feed_settings,
+        secrets,
+        minutes * 60,
+        on_feed,
+        gates={"cdn": lambda: has_promoted_model(settings, secrets)},
+    )
     # The speed layer judges an episode once its watermark (driven by event time, which stops
     # with the feed) has passed the episode's end: later episodes are not counted as missed.
     horizon = datetime.now(UTC) - timedelta(minutes=1)
-    for dag_id, model_run in models.items():
+    for dag_id, model_run in runs.items():
         report.batch_runs[dag_id] = client.wait_for_run(dag_id, model_run, timeout=dag_timeout)
     say("running the batch DAGs on what was fed: " + ", ".join(DAGS_AFTER_FEED))
     report.batch_runs |= run_dags(client, DAGS_AFTER_FEED, dag_timeout)
