@@ -111,6 +111,12 @@ def airflow_program(name: str, settings: Settings, secrets: Secrets) -> ProgramS
     )
 
 
+def ensure_metadata_database(admin: psycopg.Connection, secrets: Secrets) -> None:
+    """The airflow role and its database (owned by it); idempotent."""
+    ensure_role(admin, AIRFLOW_DB_USER, secrets.airflow_db_password.get_secret_value())
+    ensure_database(admin, AIRFLOW_DB, owner=AIRFLOW_DB_USER)
+
+
 def prepare_metadata_database(
     settings: Settings, secrets: Secrets, admin: psycopg.Connection
 ) -> None:
@@ -119,8 +125,7 @@ def prepare_metadata_database(
     The migration is skipped when this Airflow version already migrated this database (a stamp
     in AIRFLOW_HOME), so a second ``up`` costs nothing.
     """
-    ensure_role(admin, AIRFLOW_DB_USER, secrets.airflow_db_password.get_secret_value())
-    ensure_database(admin, AIRFLOW_DB, owner=AIRFLOW_DB_USER)
+    ensure_metadata_database(admin, secrets)
     home = airflow_home(settings)
     home.mkdir(parents=True, exist_ok=True)
     write_password_file(settings, secrets)

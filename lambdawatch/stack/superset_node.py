@@ -102,13 +102,18 @@ def grant_read_access(conn: psycopg.Connection, settings: Settings) -> None:
     )
 
 
+def ensure_metadata_database(admin: psycopg.Connection, secrets: Secrets) -> None:
+    """The superset role and its database (owned by it); idempotent."""
+    ensure_role(admin, SUPERSET_DB_USER, secrets.superset_db_password.get_secret_value())
+    ensure_database(admin, SUPERSET_DB, owner=SUPERSET_DB_USER)
+
+
 def prepare_metadata_database(
     settings: Settings, secrets: Secrets, admin: psycopg.Connection
 ) -> None:
     """The superset role and database, then ``superset db upgrade`` and ``superset init``
     (skipped when this Superset version already ran them against this database)."""
-    ensure_role(admin, SUPERSET_DB_USER, secrets.superset_db_password.get_secret_value())
-    ensure_database(admin, SUPERSET_DB, owner=SUPERSET_DB_USER)
+    ensure_metadata_database(admin, secrets)
     home = superset_home(settings)
     home.mkdir(parents=True, exist_ok=True)
     version = superset_version(settings)

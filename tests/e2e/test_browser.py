@@ -25,6 +25,9 @@ CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update"]  # fmt: skip
 TIMEOUT_MS = 90_000
+# Assertions wait as long as actions: with Spark busy on both cores, Airflow's UI can take more
+# than expect()'s default 5 s to fetch its translations and the runs list.
+expect.set_options(timeout=TIMEOUT_MS)
 BROKEN_TILE = re.compile(
     r"No results|Unexpected error|An error occurred|was not found|Data error", re.IGNORECASE
 )
@@ -100,12 +103,16 @@ def test_airflow_shows_initial_dag_succeeded_and_the_scheduled_dags(
     page.locator("button[type='submit']").click()
     page.wait_for_url(re.compile(re.escape(base) + r"/(?!auth).*"))
     page.goto(f"{base}/dags")
-    for dag_id in ["InitialDag", *SCHEDULED_DAGS]:
-        expect(page.get_by_text(dag_id, exact=True).first).to_be_visible()
-    _shot(page, tmp_path, "airflow-dags")
+    try:
+        for dag_id in ["InitialDag", *SCHEDULED_DAGS]:
+            expect(page.get_by_text(dag_id, exact=True).first).to_be_visible()
+    finally:
+        _shot(page, tmp_path, "airflow-dags")
     page.goto(f"{base}/dags/InitialDag/runs")
-    expect(page.get_by_text(re.compile(r"^success$", re.IGNORECASE)).first).to_be_visible()
-    _shot(page, tmp_path, "airflow-initialdag-runs")
+    try:
+        expect(page.get_by_text(re.compile(r"^success$", re.IGNORECASE)).first).to_be_visible()
+    finally:
+        _shot(page, tmp_path, "airflow-initialdag-runs")
 
 
 @pytest.mark.parametrize("dashboard", DASHBOARDS, ids=[d.slug for d in DASHBOARDS])
