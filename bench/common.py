@@ -125,3 +125,17 @@ def java_producer_performance(
     summary = parse_producer_performance(result.stdout)
     summary["producer_props"] = props  # type: ignore[assignment]
     return summary
+
+
+def ensure_passthrough_topic(settings: Settings) -> str:
+    """The reference pass-through queries' own output topic (never one the platform reads),
+    shaped like the input topic; returns its name."""
+    from lambdawatch.kafka_admin import admin_client, ensure_topics
+
+    topic = settings.topic("server_events").model_copy(update={"name": "bench-passthrough"})
+    admin = admin_client(settings.kafka_bootstrap)
+    try:
+        ensure_topics(admin, [topic])
+    finally:
+        admin.close()
+    return topic.name

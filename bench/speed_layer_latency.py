@@ -8,11 +8,12 @@ events' timestamps is the floor this machine allows. The other runs the speed la
 ``cpu_anomalies`` query (the shipped entry point, ``python -m spark_apps.speed_layer``): each
 anomaly record's arrival at a consumer minus its window's end (the last moment an event of
 the window can carry) and minus its window's start (the first anomalous event at the latest).
+``cpu_windows_store`` (status topic → PostgreSQL) runs beside it, as in production.
 
 Goal (issue 3/6): p50 <= 1 s and p99 <= 2 s at a 500 ms trigger. An event-time window in
 append mode is emitted once the watermark (``models.cpu_anomaly.watermark``, 2 s by default)
-has passed its end, so that delay is part of what is measured; the foreachBatch sink (Kafka,
-PostgreSQL upserts) does not support asynchronous progress tracking.
+has passed its end, so that delay is part of what is measured. The query writes through
+Spark's native Kafka sink; asynchronous progress tracking is for stateless queries only.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import orjson
 from kafka import KafkaConsumer, TopicPartition
 from rich.console import Console
 
-from bench.common import running_stack, write_result
+from bench.common import ensure_passthrough_topic, running_stack, write_result
 from lambdawatch.events import SERVER_SCHEMA
 from lambdawatch.feed import FeedPlan, run_feed
 from lambdawatch.health import check_speed_layer, progress_writer_pid
@@ -40,6 +41,7 @@ from lambdawatch.ingest import make_producer
 from lambdawatch.kafka_admin import admin_client, ensure_topics
 
 SERVER_INTERVAL_MS = 250
+QUERIES = ("cpu_anomalies", "cpu_windows_store")
 
 
 def _ms(text: str) -> int:
@@ -106,7 +108,7 @@ def passthrough_phase(settings: Any, seconds: float, warmup_s: float) -> dict[st
 
     spark = build_session("bench-latency-passthrough", settings)
     spark.sparkContext.setLogLevel("ERROR")
-    out_topic = settings.topic("cpu_status").name
+    out_topic = ensure_passthrough_topic(settings)
     raw = (
         spark.readStream.format("kafka")
         .option("kafka.bootstrap.servers", settings.kafka_bootstrap)
@@ -143,14 +145,14 @@ def speed_layer_phase(settings: Any, seconds: float, warmup_s: float) -> dict[st
     progress.unlink(missing_ok=True)
     log = (settings.var_path / "log" / "bench-latency-speed-layer.log").open("w")
     layer = subprocess.Popen(
-        [sys.executable, "-m", "spark_apps.speed_layer", "--queries", "cpu_anomalies"],
+        [sys.executable, "-m", "spark_apps.speed_layer", "--queries", ",".join(QUERIES)],
         stdout=log,
         stderr=subprocess.STDOUT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:
         deadline = time.time() + 300
-        while check_speed_layer(progress, ("cpu_anomalies",), progress_writer_pid(progress)):
+        while check_speed_layer(progress, QUERIES, progress_writer_pid(progress)):
             if time.time() > deadline or layer.poll() is not None:
                 raise RuntimeError(f"speed layer did not start; see {log.name}")
             time.sleep(2)

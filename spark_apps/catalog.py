@@ -10,6 +10,7 @@ SPEED_LAYER_QUERIES = (
     "dead_letters",
     "server_status",
     "cpu_anomalies",
+    "cpu_windows_store",
     "ip_averages",
     "ip_windows",
     "weather_derived",
@@ -19,6 +20,10 @@ SPEED_LAYER_QUERIES = (
     "metric_scores",
 )
 
+# Queries that read another query's output topic: with an available-now trigger they start
+# once the others have finished, so they see everything.
+DOWNSTREAM_QUERIES = frozenset({"cpu_windows_store"})
+
 # Bump a query's version whenever its stateful operators change (aggregation keys, windows,
 # de-duplication): Spark refuses to restore state into a different plan, so a new version
 # gets a new checkpoint directory and reprocesses from the earliest retained offsets, which
@@ -26,7 +31,8 @@ SPEED_LAYER_QUERIES = (
 QUERY_VERSIONS = {
     "dead_letters": 1,
     "server_status": 2,
-    "cpu_anomalies": 2,
+    "cpu_anomalies": 3,
+    "cpu_windows_store": 1,
     "ip_averages": 1,
     "ip_windows": 2,
     "weather_derived": 1,

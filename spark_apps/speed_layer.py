@@ -40,7 +40,8 @@ from lambdawatch.model_registry import ModelCache, promoted_model
 from lambdawatch.pipeline_health import progress_rows, write_progress
 from lambdawatch.secrets import Secrets, secrets_for
 from lambdawatch.settings import Settings, load_settings
-from spark_apps.catalog import QUERY_VERSIONS, SPEED_LAYER_QUERIES
+from spark_apps.catalog import DOWNSTREAM_QUERIES, QUERY_VERSIONS, SPEED_LAYER_QUERIES
+from spark_apps.jobs.common import read_query
 from spark_apps.session import build_session
 from spark_apps.transforms.anomaly import ANOMALY_COLUMNS, anomalies_to_kafka
 from spark_apps.transforms.cdn_kmeans import (
@@ -54,8 +55,9 @@ from spark_apps.transforms.cpu import (
     CPU_WINDOW_COLUMNS,
     classify_cpu,
     cpu_anomalies,
-    cpu_status_to_kafka,
+    cpu_records_to_kafka,
     cpu_window_stats,
+    parse_cpu_status,
 )
 from spark_apps.transforms.deviations import (
     FORECAST_LOOKUP_SCHEMA,
@@ -80,6 +82,7 @@ from spark_apps.transforms.rollups import (
 from spark_apps.transforms.silence import detect_silences, source_signals
 
 log = logging.getLogger("lambdawatch.speed_layer")
+PER_ROW_TOPIC = ""  # a Kafka sink whose rows carry a ``topic`` column
 EVENT_SOURCES = ("ip", "server", "cdn", "weather", "metric")
 
 
@@ -134,11 +137,11 @@ class SpeedLayer:
             else writer.trigger(processingTime=interval)
         )
         if kafka_topic is not None:
-            writer = (
-                writer.format("kafka")
-                .option("kafka.bootstrap.servers", self.settings.kafka_bootstrap)
-                .option("topic", kafka_topic)
+            writer = writer.format("kafka").option(
+                "kafka.bootstrap.servers", self.settings.kafka_bootstrap
             )
+            if kafka_topic != PER_ROW_TOPIC:
+                writer = writer.option("topic", kafka_topic)
             return writer.start()
         assert batch_sink is not None
         return writer.foreachBatch(batch_sink).start()
@@ -164,11 +167,14 @@ class SpeedLayer:
             )
 
     def _baselines(self) -> DataFrame:
-        """Read fresh every micro-batch: the batch layer's new baselines apply without restart."""
-        with db.connect(self.settings, self.secrets) as conn:
-            rows = conn.execute("SELECT metric, entity, mean, stddev FROM baselines").fetchall()
-        return self.spark.createDataFrame(
-            rows, "metric string, entity string, mean double, stddev double"
+        """The baselines table through JDBC. As the static side of a stream-static join it is
+        scanned again every micro-batch, so the batch layer's new baselines apply without a
+        restart."""
+        return read_query(
+            self.spark,
+            self.settings,
+            self.secrets,
+            "SELECT metric, entity, mean, stddev FROM baselines",
         )
 
     # --- queries ------------------------------------------------------------------------------
@@ -204,33 +210,47 @@ class SpeedLayer:
         )
 
     def cpu_anomalies(self) -> StreamingQuery:
+        """Windows → status and anomalies in Kafka through the native sink: no Python, no
+        database round trip between a window closing and its anomaly being readable."""
         model = self.settings.models.cpu_anomaly
         events, _dead = parse_events(
             self._kafka_source("server_events"), SERVER_SCHEMA, "cpu_anomalies"
         )
-        stats = cpu_window_stats(events, model.window, model.watermark)
+        classified = classify_cpu(
+            cpu_window_stats(events, model.window, model.watermark),
+            self._baselines(),
+            self.settings.normal_mean,
+            self.settings.normal_stddev,
+            model.warn_sigma,
+            model.error_sigma,
+        )
+        records = cpu_records_to_kafka(
+            classified,
+            self.settings.topic("cpu_status").name,
+            self.settings.topic("anomalies").name,
+        )
+        return self._start(
+            "cpu_anomalies", records, kafka_topic=PER_ROW_TOPIC, interval="500 milliseconds"
+        )
+
+    def cpu_windows_store(self) -> StreamingQuery:
+        """The CPU status topic → ``rt_cpu_windows`` and the ``anomalies`` table, upserted on
+        natural keys: the status records that Kafka may hold twice land once."""
+        windows = parse_cpu_status(self._kafka_source("cpu_status"))
 
         def sink(frame: DataFrame, _batch_id: int) -> None:
-            classified = classify_cpu(
-                frame,
-                self._baselines(),
-                self.settings.normal_mean,
-                self.settings.normal_stddev,
-                model.warn_sigma,
-                model.error_sigma,
-            ).persist()
+            frame = frame.persist()
             try:
-                self._write_kafka(cpu_status_to_kafka(classified), "cpu_status")
                 self._upsert(
-                    classified.select(*CPU_WINDOW_COLUMNS),
+                    frame.select(*CPU_WINDOW_COLUMNS),
                     "rt_cpu_windows",
                     ("server_id", "window_start"),
                 )
-                self._record_anomalies(cpu_anomalies(classified))
+                self._store_anomalies(cpu_anomalies(frame))
             finally:
-                classified.unpersist()
+                frame.unpersist()
 
-        return self._start("cpu_anomalies", stats, batch_sink=sink, interval="500 milliseconds")
+        return self._start("cpu_windows_store", windows, batch_sink=sink)
 
     def cdn_clusters(self) -> StreamingQuery:
         """Each CDN event → cluster and distance under the promoted KMeans model.
@@ -349,18 +369,20 @@ class SpeedLayer:
         return self._start("metric_scores", score_metrics(events, params), batch_sink=sink)
 
     def _record_anomalies(self, anomalies: DataFrame) -> None:
+        """To the ``anomalies`` table and topic."""
         anomalies = anomalies.persist()
         try:
-            if anomalies.isEmpty():
-                return
-            self._upsert(
-                anomalies.select(*ANOMALY_COLUMNS),
-                "anomalies",
-                ("detector", "entity", "metric", "window_start"),
-            )
-            self._write_kafka(anomalies_to_kafka(anomalies), "anomalies")
+            if self._store_anomalies(anomalies):
+                self._write_kafka(anomalies_to_kafka(anomalies), "anomalies")
         finally:
             anomalies.unpersist()
+
+    def _store_anomalies(self, anomalies: DataFrame) -> int:
+        return self._upsert(
+            anomalies.select(*ANOMALY_COLUMNS),
+            "anomalies",
+            ("detector", "entity", "metric", "window_start"),
+        )
 
     def ip_averages(self) -> StreamingQuery:
         features = self.settings.ips.features
@@ -536,6 +558,7 @@ def main(argv: list[str] | None = None) -> None:
     spark = build_session(
         "lambdawatch-speed-layer",
         settings,
+        with_jdbc=True,  # the baselines' stream-static join
         extra={
             "spark.ui.port": str(settings.spark_ui_port),
             "spark.driver.bindAddress": settings.bind_host,
@@ -550,14 +573,21 @@ def main(argv: list[str] | None = None) -> None:
     trigger = {"availableNow": True} if args.available_now else None
     checkpoints = args.checkpoint_dir or settings.var_path / "checkpoints"
     layer = SpeedLayer(spark, settings, secrets, checkpoints, trigger=trigger)
-    queries = layer.start(tuple(name for name in args.queries.split(",") if name))
-    log.info("started %d queries: %s", len(queries), ", ".join(q.name for q in queries))
+    names = tuple(name for name in args.queries.split(",") if name)
     try:
-        if args.available_now:
-            for query in queries:
-                query.awaitTermination()
-            listener.wait_terminated([query.name for query in queries])
+        if args.available_now:  # upstream queries to the end first, then their readers
+            for stage in (
+                [n for n in names if n not in DOWNSTREAM_QUERIES],
+                [n for n in names if n in DOWNSTREAM_QUERIES],
+            ):
+                queries = layer.start(tuple(stage))
+                log.info("started %d queries: %s", len(queries), ", ".join(stage))
+                for query in queries:
+                    query.awaitTermination()
+                listener.wait_terminated(stage)
         else:
+            queries = layer.start(names)
+            log.info("started %d queries: %s", len(queries), ", ".join(names))
             spark.streams.awaitAnyTermination()
     finally:
         for registered in (listener, progress_table):  # no callbacks into an exiting Python

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+TIMESTAMP_FORMAT = "yyyy-MM-dd'T'HH:mm:ss.SSSXXX"
 ANOMALY_COLUMNS = (
     "detector",
     "entity",
@@ -18,6 +19,34 @@ ANOMALY_COLUMNS = (
     "model_version",
     "detected_at",
 )
+
+
+def anomaly_columns(
+    detector: str,
+    entity: Column,
+    metric: Column,
+    window_start: Column,
+    window_end: Column,
+    value: Column,
+    expected: Column,
+    score: Column,
+    severity: Column,
+    model_version: Column | None = None,
+) -> list[Column]:
+    """The anomaly record's columns (``ANOMALY_COLUMNS``, in order) from a detector's own."""
+    return [
+        F.lit(detector).alias("detector"),
+        entity.cast("string").alias("entity"),
+        metric.cast("string").alias("metric"),
+        window_start.alias("window_start"),
+        window_end.alias("window_end"),
+        value.cast("double").alias("value"),
+        expected.cast("double").alias("expected"),
+        score.cast("double").alias("score"),
+        severity.alias("severity"),
+        (model_version if model_version is not None else F.lit("")).alias("model_version"),
+        F.current_timestamp().alias("detected_at"),
+    ]
 
 
 def to_anomalies(
@@ -34,25 +63,25 @@ def to_anomalies(
     model_version: Column | None = None,
 ) -> DataFrame:
     return frame.select(
-        F.lit(detector).alias("detector"),
-        entity.cast("string").alias("entity"),
-        metric.cast("string").alias("metric"),
-        window_start.alias("window_start"),
-        window_end.alias("window_end"),
-        value.cast("double").alias("value"),
-        expected.cast("double").alias("expected"),
-        score.cast("double").alias("score"),
-        severity.alias("severity"),
-        (model_version if model_version is not None else F.lit("")).alias("model_version"),
-        F.current_timestamp().alias("detected_at"),
+        *anomaly_columns(
+            detector,
+            entity,
+            metric,
+            window_start,
+            window_end,
+            value,
+            expected,
+            score,
+            severity,
+            model_version,
+        )
     )
 
 
 def anomalies_to_kafka(anomalies: DataFrame) -> DataFrame:
     """Keyed by entity so one entity's anomalies stay ordered in one partition."""
     body = F.to_json(
-        F.struct(*[F.col(name) for name in ANOMALY_COLUMNS]),
-        {"timestampFormat": "yyyy-MM-dd'T'HH:mm:ss.SSSXXX"},
+        F.struct(*[F.col(name) for name in ANOMALY_COLUMNS]), {"timestampFormat": TIMESTAMP_FORMAT}
     )
     return anomalies.select(
         F.col("entity").cast("binary").alias("key"), body.cast("binary").alias("value")

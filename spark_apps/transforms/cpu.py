@@ -3,18 +3,29 @@
 Two-sided: a window is SAFE inside ±warn σ, WARN outside it, ERROR outside ±error σ of the
 server's baseline (from the ``baselines`` table the batch layer maintains), falling back to
 the ``.env`` NORMAL_MEAN / NORMAL_STDDEV until a baseline exists.
+
+Latency-critical, so the classified windows go straight to Kafka (status topic, and the
+anomalies topic for WARN/ERROR) through the native sink; a second query reads the status
+topic back and upserts PostgreSQL (``rt_cpu_windows``, ``anomalies``) on natural keys.
 """
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from spark_apps.catalog import CPU_WINDOW_COLUMNS
-from spark_apps.transforms.anomaly import to_anomalies
+from spark_apps.transforms.anomaly import TIMESTAMP_FORMAT, anomaly_columns
 from spark_apps.transforms.parsing import watermarked_unique
 
 METRIC = "cpu_usage"
+# A status record: the window's columns and where its normal mean/σ came from.
+CPU_STATUS_FIELDS = (*CPU_WINDOW_COLUMNS, "baseline_source")
+CPU_STATUS_SCHEMA = (
+    "server_id string, window_start timestamp, window_end timestamp, mean_cpu double, "
+    "std_cpu double, samples long, expected_mean double, expected_std double, z double, "
+    "status string, baseline_source string"
+)
 
 
 def cpu_window_stats(events: DataFrame, window: str, watermark: str) -> DataFrame:
@@ -74,10 +85,8 @@ def classify_cpu(
     )
 
 
-def cpu_anomalies(classified: DataFrame) -> DataFrame:
-    flagged = classified.where(F.col("status") != "SAFE")
-    return to_anomalies(
-        flagged,
+def _cpu_anomaly_columns() -> list[Column]:
+    return anomaly_columns(
         "cpu_anomalies",
         entity=F.col("server_id"),
         metric=F.lit(METRIC),
@@ -91,11 +100,35 @@ def cpu_anomalies(classified: DataFrame) -> DataFrame:
     )
 
 
-def cpu_status_to_kafka(classified: DataFrame) -> DataFrame:
-    body = F.to_json(
-        F.struct(*CPU_WINDOW_COLUMNS),
-        {"timestampFormat": "yyyy-MM-dd'T'HH:mm:ss.SSSXXX"},
+def cpu_anomalies(classified: DataFrame) -> DataFrame:
+    """The WARN and ERROR windows as anomaly records."""
+    return classified.where(F.col("status") != "SAFE").select(*_cpu_anomaly_columns())
+
+
+def cpu_records_to_kafka(
+    classified: DataFrame, status_topic: str, anomalies_topic: str
+) -> DataFrame:
+    """Both outputs as one Kafka sink's rows (``topic``, ``key``, ``value``): each window's
+    status, and the WARN/ERROR ones again as anomaly records.
+
+    One projection and an explode rather than a union, which would repeat the stateful
+    aggregation upstream of each branch.
+    """
+    key = F.col("server_id").cast("binary").alias("key")
+
+    def record(topic: str, columns: list[Column]) -> Column:
+        body = F.to_json(F.struct(*columns), {"timestampFormat": TIMESTAMP_FORMAT})
+        return F.struct(F.lit(topic).alias("topic"), key, body.cast("binary").alias("value"))
+
+    status = record(status_topic, [F.col(name) for name in CPU_STATUS_FIELDS])
+    anomaly = record(anomalies_topic, _cpu_anomaly_columns())
+    records = F.when(F.col("status") == "SAFE", F.array(status)).otherwise(F.array(status, anomaly))
+    return classified.select(F.explode(records).alias("record")).select("record.*")
+
+
+def parse_cpu_status(records: DataFrame) -> DataFrame:
+    """Status records read back from Kafka → the classified windows they were written from."""
+    parsed = F.from_json(
+        F.col("value").cast("string"), CPU_STATUS_SCHEMA, {"timestampFormat": TIMESTAMP_FORMAT}
     )
-    return classified.select(
-        F.col("server_id").cast("binary").alias("key"), body.cast("binary").alias("value")
-    )
+    return records.select(parsed.alias("s")).select("s.*").where(F.col("server_id").isNotNull())

@@ -30,7 +30,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 START = 1_767_398_400_000  # 2026-01-03T00:00:00Z: this module's own interval
 HALF = 2 * 60_000
 END = START + 2 * HALF
-QUERIES = "server_status,cpu_anomalies,weather_derived"
+QUERIES = "server_status,cpu_anomalies,cpu_windows_store,weather_derived"
 IN_INTERVAL = (
     "{column} >= to_timestamp(%(start)s / 1000.0) AND {column} < to_timestamp(%(end)s / 1000.0)"
 )

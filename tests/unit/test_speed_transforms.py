@@ -16,7 +16,13 @@ from generators.registry import SOURCES, make_generator
 from lambdawatch.events import SCHEMAS, SERVER_SCHEMA, WEATHER_SCHEMA
 from lambdawatch.settings import load_settings
 from spark_apps.transforms.anomaly import ANOMALY_COLUMNS
-from spark_apps.transforms.cpu import classify_cpu, cpu_anomalies, cpu_window_stats
+from spark_apps.transforms.cpu import (
+    classify_cpu,
+    cpu_anomalies,
+    cpu_records_to_kafka,
+    cpu_window_stats,
+    parse_cpu_status,
+)
 from spark_apps.transforms.parsing import dead_letters_to_kafka, parse_events
 from spark_apps.transforms.rollups import (
     ip_running_averages,
@@ -341,3 +347,40 @@ def test_each_record_is_parsed_once(spark: SparkSession) -> None:
     for frame in (events, dead):
         plan = frame._jdf.queryExecution().optimizedPlan().toString()
         assert plan.count("from_json(") == 1, plan
+
+
+def test_cpu_records_carry_every_status_and_each_anomaly_to_its_topic(
+    spark: SparkSession,
+) -> None:
+    stats = spark.createDataFrame(
+        [
+            ("quiet", T0, T0 + timedelta(seconds=0.5), 45.0, 1.0, 2),
+            ("busy", T0, T0 + timedelta(seconds=0.5), 80.0, 1.0, 2),
+        ],
+        STATS_SCHEMA,
+    )
+    classified = classify_cpu(
+        stats, spark.createDataFrame([], BASELINE_SCHEMA), 45.0, 12.0, 1.0, 2.0
+    )
+    records = cpu_records_to_kafka(classified, "status-topic", "anomaly-topic").collect()
+    by_topic = sorted((r["topic"], r["key"].decode()) for r in records)
+    assert by_topic == [
+        ("anomaly-topic", "busy"),
+        ("status-topic", "busy"),
+        ("status-topic", "quiet"),
+    ]
+    anomaly = next(json.loads(r["value"]) for r in records if r["topic"] == "anomaly-topic")
+    expected = cpu_anomalies(classified).collect()[0].asDict()
+    assert set(anomaly) == set(ANOMALY_COLUMNS)
+    assert (anomaly["severity"], anomaly["value"], anomaly["model_version"]) == (
+        expected["severity"],
+        expected["value"],
+        "fallback",
+    )
+    # read back, the status records are the classified windows they were written from
+    statuses = spark.createDataFrame(
+        [Row(value=r["value"]) for r in records if r["topic"] == "status-topic"],
+        "value binary",
+    )
+    read_back = parse_cpu_status(statuses)
+    assertDataFrameEqual(read_back, classified.select(*read_back.columns))
