@@ -29,8 +29,7 @@ from lambdawatch import db
 from lambdawatch.events import SERVER_SCHEMA
 from lambdawatch.ingest import feed_batch, make_producer
 from lambdawatch.kafka_admin import admin_client, ensure_topics
-from spark_apps.session import build_session
-from spark_apps.speed_layer import SpeedLayer
+from spark_apps.speed_layer import SpeedLayer, speed_layer_session
 from spark_apps.transforms.parsing import parse_events
 
 T0 = 1_767_225_600_000
@@ -69,7 +68,7 @@ def main() -> None:
         ensure_topics(admin, settings.topics)
         admin.close()
         loaded = load_backlog(settings, args.events)
-        spark = build_session("bench-speed-layer", settings, with_jdbc=True)
+        spark = speed_layer_session(settings, "bench-speed-layer")
         passthrough_topic = ensure_passthrough_topic(settings)
         spark.sparkContext.setLogLevel("ERROR")
         scratch = Path(tempfile.mkdtemp(prefix="bench-speed-"))

@@ -85,6 +85,10 @@ class Settings(BaseSettings):
 
     spark_master: str = "local[*]"
     spark_ui_port: Port = 14040
+    # Partitions of the speed layer's state and shuffles. Its micro-batches are small and each
+    # partition is one more task and state commit per stateful operator per trigger, so about
+    # the cores it has (fixed per checkpoint: a new value applies to new query versions).
+    speed_layer_partitions: Annotated[int, Field(ge=1, le=1024)] = 2
     # The address executors reach a driver at (a container's service name in docker-compose);
     # default: BIND_HOST, which is right for local mode.
     spark_driver_host: str | None = None

@@ -31,7 +31,7 @@ DOWNSTREAM_QUERIES = frozenset({"cpu_windows_store"})
 QUERY_VERSIONS = {
     "dead_letters": 1,
     "server_status": 2,
-    "cpu_anomalies": 3,
+    "cpu_anomalies": 4,
     "cpu_windows_store": 1,
     "ip_averages": 1,
     "ip_windows": 2,

@@ -16,7 +16,6 @@ from pyspark.sql import functions as F
 
 from spark_apps.catalog import CPU_WINDOW_COLUMNS
 from spark_apps.transforms.anomaly import TIMESTAMP_FORMAT, anomaly_columns
-from spark_apps.transforms.parsing import watermarked_unique
 
 METRIC = "cpu_usage"
 # A status record: the window's columns and where its normal mean/σ came from.
@@ -29,23 +28,30 @@ CPU_STATUS_SCHEMA = (
 
 
 def cpu_window_stats(events: DataFrame, window: str, watermark: str) -> DataFrame:
-    """Mean, σ and count of CPU per server per tumbling event-time window."""
-    return (
-        watermarked_unique(events, watermark)
+    """Mean, σ and count of CPU per server per tumbling event-time window.
+
+    One stateful operator: each window collects its distinct (event_id, cpu) samples, so an
+    event re-sent by an at-least-once producer (identical by construction) counts once, and
+    the statistics are computed from the set when the window closes. A separate
+    de-duplication operator would double the state work of every micro-batch, which is the
+    query's latency.
+    """
+    collected = (
+        events.withWatermark("timestamp", watermark)
         .groupBy(F.window("timestamp", window).alias("w"), "server_id")
-        .agg(
-            F.avg("cpu_usage").alias("mean_cpu"),
-            F.stddev_samp("cpu_usage").alias("std_cpu"),
-            F.count(F.lit(1)).alias("samples"),
-        )
-        .select(
-            "server_id",
-            F.col("w.start").alias("window_start"),
-            F.col("w.end").alias("window_end"),
-            "mean_cpu",
-            "std_cpu",
-            "samples",
-        )
+        .agg(F.collect_set(F.struct("event_id", "cpu_usage")).alias("events"))
+    )
+    cpu = F.transform("events", lambda event: event["cpu_usage"].cast("double"))
+    samples = F.size("events")
+    mean = F.aggregate(cpu, F.lit(0.0), lambda total, x: total + x) / samples
+    squares = F.aggregate(cpu, F.lit(0.0), lambda total, x: total + (x - mean) * (x - mean))
+    return collected.select(
+        "server_id",
+        F.col("w.start").alias("window_start"),
+        F.col("w.end").alias("window_end"),
+        mean.alias("mean_cpu"),
+        F.when(samples > 1, F.sqrt(squares / (samples - 1))).alias("std_cpu"),
+        samples.cast("long").alias("samples"),
     )
 
 

@@ -156,6 +156,12 @@ def test_cpu_windows_are_tumbling_and_half_open(spark: SparkSession) -> None:
         "server_id string, window_start timestamp, mean_cpu double, samples long",
     )
     assertDataFrameEqual(stats, expected)
+    spread = {
+        (row["server_id"], row["mean_cpu"]): row["std_cpu"]
+        for row in cpu_window_stats(events, "500 milliseconds", "2 seconds").collect()
+    }
+    assert spread[("a", 20.0)] == pytest.approx(200**0.5)  # sample σ of 10 and 30
+    assert spread[("b", 5.0)] is None  # one sample has no sample σ, as stddev_samp
 
 
 @pytest.mark.parametrize(
