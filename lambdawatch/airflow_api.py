@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -104,6 +105,11 @@ class AirflowClient:
 
     def run_state(self, dag_id: str, run_id: str) -> str:
         return str(self.request("GET", f"/dags/{dag_id}/dagRuns/{run_id}")["state"])
+
+    def run_ended_at(self, dag_id: str, run_id: str) -> datetime | None:
+        """When the run finished (``None`` while it runs)."""
+        ended = self.request("GET", f"/dags/{dag_id}/dagRuns/{run_id}").get("end_date")
+        return datetime.fromisoformat(ended) if ended else None
 
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str]:
         document = self.request("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances")

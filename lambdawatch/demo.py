@@ -9,13 +9,12 @@ the CDN model in use, and the URLs to look at.
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import pandas as pd
 from kafka import KafkaConsumer, TopicPartition
@@ -28,26 +27,36 @@ from lambdawatch.dashboards import DASHBOARDS
 from lambdawatch.feed import FeedCounts, plan_feed, run_feed
 from lambdawatch.hot_store import open_hot_store, redis_client
 from lambdawatch.ingest import feed_batch, make_producer
-from lambdawatch.kafka_admin import admin_client, ensure_topics
 from lambdawatch.model_registry import promoted_model
 from lambdawatch.pipelines.archive import store_history
-from lambdawatch.pipelines.platform_init import SCHEDULED_DAGS
-from lambdawatch.quality import DETECTOR_TARGETS, Interval, Label, Quality, detector_quality
+from lambdawatch.pipelines.platform_init import SCHEDULED_DAGS, create_topics
+from lambdawatch.quality import (
+    Interval,
+    Label,
+    Quality,
+    detector_for,
+    detector_quality,
+)
 from lambdawatch.secrets import Secrets
 from lambdawatch.settings import Settings
 from spark_apps.catalog import CPU_WINDOW_COLUMNS
 
 HOUR_MS = 3_600_000
-# The models start with the live feed, on the seeded history, so most of the feed is judged by
-# them; the others run after the feed, on what it produced.
-# baseline_stats first: the CPU detector judges by the .env fallback until it has run.
-DAGS_BEFORE_FEED = ("baseline_stats", "forecast_ip_traffic", "retrain_cdn_kmeans")
-FIRST_MODEL_DAG = "retrain_cdn_kmeans"
-DAGS_AFTER_FEED = ("archive_hot_store", "baseline_stats")
+# The models train beside the live feed, on seeded history, so most of the feed is judged by
+# them; the others run after the feed, on what it produced. baseline_stats is first: the CPU
+# detector judges by the .env fallback until it has run.
+BASELINE_DAG, FORECAST_DAG, MODEL_DAG = (
+    "baseline_stats",
+    "forecast_ip_traffic",
+    "retrain_cdn_kmeans",
+)
+DAGS_WITH_FEED = (BASELINE_DAG, FORECAST_DAG, MODEL_DAG)
+DAGS_AFTER_FEED = ("archive_hot_store", BASELINE_DAG)
 CDN_HISTORY = timedelta(minutes=30)
 CPU_HISTORY = timedelta(minutes=10)
-BATCH_DAGS = DAGS_BEFORE_FEED + DAGS_AFTER_FEED
+BATCH_DAGS = DAGS_WITH_FEED + DAGS_AFTER_FEED
 CDN_MODEL = "cdn_kmeans"
+T = TypeVar("T")
 
 
 @dataclass
@@ -213,15 +222,6 @@ def has_promoted_model(settings: Settings, secrets: Secrets) -> bool:
         return promoted_model(conn, CDN_MODEL) is not None
 
 
-def ensure_kafka_topics(settings: Settings) -> None:
-    """The topics InitialDag creates, now (idempotent), for seeding before it has run."""
-    admin = admin_client(settings.kafka_bootstrap)
-    try:
-        ensure_topics(admin, settings.kafka_topics)
-    finally:
-        admin.close()
-
-
 def feed_all_sources(
     settings: Settings,
     secrets: Secrets,
@@ -305,45 +305,72 @@ def topic_end_offsets(settings: Settings) -> dict[str, int]:
 
 @dataclass(frozen=True)
 class Readiness:
-    """When each detector could first judge: the feed's start, the forecast, the model."""
+    """When each detector could first judge: the feed's start, the baselines, the forecast,
+    the model."""
 
     feed_started: datetime
     forecast_ips: frozenset[str] = frozenset()
     forecast_at: datetime | None = None
     model_at: datetime | None = None
+    baselines_at: datetime | None = None
+
+    def judging_since(self, detector: str) -> datetime | None:
+        """From when ``detector``'s findings are its own (``None``: never in this run).
+
+        Before its baselines exist the CPU detector judges every server by the one ``.env``
+        mean, which flags the quiet and the busy ones: the warm-up is shown, not scored.
+        """
+        return {
+            "cpu_anomalies": self.baselines_at,
+            "forecast_deviations": self.forecast_at,
+            "cdn_clusters": self.model_at,
+        }.get(detector, self.feed_started)
 
 
 def judgeable(labels: list[Label], ready: Readiness) -> list[Label]:
     """The episodes a detector could have caught; counting the others as missed would measure
     the demo's warm-up, not the detector.
 
-    Traffic anomalies need a forecast for their IP, written before they end; CDN anomalies a
-    promoted model before they end; an outage must begin once the feed runs (silence is
-    relative to an entity's earlier events).
+    Traffic anomalies need a forecast for their IP, written before they end; CPU and CDN
+    anomalies baselines or a promoted model before they end; an outage must begin once the
+    feed runs (silence is relative to an entity's earlier events).
     """
-    traffic = DETECTOR_TARGETS["forecast_deviations"]
-    cdn = DETECTOR_TARGETS["cdn_clusters"]
-    outage = DETECTOR_TARGETS["silence"]
     kept = []
     for label in labels:
-        if label.kind in traffic and not (
-            label.entity in ready.forecast_ips
-            and ready.forecast_at is not None
-            and label.end > ready.forecast_at
-        ):
-            continue
-        if label.kind in cdn and (ready.model_at is None or label.end <= ready.model_at):
-            continue
-        if label.kind in outage and label.start < ready.feed_started:
-            continue
+        detector = detector_for(label.kind)
+        if detector is not None:
+            since = ready.judging_since(detector)
+            if since is None or label.end <= since:
+                continue
+            if detector == "forecast_deviations" and label.entity not in ready.forecast_ips:
+                continue
+            if detector == "silence" and label.start < since:
+                continue
         kept.append(label)
     return kept
 
 
+def judged_detections(
+    detections: dict[str, list[Interval]], ready: Readiness
+) -> dict[str, list[Interval]]:
+    """Each detector's findings from when it could judge (see ``Readiness.judging_since``)."""
+    kept = {}
+    for detector, found in detections.items():
+        since = ready.judging_since(detector)
+        kept[detector] = [] if since is None else [d for d in found if d.start >= since]
+    return kept
+
+
 def summarize(
-    settings: Settings, secrets: Secrets, report: DemoReport, since: datetime, horizon: datetime
+    settings: Settings,
+    secrets: Secrets,
+    report: DemoReport,
+    since: datetime,
+    horizon: datetime,
+    baselines_at: datetime | None,
 ) -> None:
-    """Fill the report from what is in Kafka and PostgreSQL now."""
+    """Fill the report from what is in Kafka and PostgreSQL now; ``since`` is the feed's
+    start, ``baselines_at`` when the first baselines were written."""
     report.events_per_topic = topic_end_offsets(settings)
     with db.connect(settings, secrets) as conn:
         for detector, severity, count in conn.execute(
@@ -371,22 +398,28 @@ def summarize(
             "SELECT run_id, max(created_at) FROM forecast_quality GROUP BY run_id "
             "ORDER BY 2 DESC LIMIT 1"
         ).fetchone()
-        ready = Readiness(since)
+        ips: list[str] = []
         if latest and latest[0]:
-            ips = conn.execute(
-                "SELECT DISTINCT ip FROM ip_forecasts WHERE run_id = %s", (latest[0],)
-            ).fetchall()
-            count = conn.execute(
-                "SELECT count(*) FROM ip_forecasts WHERE run_id = %s", (latest[0],)
-            ).fetchone()
-            report.forecasts = int(count[0]) if count else 0
-            ready = Readiness(since, frozenset(ip for (ip,) in ips), latest[1])
+            count, ips = conn.execute(
+                "SELECT count(*), coalesce(array_agg(DISTINCT ip), '{}') FROM ip_forecasts "
+                "WHERE run_id = %s",
+                (latest[0],),
+            ).fetchone() or (0, [])
+            report.forecasts = int(count)
         promoted_at = conn.execute(
             "SELECT min(created_at) FROM model_registry WHERE model_name = %s AND promoted",
             (CDN_MODEL,),
         ).fetchone()
-        ready = dataclasses.replace(ready, model_at=promoted_at[0] if promoted_at else None)
-        report.quality = detector_quality(judgeable(labels, ready), detections, horizon)
+        ready = Readiness(
+            feed_started=since,
+            forecast_ips=frozenset(ips),
+            forecast_at=latest[1] if latest and latest[0] else None,
+            model_at=promoted_at[0] if promoted_at else None,
+            baselines_at=baselines_at,
+        )
+        report.quality = detector_quality(
+            judgeable(labels, ready), judged_detections(detections, ready), horizon
+        )
         model = promoted_model(conn, CDN_MODEL)
         report.model_version = model.version if model else None
     report.urls = {"Airflow": settings.airflow_base_url}
@@ -394,6 +427,36 @@ def summarize(
         report.urls[dashboard.title] = (
             f"{settings.superset_base_url}/superset/dashboard/{dashboard.slug}/"
         )
+
+
+def in_background(work: Callable[[], T], name: str) -> Callable[[], T]:
+    """Start ``work`` in a daemon thread; the returned function waits for its result (or
+    raises its error). A daemon, so a failed demo or Ctrl-C does not wait for the feed."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = work()
+        except BaseException as error:  # re-raised in the waiting thread
+            outcome["error"] = error
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+
+    def wait() -> T:
+        thread.join()
+        if "error" in outcome:
+            raise outcome["error"]
+        return cast(T, outcome["result"])
+
+    return wait
+
+
+def trigger_now(client: AirflowClient, dag_id: str) -> str:
+    """A manual run that starts at once: unpaused first, as InitialDag would, which may still
+    be running."""
+    client.set_paused(dag_id, paused=False)
+    return client.trigger(dag_id)
 
 
 def run_demo(
@@ -407,54 +470,62 @@ def run_demo(
     on_feed: Callable[[str, FeedCounts], None] = lambda _s, _c: None,
     dag_timeout: float = 1800,
 ) -> DemoReport:
-    """Everything after ``up``: InitialDag, history, live feed, batch DAGs, summary."""
+    """Everything after ``up``: live feed, InitialDag, history, batch DAGs, summary.
+
+    The feed starts first (it needs only the topics, created here as InitialDag would, and the
+    tables ``up`` migrated), so anomalies show within a minute. InitialDag, the seeding and the
+    first batch jobs run beside it; until their results exist the speed layer judges by its
+    fallbacks, and the summary scores each detector only from when it had what it needs.
+    """
     report = DemoReport(started_at=datetime.now(UTC))
+    create_topics(settings)  # InitialDag's first step, idempotent
+    feed_settings = with_anomaly_rate(settings, anomaly_rate)
+    say(f"feeding every generator live for {minutes:g} min (anomaly rate {anomaly_rate:g})")
+    feed_started = datetime.now(UTC)
+    feed = in_background(
+        lambda: feed_all_sources(
+            feed_settings,
+            secrets,
+            minutes * 60,
+            on_feed,
+            gates={"cdn": lambda: has_promoted_model(settings, secrets)},
+        ),
+        name="demo-feed",
+    )
     client = AirflowClient.from_settings(settings, secrets)
     client.wait_for_dags(["InitialDag", *SCHEDULED_DAGS])
-    # The first KMeans model takes longest to appear, and CDN events are clustered only once
-    # one is promoted: it trains on seeded normal traffic while InitialDag runs.
-    runs: dict[str, str] = {}
-    if not has_promoted_model(settings, secrets):
-        ensure_kafka_topics(settings)
-        seeded_cdn = seed_cdn_events(settings, secrets, datetime.now(UTC))
-        say(f"seeded {seeded_cdn:,} CDN events (last {CDN_HISTORY}) for the first KMeans model")
-        client.set_paused(FIRST_MODEL_DAG, paused=False)
-        runs[FIRST_MODEL_DAG] = client.trigger(FIRST_MODEL_DAG)
     say("triggering InitialDag through Airflow's REST API")
-    run_id = client.trigger("InitialDag")
-    report.initial_dag = client.wait_for_run("InitialDag", run_id, timeout=dag_timeout)
-    if report.initial_dag != "success":
-        raise RuntimeError(
-            f"InitialDag {run_id} failed: {client.task_states('InitialDag', run_id)}"
-        )
-    feed_settings = with_anomaly_rate(settings, anomaly_rate)
-    watched = ips_to_watch(feed_settings, datetime.now(UTC), minutes, history_ips)
+    initial_run = client.trigger("InitialDag")
+    runs: dict[str, str] = {}
+    seeded_cpu = seed_cpu_windows(settings, secrets, datetime.now(UTC))
+    say(f"seeded {seeded_cpu:,} CPU windows (last {CPU_HISTORY}) for the first baselines")
+    runs[BASELINE_DAG] = trigger_now(client, BASELINE_DAG)
+    watched = ips_to_watch(feed_settings, feed_started, minutes, history_ips)
     report.history_rows = seed_history(settings, secrets, report.started_at, history_hours, watched)
     say(
         f"seeded {report.history_rows:,} hourly history rows: "
         f"{len(watched)} IPs × {history_hours} h"
     )
-    seeded_cpu = seed_cpu_windows(settings, secrets, datetime.now(UTC))
-    say(f"seeded {seeded_cpu:,} CPU windows (last {CPU_HISTORY}) for the first baselines")
-    for dag_id in DAGS_BEFORE_FEED:
-        runs.setdefault(dag_id, client.trigger(dag_id))
-    say(f"feeding every generator live for {minutes:g} min (anomaly rate {anomaly_rate:g})")
-    feed_started = datetime.now(UTC)
-    report.fed = feed_all_sources(
-        feed_settings,
-        secrets,
-        minutes * 60,
-        on_feed,
-        gates={"cdn": lambda: has_promoted_model(settings, secrets)},
-    )
+    runs[FORECAST_DAG] = trigger_now(client, FORECAST_DAG)
+    if not has_promoted_model(settings, secrets):
+        seeded_cdn = seed_cdn_events(settings, secrets, datetime.now(UTC))
+        say(f"seeded {seeded_cdn:,} CDN events (last {CDN_HISTORY}) for the first KMeans model")
+    runs[MODEL_DAG] = trigger_now(client, MODEL_DAG)
+    report.initial_dag = client.wait_for_run("InitialDag", initial_run, timeout=dag_timeout)
+    if report.initial_dag != "success":
+        raise RuntimeError(
+            f"InitialDag {initial_run} failed: {client.task_states('InitialDag', initial_run)}"
+        )
+    report.fed = feed()
     # The speed layer judges an episode once its watermark (driven by event time, which stops
     # with the feed) has passed the episode's end: later episodes are not counted as missed.
     horizon = datetime.now(UTC) - timedelta(minutes=1)
-    for dag_id, model_run in runs.items():
-        report.batch_runs[dag_id] = client.wait_for_run(dag_id, model_run, timeout=dag_timeout)
+    for dag_id, run_id in runs.items():
+        report.batch_runs[dag_id] = client.wait_for_run(dag_id, run_id, timeout=dag_timeout)
+    baselines_at = client.run_ended_at(BASELINE_DAG, runs[BASELINE_DAG])
     say("running the batch DAGs on what was fed: " + ", ".join(DAGS_AFTER_FEED))
     report.batch_runs |= run_dags(client, DAGS_AFTER_FEED, dag_timeout)
-    summarize(settings, secrets, report, feed_started, horizon)
+    summarize(settings, secrets, report, feed_started, horizon, baselines_at)
     return report
 
 

@@ -81,6 +81,12 @@ DETECTOR_TARGETS: dict[str, frozenset[str]] = {
 }
 
 
+def detector_for(kind: str) -> str | None:
+    """The detector meant to catch a ground-truth kind; ``None`` for kinds no detector targets
+    (they still count for precision)."""
+    return next((d for d, kinds in DETECTOR_TARGETS.items() if kind in kinds), None)
+
+
 @dataclass(frozen=True)
 class Label:
     """A ground-truth episode (a row of ``ground_truth``)."""

@@ -14,9 +14,10 @@ from lambdawatch.demo import (
     cpu_window_rows,
     ips_to_watch,
     judgeable,
+    judged_detections,
     with_anomaly_rate,
 )
-from lambdawatch.quality import DETECTOR_TARGETS, Label
+from lambdawatch.quality import DETECTOR_TARGETS, Interval, Label
 from lambdawatch.settings import load_settings
 from spark_apps.catalog import CPU_WINDOW_COLUMNS
 
@@ -65,7 +66,11 @@ def test_only_episodes_a_detector_could_have_caught_are_judged() -> None:
         return start + timedelta(minutes=minutes)
 
     ready = Readiness(
-        feed_started=start, forecast_ips=frozenset({"10.0.0.1"}), forecast_at=at(2), model_at=at(1)
+        feed_started=start,
+        forecast_ips=frozenset({"10.0.0.1"}),
+        forecast_at=at(2),
+        model_at=at(1),
+        baselines_at=at(0.5),
     )
     labels = [
         Label("10.0.0.1", "port_scan", at(0), at(3)),  # forecast written while it ran: kept
@@ -75,16 +80,33 @@ def test_only_episodes_a_detector_could_have_caught_are_judged() -> None:
         Label("edge-2", "latency_spike", at(-1), at(0.5)),  # over before any model
         Label("srv-1", "outage", at(1), at(2)),  # began while the feed ran: kept
         Label("srv-2", "outage", at(-1), at(2)),  # silent since before the feed
-        Label("srv-3", "cpu_spike", at(-1), at(0.1)),  # judged against the fallback: kept
+        Label("srv-3", "cpu_spike", at(-1), at(0.1)),  # over before any baseline
+        Label("srv-4", "cpu_spike", at(0), at(1)),  # baselines came mid-spike: kept
+        Label("srv-5", "drift", at(-1), at(0)),  # no detector targets drift: kept for precision
     ]
     kept = judgeable(labels, ready)
     assert [(label.entity, label.kind) for label in kept] == [
         ("10.0.0.1", "port_scan"),
         ("edge-1", "error_storm"),
         ("srv-1", "outage"),
-        ("srv-3", "cpu_spike"),
+        ("srv-4", "cpu_spike"),
+        ("srv-5", "drift"),
     ]
     assert judgeable(labels[3:5], Readiness(start)) == []  # no model promoted at all
+    assert judgeable(labels[8:], Readiness(start)) == [labels[9]]  # no baselines at all
+
+
+def test_findings_before_a_detector_could_judge_are_shown_but_not_scored() -> None:
+    start = datetime(2026, 4, 1, 12, tzinfo=UTC)
+    ready = Readiness(feed_started=start, baselines_at=start + timedelta(minutes=1))
+    early = Interval("srv-1", start + timedelta(seconds=10), start + timedelta(seconds=11))
+    late = Interval("srv-1", start + timedelta(minutes=2), start + timedelta(minutes=2, seconds=1))
+    kept = judged_detections(
+        {"cpu_anomalies": [early, late], "silence": [early], "cdn_clusters": [late]}, ready
+    )
+    # the CPU fallback's finding, before baselines, is dropped; silence judges from the start;
+    # with no model promoted, no CDN finding is the detector's own
+    assert kept == {"cpu_anomalies": [late], "silence": [early], "cdn_clusters": []}
 
 
 def test_seeded_cpu_windows_are_what_the_speed_layer_writes_before_any_baseline() -> None:
