@@ -56,6 +56,7 @@ CDN_HISTORY = timedelta(minutes=30)
 CPU_HISTORY = timedelta(minutes=10)
 BATCH_DAGS = DAGS_WITH_FEED + DAGS_AFTER_FEED
 CDN_MODEL = "cdn_kmeans"
+FIRST_ANOMALY_HEAD_START = 90.0  # seconds the feed runs alone, at most, before the batch jobs
 T = TypeVar("T")
 
 
@@ -452,6 +453,27 @@ def in_background(work: Callable[[], T], name: str) -> Callable[[], T]:
     return wait
 
 
+def wait_for_first_anomaly(
+    settings: Settings, secrets: Secrets, since: datetime, timeout: float
+) -> float | None:
+    """Seconds until the speed layer recorded an anomaly detected after ``since`` (``None``
+    after ``timeout``).
+
+    The batch jobs' JVMs and InitialDag's tasks take both cores while they start; the speed
+    layer gets the machine to itself until its first finding is on the dashboards.
+    """
+    deadline = time.monotonic() + timeout
+    with db.connect(settings, secrets) as conn:
+        conn.autocommit = True
+        while time.monotonic() < deadline:
+            if conn.execute(
+                "SELECT 1 FROM anomalies WHERE detected_at >= %s LIMIT 1", (since,)
+            ).fetchone():
+                return (datetime.now(UTC) - since).total_seconds()
+            time.sleep(1)
+    return None
+
+
 def trigger_now(client: AirflowClient, dag_id: str) -> str:
     """A manual run that starts at once: unpaused first, as InitialDag would, which may still
     be running."""
@@ -491,6 +513,12 @@ def run_demo(
             gates={"cdn": lambda: has_promoted_model(settings, secrets)},
         ),
         name="demo-feed",
+    )
+    waited = wait_for_first_anomaly(settings, secrets, feed_started, FIRST_ANOMALY_HEAD_START)
+    say(
+        f"first anomaly recorded {waited:.0f} s into the feed"
+        if waited is not None
+        else f"no anomaly yet after {FIRST_ANOMALY_HEAD_START:.0f} s; going on"
     )
     client = AirflowClient.from_settings(settings, secrets)
     client.wait_for_dags(["InitialDag", *SCHEDULED_DAGS])
