@@ -49,35 +49,6 @@ def anomaly_columns(
     ]
 
 
-def to_anomalies(
-    frame: DataFrame,
-    detector: str,
-    entity: Column,
-    metric: Column,
-    window_start: Column,
-    window_end: Column,
-    value: Column,
-    expected: Column,
-    score: Column,
-    severity: Column,
-    model_version: Column | None = None,
-) -> DataFrame:
-    return frame.select(
-        *anomaly_columns(
-            detector,
-            entity,
-            metric,
-            window_start,
-            window_end,
-            value,
-            expected,
-            score,
-            severity,
-            model_version,
-        )
-    )
-
-
 def anomalies_to_kafka(anomalies: DataFrame) -> DataFrame:
     """Keyed by entity so one entity's anomalies stay ordered in one partition."""
     body = F.to_json(

@@ -19,7 +19,7 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from spark_apps.transforms.anomaly import to_anomalies
+from spark_apps.transforms.anomaly import TIMESTAMP_FORMAT, anomaly_columns
 
 MODEL_NAME = "cdn_kmeans"
 METRIC = "distance_to_centroid"
@@ -138,25 +138,24 @@ def cdn_anomalies(rows: DataFrame, error_factor: float) -> DataFrame:
     """Events beyond the threshold: WARN, ERROR beyond ``error_factor`` × the threshold."""
     flagged = rows.where(F.col("anomalous"))
     ratio = F.col("distance") / F.greatest(F.col("threshold"), F.lit(1e-9))
-    return to_anomalies(
-        flagged,
-        "cdn_clusters",
-        entity=F.col("edge_id"),
-        metric=F.lit(METRIC),
-        window_start=F.col("ts"),
-        window_end=F.col("ts"),
-        value=F.col("distance"),
-        expected=F.col("threshold"),
-        score=ratio,
-        severity=F.when(ratio > error_factor, "ERROR").otherwise("WARN"),
-        model_version=F.col("model_version"),
+    return flagged.select(
+        *anomaly_columns(
+            "cdn_clusters",
+            entity=F.col("edge_id"),
+            metric=F.lit(METRIC),
+            window_start=F.col("ts"),
+            window_end=F.col("ts"),
+            value=F.col("distance"),
+            expected=F.col("threshold"),
+            score=ratio,
+            severity=F.when(ratio > error_factor, "ERROR").otherwise("WARN"),
+            model_version=F.col("model_version"),
+        )
     )
 
 
 def cdn_clusters_to_kafka(rows: DataFrame) -> DataFrame:
-    body = F.to_json(
-        F.struct(*CDN_CLUSTER_COLUMNS), {"timestampFormat": "yyyy-MM-dd'T'HH:mm:ss.SSSXXX"}
-    )
+    body = F.to_json(F.struct(*CDN_CLUSTER_COLUMNS), {"timestampFormat": TIMESTAMP_FORMAT})
     return rows.select(
         F.col("edge_id").cast("binary").alias("key"), body.cast("binary").alias("value")
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from spark_apps.transforms.anomaly import to_anomalies
+from spark_apps.transforms.anomaly import anomaly_columns
 
 FORECAST_LOOKUP_SCHEMA = (
     "ip string, feature string, ds timestamp, yhat double, yhat_lower double, "
@@ -39,16 +39,17 @@ def judge_against_forecast(samples: DataFrame, forecasts: DataFrame) -> DataFram
 
 def forecast_deviations(judged: DataFrame, error_factor: float) -> DataFrame:
     flagged = judged.where(F.col("outside"))
-    return to_anomalies(
-        flagged,
-        "forecast_deviations",
-        entity=F.col("src_ip"),
-        metric=F.col("feature"),
-        window_start=F.col("timestamp"),
-        window_end=F.col("timestamp"),
-        value=F.col("value"),
-        expected=F.col("yhat"),
-        score=F.col("score"),
-        severity=F.when(F.col("score") > error_factor, "ERROR").otherwise("WARN"),
-        model_version=F.col("run_id"),
+    return flagged.select(
+        *anomaly_columns(
+            "forecast_deviations",
+            entity=F.col("src_ip"),
+            metric=F.col("feature"),
+            window_start=F.col("timestamp"),
+            window_end=F.col("timestamp"),
+            value=F.col("value"),
+            expected=F.col("yhat"),
+            score=F.col("score"),
+            severity=F.when(F.col("score") > error_factor, "ERROR").otherwise("WARN"),
+            model_version=F.col("run_id"),
+        )
     )

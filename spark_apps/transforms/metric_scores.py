@@ -23,7 +23,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.streaming.state import GroupState, GroupStateTimeout
 
-from spark_apps.transforms.anomaly import to_anomalies
+from spark_apps.transforms.anomaly import TIMESTAMP_FORMAT, anomaly_columns
 
 DETECTOR = "metric_scores"
 HOURS = 24
@@ -123,18 +123,19 @@ def score_metrics(events: DataFrame, params: ScoringParams) -> DataFrame:
 
 def metric_anomalies(scored: DataFrame, warn: float, error: float, version: str) -> DataFrame:
     flagged = scored.where(F.col("score") >= warn)
-    return to_anomalies(
-        flagged,
-        DETECTOR,
-        entity=F.col("entity"),
-        metric=F.col("metric"),
-        window_start=F.col("timestamp"),
-        window_end=F.col("timestamp"),
-        value=F.col("value"),
-        expected=F.col("expected"),
-        score=F.col("score"),
-        severity=F.when(F.col("score") >= error, "ERROR").otherwise("WARN"),
-        model_version=F.lit(version),
+    return flagged.select(
+        *anomaly_columns(
+            DETECTOR,
+            entity=F.col("entity"),
+            metric=F.col("metric"),
+            window_start=F.col("timestamp"),
+            window_end=F.col("timestamp"),
+            value=F.col("value"),
+            expected=F.col("expected"),
+            score=F.col("score"),
+            severity=F.when(F.col("score") >= error, "ERROR").otherwise("WARN"),
+            model_version=F.lit(version),
+        )
     )
 
 
@@ -144,7 +145,7 @@ def scores_to_kafka(scored: DataFrame, version: str) -> DataFrame:
             "entity", "metric", "timestamp", "value", "expected", "score",
             F.lit(version).alias("model_version"),
         ),
-        {"timestampFormat": "yyyy-MM-dd'T'HH:mm:ss.SSSXXX"},
+        {"timestampFormat": TIMESTAMP_FORMAT},
     )  # fmt: skip
     return scored.select(
         F.concat_ws("|", "entity", "metric").cast("binary").alias("key"),

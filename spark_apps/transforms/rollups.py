@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from spark_apps.transforms.anomaly import TIMESTAMP_FORMAT
 from spark_apps.transforms.parsing import watermarked_unique
 
 SERVER_GROUP = (
@@ -54,7 +55,7 @@ def ip_running_averages(events: DataFrame, features: Sequence[str]) -> DataFrame
 def ip_averages_to_kafka(averages: DataFrame, features: Sequence[str]) -> DataFrame:
     body = F.to_json(
         F.struct("src_ip", "samples", "last_seen", *[f"avg_{name}" for name in features]),
-        {"timestampFormat": "yyyy-MM-dd'T'HH:mm:ss.SSSXXX"},
+        {"timestampFormat": TIMESTAMP_FORMAT},
     )
     return averages.select(
         F.col("src_ip").cast("binary").alias("key"), body.cast("binary").alias("value")
