@@ -142,3 +142,34 @@ def upsert_rows(
             ).format(target=target, names=names, keys=keys, staging=staging, action=action)
         )
         return cursor.rowcount
+
+
+def delete_rows(
+    conn: psycopg.Connection,
+    table: str,
+    key_columns: Sequence[str],
+    keys: Iterable[Sequence[object]],
+) -> int:
+    """Delete the rows of ``table`` whose natural key is among ``keys`` (absent keys are
+    fine). The keys are COPYed into a staging table and joined, so thousands cost one
+    statement. Returns the number of rows deleted."""
+    staging = sql.Identifier(f"deleting_{table}")
+    target = sql.Identifier(table)
+    names = sql.SQL(", ").join(map(sql.Identifier, key_columns))
+    matches = sql.SQL(" AND ").join(
+        sql.SQL("t.{0} = s.{0}").format(sql.Identifier(c)) for c in key_columns
+    )
+    with conn.transaction(), conn.cursor() as cursor:
+        cursor.execute(
+            sql.SQL(
+                "CREATE TEMP TABLE IF NOT EXISTS {} ON COMMIT DELETE ROWS "
+                "AS SELECT {} FROM {} WITH NO DATA"
+            ).format(staging, names, target)
+        )
+        with cursor.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(staging, names)) as copy:
+            for key in keys:
+                copy.write_row(key)
+        cursor.execute(
+            sql.SQL("DELETE FROM {} AS t USING {} AS s WHERE {}").format(target, staging, matches)
+        )
+        return cursor.rowcount

@@ -31,8 +31,8 @@ DOWNSTREAM_QUERIES = frozenset({"cpu_windows_store"})
 QUERY_VERSIONS = {
     "dead_letters": 1,
     "server_status": 2,
-    "cpu_anomalies": 4,
-    "cpu_windows_store": 1,
+    "cpu_anomalies": 5,
+    "cpu_windows_store": 2,
     "ip_averages": 1,
     "ip_windows": 2,
     "weather_derived": 1,

@@ -43,7 +43,7 @@ from lambdawatch.settings import Settings, load_settings
 from spark_apps.catalog import DOWNSTREAM_QUERIES, QUERY_VERSIONS, SPEED_LAYER_QUERIES
 from spark_apps.jobs.common import read_query
 from spark_apps.session import build_session
-from spark_apps.transforms.anomaly import ANOMALY_COLUMNS, anomalies_to_kafka
+from spark_apps.transforms.anomaly import ANOMALY_COLUMNS, ANOMALY_KEY, anomalies_to_kafka
 from spark_apps.transforms.cdn_kmeans import (
     CDN_CLUSTER_COLUMNS,
     MODEL_NAME,
@@ -57,7 +57,9 @@ from spark_apps.transforms.cpu import (
     cpu_anomalies,
     cpu_records_to_kafka,
     cpu_window_stats,
+    latest_cpu_windows,
     parse_cpu_status,
+    withdrawn_cpu_anomalies,
 )
 from spark_apps.transforms.deviations import (
     FORECAST_LOOKUP_SCHEMA,
@@ -219,8 +221,9 @@ class SpeedLayer:
         )
 
     def cpu_anomalies(self) -> StreamingQuery:
-        """Windows → status and anomalies in Kafka through the native sink: no Python, no
-        database round trip between a window closing and its anomaly being readable."""
+        """Windows → status and anomalies in Kafka through the native sink, in update mode: no
+        Python, no database round trip and no wait for the watermark between an event and the
+        verdict on its window being readable (``spark_apps.transforms.cpu``)."""
         model = self.settings.models.cpu_anomaly
         events, _dead = parse_events(
             self._kafka_source("server_events"), SERVER_SCHEMA, "cpu_anomalies"
@@ -239,27 +242,35 @@ class SpeedLayer:
             self.settings.topic("anomalies").name,
         )
         return self._start(
-            "cpu_anomalies", records, kafka_topic=PER_ROW_TOPIC, interval="500 milliseconds"
+            "cpu_anomalies",
+            records,
+            output_mode="update",
+            kafka_topic=PER_ROW_TOPIC,
+            interval="500 milliseconds",
         )
 
     def cpu_windows_store(self) -> StreamingQuery:
-        """The CPU status topic → ``rt_cpu_windows`` and the ``anomalies`` table, upserted on
-        natural keys: the status records that Kafka may hold twice land once."""
-        windows = parse_cpu_status(self._kafka_source("cpu_status"))
+        """The CPU status topic → ``rt_cpu_windows`` and the ``anomalies`` table: each window's
+        last verdict, upserted on natural keys (so records Kafka holds twice land once); an
+        anomaly row whose window a later verdict found SAFE is deleted."""
+        statuses = parse_cpu_status(self._kafka_source("cpu_status"))
 
         def sink(frame: DataFrame, _batch_id: int) -> None:
-            frame = frame.persist()
+            latest = latest_cpu_windows(frame).persist()
             try:
                 self._upsert(
-                    frame.select(*CPU_WINDOW_COLUMNS),
+                    latest.select(*CPU_WINDOW_COLUMNS),
                     "rt_cpu_windows",
                     ("server_id", "window_start"),
                 )
-                self._store_anomalies(cpu_anomalies(frame))
+                self._store_anomalies(cpu_anomalies(latest))
+                withdrawn = withdrawn_cpu_anomalies(latest).collect()
+                with db.connect(self.settings, self.secrets) as conn:
+                    db.delete_rows(conn, "anomalies", ANOMALY_KEY, withdrawn)
             finally:
-                frame.unpersist()
+                latest.unpersist()
 
-        return self._start("cpu_windows_store", windows, batch_sink=sink)
+        return self._start("cpu_windows_store", statuses, batch_sink=sink)
 
     def cdn_clusters(self) -> StreamingQuery:
         """Each CDN event → cluster and distance under the promoted KMeans model.
@@ -387,11 +398,7 @@ class SpeedLayer:
             anomalies.unpersist()
 
     def _store_anomalies(self, anomalies: DataFrame) -> int:
-        return self._upsert(
-            anomalies.select(*ANOMALY_COLUMNS),
-            "anomalies",
-            ("detector", "entity", "metric", "window_start"),
-        )
+        return self._upsert(anomalies.select(*ANOMALY_COLUMNS), "anomalies", ANOMALY_KEY)
 
     def ip_averages(self) -> StreamingQuery:
         features = self.settings.ips.features

@@ -20,6 +20,9 @@ ANOMALY_COLUMNS = (
     "detected_at",
 )
 
+# The natural key of the ``anomalies`` table: one row per detector, entity, metric and window.
+ANOMALY_KEY = ("detector", "entity", "metric", "window_start")
+
 
 def anomaly_columns(
     detector: str,
@@ -32,8 +35,10 @@ def anomaly_columns(
     score: Column,
     severity: Column,
     model_version: Column | None = None,
+    detected_at: Column | None = None,
 ) -> list[Column]:
-    """The anomaly record's columns (``ANOMALY_COLUMNS``, in order) from a detector's own."""
+    """The anomaly record's columns (``ANOMALY_COLUMNS``, in order) from a detector's own;
+    ``detected_at`` is the micro-batch's time unless the detector recorded its own."""
     return [
         F.lit(detector).alias("detector"),
         entity.cast("string").alias("entity"),
@@ -45,7 +50,7 @@ def anomaly_columns(
         score.cast("double").alias("score"),
         severity.alias("severity"),
         (model_version if model_version is not None else F.lit("")).alias("model_version"),
-        F.current_timestamp().alias("detected_at"),
+        (detected_at if detected_at is not None else F.current_timestamp()).alias("detected_at"),
     ]
 
 

@@ -5,8 +5,13 @@ server's baseline (from the ``baselines`` table the batch layer maintains), fall
 the ``.env`` NORMAL_MEAN / NORMAL_STDDEV until a baseline exists.
 
 Latency-critical, so the classified windows go straight to Kafka (status topic, and the
-anomalies topic for WARN/ERROR) through the native sink; a second query reads the status
-topic back and upserts PostgreSQL (``rt_cpu_windows``, ``anomalies``) on natural keys.
+anomalies topic for WARN/ERROR) through the native sink, in update mode: a window is classified
+and emitted in every micro-batch that adds to it, not once the watermark has closed it, so an
+anomaly is readable one micro-batch after its event. A later record for the same (server,
+window) supersedes an earlier one; the status topic carries every verdict, SAFE included, so a
+provisional WARN that the window's remaining samples turn SAFE is visibly withdrawn there.
+A second query reads the status topic back and keeps each window's last record in PostgreSQL
+(``rt_cpu_windows``, and ``anomalies``, from which a withdrawn anomaly is deleted).
 """
 
 from __future__ import annotations
@@ -18,12 +23,13 @@ from spark_apps.catalog import CPU_WINDOW_COLUMNS
 from spark_apps.transforms.anomaly import TIMESTAMP_FORMAT, anomaly_columns
 
 METRIC = "cpu_usage"
-# A status record: the window's columns and where its normal mean/σ came from.
-CPU_STATUS_FIELDS = (*CPU_WINDOW_COLUMNS, "baseline_source")
+# A status record: the window's columns, where its normal mean/σ came from and when this
+# verdict was made (the same time as the anomaly record the verdict may have produced).
+CPU_STATUS_FIELDS = (*CPU_WINDOW_COLUMNS, "baseline_source", "detected_at")
 CPU_STATUS_SCHEMA = (
     "server_id string, window_start timestamp, window_end timestamp, mean_cpu double, "
     "std_cpu double, samples long, expected_mean double, expected_std double, z double, "
-    "status string, baseline_source string"
+    "status string, baseline_source string, detected_at timestamp"
 )
 
 
@@ -34,7 +40,7 @@ def cpu_window_stats(events: DataFrame, window: str, watermark: str) -> DataFram
     event re-sent by an at-least-once producer (identical by construction) counts once, and
     the statistics are computed from the set when the window closes. A separate
     de-duplication operator would double the state work of every micro-batch, which is the
-    query's latency.
+    query's latency. In update mode a window's row is its statistics so far.
     """
     collected = (
         events.withWatermark("timestamp", watermark)
@@ -63,7 +69,8 @@ def classify_cpu(
     warn_sigma: float,
     error_sigma: float,
 ) -> DataFrame:
-    """Attach each server's normal mean/σ (or the fallback) and the window's status."""
+    """Attach each server's normal mean/σ (or the fallback), the window's status and when it
+    was judged."""
     normal = baselines.where(F.col("metric") == METRIC).select(
         F.col("entity").alias("server_id"),
         F.col("mean").alias("baseline_mean"),
@@ -87,6 +94,7 @@ def classify_cpu(
             .when(F.col("z") > warn_sigma, "WARN")
             .otherwise("SAFE"),
         )
+        .withColumn("detected_at", F.current_timestamp())
         .drop("baseline_mean", "baseline_std")
     )
 
@@ -103,12 +111,24 @@ def _cpu_anomaly_columns() -> list[Column]:
         score=F.col("z"),
         severity=F.col("status"),
         model_version=F.col("baseline_source"),
+        detected_at=F.col("detected_at"),
     )
 
 
 def cpu_anomalies(classified: DataFrame) -> DataFrame:
     """The WARN and ERROR windows as anomaly records."""
     return classified.where(F.col("status") != "SAFE").select(*_cpu_anomaly_columns())
+
+
+def withdrawn_cpu_anomalies(latest: DataFrame) -> DataFrame:
+    """The ``anomalies`` keys (``ANOMALY_KEY``) of windows whose last verdict is SAFE: any
+    anomaly an earlier, partial verdict recorded for them is withdrawn."""
+    return latest.where(F.col("status") == "SAFE").select(
+        F.lit("cpu_anomalies").alias("detector"),
+        F.col("server_id").alias("entity"),
+        F.lit(METRIC).alias("metric"),
+        "window_start",
+    )
 
 
 def cpu_records_to_kafka(
@@ -133,8 +153,25 @@ def cpu_records_to_kafka(
 
 
 def parse_cpu_status(records: DataFrame) -> DataFrame:
-    """Status records read back from Kafka → the classified windows they were written from."""
+    """Status records read back from Kafka → the classified windows they were written from,
+    with their Kafka ``offset`` (a window's later verdicts have larger offsets: records are
+    keyed by server, so one server's stay in one partition, in the order they were written)."""
     parsed = F.from_json(
         F.col("value").cast("string"), CPU_STATUS_SCHEMA, {"timestampFormat": TIMESTAMP_FORMAT}
     )
-    return records.select(parsed.alias("s")).select("s.*").where(F.col("server_id").isNotNull())
+    return (
+        records.select(parsed.alias("s"), "offset")
+        .select("s.*", "offset")
+        .where(F.col("server_id").isNotNull())
+    )
+
+
+def latest_cpu_windows(statuses: DataFrame) -> DataFrame:
+    """Each (server, window)'s last verdict among ``statuses`` (``parse_cpu_status`` rows):
+    the one with the most samples so far, which supersedes the earlier ones."""
+    fields = [name for name in statuses.columns if name != "offset"]
+    return (
+        statuses.groupBy("server_id", "window_start")
+        .agg(F.max_by(F.struct(*fields), "offset").alias("latest"))
+        .select("latest.*")
+    )

@@ -15,13 +15,15 @@ from pyspark.testing import assertDataFrameEqual
 from generators.registry import SOURCES, make_generator
 from lambdawatch.events import SCHEMAS, SERVER_SCHEMA, WEATHER_SCHEMA
 from lambdawatch.settings import load_settings
-from spark_apps.transforms.anomaly import ANOMALY_COLUMNS
+from spark_apps.transforms.anomaly import ANOMALY_COLUMNS, ANOMALY_KEY
 from spark_apps.transforms.cpu import (
     classify_cpu,
     cpu_anomalies,
     cpu_records_to_kafka,
     cpu_window_stats,
+    latest_cpu_windows,
     parse_cpu_status,
+    withdrawn_cpu_anomalies,
 )
 from spark_apps.transforms.parsing import dead_letters_to_kafka, parse_events
 from spark_apps.transforms.rollups import (
@@ -383,10 +385,98 @@ def test_cpu_records_carry_every_status_and_each_anomaly_to_its_topic(
         expected["value"],
         "fallback",
     )
-    # read back, the status records are the classified windows they were written from
+    # read back, the status records are the classified windows they were written from, and
+    # the busy window's verdict carries the very detected_at of its anomaly record
     statuses = spark.createDataFrame(
-        [Row(value=r["value"]) for r in records if r["topic"] == "status-topic"],
-        "value binary",
+        [
+            Row(value=r["value"], offset=i)
+            for i, r in enumerate(records)
+            if r["topic"] == "status-topic"
+        ],
+        "value binary, offset long",
     )
-    read_back = parse_cpu_status(statuses)
-    assertDataFrameEqual(read_back, classified.select(*read_back.columns))
+    read_back = parse_cpu_status(statuses).drop("offset")
+    judged = [name for name in read_back.columns if name != "detected_at"]
+    assertDataFrameEqual(read_back.select(*judged), classified.select(*judged))
+    busy = read_back.where("server_id = 'busy'").collect()[0]
+    assert _utc(busy["detected_at"]) == _when(anomaly["detected_at"])
+
+
+def _when(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _utc(collected: datetime) -> datetime:
+    """A collected timestamp (naive, in the session's UTC) as an aware datetime."""
+    return collected.replace(tzinfo=UTC)
+
+
+def _iso_ms(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _status_record(server: str, start: datetime, status: str, samples: int) -> str:
+    return json.dumps(
+        {
+            "server_id": server,
+            "window_start": _iso_ms(start),
+            "window_end": _iso_ms(start + timedelta(seconds=0.5)),
+            "mean_cpu": 50.0 + samples,
+            "std_cpu": None,
+            "samples": samples,
+            "expected_mean": 45.0,
+            "expected_std": 5.0,
+            "z": 0.1 if status == "SAFE" else 3.0,
+            "status": status,
+            "baseline_source": "baselines",
+            "detected_at": _iso_ms(start + timedelta(seconds=samples)),
+        }
+    )
+
+
+def test_a_windows_last_verdict_supersedes_and_withdraws_earlier_ones(
+    spark: SparkSession,
+) -> None:
+    """Update mode re-emits a window as it fills: the store keeps the verdict with the highest
+    offset, records the anomalies that still stand, and withdraws those now SAFE."""
+    later = T0 + timedelta(seconds=0.5)
+    by_offset = {
+        3: _status_record("s1", T0, "WARN", 1),
+        4: _status_record("s2", T0, "ERROR", 1),
+        5: _status_record("s2", T0, "ERROR", 2),
+        7: _status_record("s1", T0, "SAFE", 2),
+        8: _status_record("s1", later, "SAFE", 1),
+        9: _status_record("s2", later, "SAFE", 1),
+        11: _status_record("s2", later, "WARN", 2),
+    }
+    statuses = parse_cpu_status(
+        spark.createDataFrame(
+            [Row(value=v.encode(), offset=o) for o, v in reversed(by_offset.items())],
+            "value binary, offset long",
+        )
+    )
+    latest = latest_cpu_windows(statuses)
+    verdicts = sorted(
+        (r["server_id"], _utc(r["window_start"]), r["status"], r["samples"])
+        for r in latest.collect()
+    )
+    assert verdicts == [
+        ("s1", T0, "SAFE", 2),
+        ("s1", later, "SAFE", 1),
+        ("s2", T0, "ERROR", 2),
+        ("s2", later, "WARN", 2),
+    ]
+    standing = sorted(
+        (r["entity"], _utc(r["window_start"]), r["severity"], _utc(r["detected_at"]))
+        for r in cpu_anomalies(latest).collect()
+    )
+    assert standing == [
+        ("s2", T0, "ERROR", T0 + timedelta(seconds=2)),
+        ("s2", later, "WARN", later + timedelta(seconds=2)),
+    ]
+    withdrawn = withdrawn_cpu_anomalies(latest)
+    assert tuple(withdrawn.columns) == ANOMALY_KEY
+    assert sorted((*r[:3], _utc(r[3])) for r in withdrawn.collect()) == [
+        ("cpu_anomalies", "s1", "cpu_usage", T0),
+        ("cpu_anomalies", "s1", "cpu_usage", later),
+    ]
