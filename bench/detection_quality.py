@@ -138,16 +138,25 @@ def main() -> None:
         drain(EVAL_QUERIES)
         horizon = end - timedelta(minutes=2)
         detections: dict[str, dict[str, list[Interval]]] = {"ERROR": {}, "WARN or ERROR": {}}
+        false_errors: dict[str, int] = {}
+        labelled = [label.interval for label in labels]
+        ips = tuple(settings.ips.resolved_addresses)
+        profiles = IpGenerator(ips, seed=settings.generators.seed).profiles()
+        ip_profile = dict(zip(ips, profiles, strict=True))
         with db.connect(settings, secrets) as conn:
-            for detector, entity, start, stop, severity in conn.execute(
-                "SELECT detector, entity, window_start, window_end, severity FROM anomalies "
-                "WHERE window_start >= %s AND window_start < %s",
+            for detector, entity, metric, start, stop, severity, value, expected in conn.execute(
+                "SELECT detector, entity, metric, window_start, window_end, severity, value, "
+                "expected FROM anomalies WHERE window_start >= %s AND window_start < %s",
                 (EVAL_START, horizon),
             ).fetchall():
                 found = Interval(entity, start, stop)
                 detections["WARN or ERROR"].setdefault(detector, []).append(found)
                 if severity == "ERROR":
                     detections["ERROR"].setdefault(detector, []).append(found)
+                    if not any(found.overlaps(label) for label in labelled):
+                        side = "above" if (value or 0) >= (expected or 0) else "below"
+                        where = f"{detector} {metric} {side} {ip_profile.get(entity, '')}"
+                        false_errors[where] = false_errors.get(where, 0) + 1
     entities = {
         "cpu_anomalies": settings.generators.servers,
         "silence": settings.generators.servers + settings.generators.cdn_edges + args.ips,
@@ -165,6 +174,7 @@ def main() -> None:
         "batch_layer": batch,
         "labels": len(labels),
         "scored": scored,
+        "false_errors_by_metric": dict(sorted(false_errors.items(), key=lambda kv: -kv[1])),
         "chance_precision": {
             name: round(chance_precision(labels, DETECTOR_TARGETS[name], n), 4)
             for name, n in entities.items()

@@ -29,7 +29,7 @@ from lambdawatch import db
 from lambdawatch.events import SERVER_SCHEMA
 from lambdawatch.ingest import feed_batch, make_producer
 from lambdawatch.kafka_admin import admin_client, ensure_topics
-from spark_apps.speed_layer import SpeedLayer, speed_layer_session
+from spark_apps.speed_layer import KAFKA_SOURCE_OPTIONS, SpeedLayer, speed_layer_session
 from spark_apps.transforms.parsing import parse_events
 
 T0 = 1_767_225_600_000
@@ -80,6 +80,7 @@ def main() -> None:
                 .option("kafka.bootstrap.servers", settings.kafka_bootstrap)
                 .option("subscribe", source_topic)
                 .option("startingOffsets", "earliest")
+                .options(**KAFKA_SOURCE_OPTIONS)
                 .load()
             )
             events, _dead = parse_events(raw, SERVER_SCHEMA, "passthrough")

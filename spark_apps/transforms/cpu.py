@@ -25,18 +25,20 @@ from spark_apps.transforms.anomaly import TIMESTAMP_FORMAT, anomaly_columns
 METRIC = "cpu_usage"
 # A status record: the window's columns, where its normal mean/σ came from and when this
 # verdict was made (the same time as the anomaly record the verdict may have produced).
-CPU_STATUS_FIELDS = (*CPU_WINDOW_COLUMNS, "baseline_source", "detected_at")
+# ``latest_event_at`` is the newest sample the verdict includes: with ``detected_at``, how
+# fresh the verdict is (and, for an anomaly, the event that raised it at the latest).
+CPU_STATUS_FIELDS = (*CPU_WINDOW_COLUMNS, "baseline_source", "latest_event_at", "detected_at")
 CPU_STATUS_SCHEMA = (
     "server_id string, window_start timestamp, window_end timestamp, mean_cpu double, "
     "std_cpu double, samples long, expected_mean double, expected_std double, z double, "
-    "status string, baseline_source string, detected_at timestamp"
+    "status string, baseline_source string, latest_event_at timestamp, detected_at timestamp"
 )
 
 
 def cpu_window_stats(events: DataFrame, window: str, watermark: str) -> DataFrame:
     """Mean, σ and count of CPU per server per tumbling event-time window.
 
-    One stateful operator: each window collects its distinct (event_id, cpu) samples, so an
+    One stateful operator: each window collects its distinct (event_id, cpu, time) samples, so an
     event re-sent by an at-least-once producer (identical by construction) counts once, and
     the statistics are computed from the set when the window closes. A separate
     de-duplication operator would double the state work of every micro-batch, which is the
@@ -45,7 +47,7 @@ def cpu_window_stats(events: DataFrame, window: str, watermark: str) -> DataFram
     collected = (
         events.withWatermark("timestamp", watermark)
         .groupBy(F.window("timestamp", window).alias("w"), "server_id")
-        .agg(F.collect_set(F.struct("event_id", "cpu_usage")).alias("events"))
+        .agg(F.collect_set(F.struct("event_id", "cpu_usage", "timestamp")).alias("events"))
     )
     cpu = F.transform("events", lambda event: event["cpu_usage"].cast("double"))
     samples = F.size("events")
@@ -58,6 +60,9 @@ def cpu_window_stats(events: DataFrame, window: str, watermark: str) -> DataFram
         mean.alias("mean_cpu"),
         F.when(samples > 1, F.sqrt(squares / (samples - 1))).alias("std_cpu"),
         samples.cast("long").alias("samples"),
+        F.array_max(F.transform("events", lambda event: event["timestamp"])).alias(
+            "latest_event_at"
+        ),
     )
 
 

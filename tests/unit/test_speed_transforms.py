@@ -36,7 +36,7 @@ from spark_apps.transforms.rollups import (
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 STATS_SCHEMA = (
     "server_id string, window_start timestamp, window_end timestamp, "
-    "mean_cpu double, std_cpu double, samples long"
+    "mean_cpu double, std_cpu double, samples long, latest_event_at timestamp"
 )
 BASELINE_SCHEMA = "metric string, entity string, mean double, stddev double"
 
@@ -151,11 +151,17 @@ def test_cpu_windows_are_tumbling_and_half_open(spark: SparkSession) -> None:
         [("a", 0.0, 10.0), ("a", 0.25, 30.0), ("a", 0.5, 50.0), ("a", 0.75, 70.0), ("b", 0.1, 5.0)],
     )
     stats = cpu_window_stats(events, "500 milliseconds", "2 seconds").select(
-        "server_id", "window_start", "mean_cpu", "samples"
+        "server_id", "window_start", "mean_cpu", "samples", "latest_event_at"
     )
+    at = {offset: T0 + timedelta(seconds=offset) for offset in (0.1, 0.25, 0.75)}
     expected = spark.createDataFrame(
-        [("a", T0, 20.0, 2), ("a", T0 + timedelta(seconds=0.5), 60.0, 2), ("b", T0, 5.0, 1)],
-        "server_id string, window_start timestamp, mean_cpu double, samples long",
+        [
+            ("a", T0, 20.0, 2, at[0.25]),
+            ("a", T0 + timedelta(seconds=0.5), 60.0, 2, at[0.75]),
+            ("b", T0, 5.0, 1, at[0.1]),
+        ],
+        "server_id string, window_start timestamp, mean_cpu double, samples long, "
+        "latest_event_at timestamp",
     )
     assertDataFrameEqual(stats, expected)
     spread = {
@@ -181,7 +187,7 @@ def test_cpu_status_is_two_sided_against_the_baseline(
     spark: SparkSession, mean_cpu: float, status: str
 ) -> None:
     stats = spark.createDataFrame(
-        [("a", T0, T0 + timedelta(seconds=0.5), mean_cpu, 1.0, 2)],
+        [("a", T0, T0 + timedelta(seconds=0.5), mean_cpu, 1.0, 2, T0)],
         STATS_SCHEMA,
     )
     baselines = spark.createDataFrame(
@@ -198,7 +204,7 @@ def test_cpu_status_is_two_sided_against_the_baseline(
 
 def test_cpu_falls_back_to_env_normal_until_a_baseline_exists(spark: SparkSession) -> None:
     stats = spark.createDataFrame(
-        [("new-server", T0, T0, 70.0, 1.0, 2)],
+        [("new-server", T0, T0, 70.0, 1.0, 2, T0)],
         STATS_SCHEMA,
     )
     empty = spark.createDataFrame([], BASELINE_SCHEMA)
@@ -224,7 +230,7 @@ def test_cpu_falls_back_to_env_normal_until_a_baseline_exists(spark: SparkSessio
 
 def test_safe_windows_are_not_anomalies(spark: SparkSession) -> None:
     stats = spark.createDataFrame(
-        [("a", T0, T0, 45.0, 1.0, 2)],
+        [("a", T0, T0, 45.0, 1.0, 2, T0)],
         STATS_SCHEMA,
     )
     empty = spark.createDataFrame([], BASELINE_SCHEMA)
@@ -294,7 +300,7 @@ def test_weather_derived_value(spark: SparkSession) -> None:
 
 def test_anomaly_shape_matches_the_table(spark: SparkSession) -> None:
     stats = spark.createDataFrame(
-        [("a", T0, T0, 99.0, 1.0, 2)],
+        [("a", T0, T0, 99.0, 1.0, 2, T0)],
         STATS_SCHEMA,
     )
     empty = spark.createDataFrame([], BASELINE_SCHEMA)
@@ -362,8 +368,8 @@ def test_cpu_records_carry_every_status_and_each_anomaly_to_its_topic(
 ) -> None:
     stats = spark.createDataFrame(
         [
-            ("quiet", T0, T0 + timedelta(seconds=0.5), 45.0, 1.0, 2),
-            ("busy", T0, T0 + timedelta(seconds=0.5), 80.0, 1.0, 2),
+            ("quiet", T0, T0 + timedelta(seconds=0.5), 45.0, 1.0, 2, T0),
+            ("busy", T0, T0 + timedelta(seconds=0.5), 80.0, 1.0, 2, T0),
         ],
         STATS_SCHEMA,
     )
@@ -429,6 +435,7 @@ def _status_record(server: str, start: datetime, status: str, samples: int) -> s
             "z": 0.1 if status == "SAFE" else 3.0,
             "status": status,
             "baseline_source": "baselines",
+            "latest_event_at": _iso_ms(start + timedelta(seconds=0.25 * (samples - 1))),
             "detected_at": _iso_ms(start + timedelta(seconds=samples)),
         }
     )
