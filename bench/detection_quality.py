@@ -41,7 +41,9 @@ from lambdawatch.quality import DETECTOR_TARGETS, Interval, Label, Quality, dete
 EVAL_START = datetime(2026, 2, 2, 12, tzinfo=UTC)
 HOUR = timedelta(hours=1)
 GOALS = {"cpu_anomalies": 0.9, "silence": 0.9, "cdn_clusters": 0.8, "forecast_deviations": 0.8}
-EVAL_QUERIES = "cpu_anomalies,cdn_clusters,forecast_deviations,silence"
+# cpu_windows_store writes the CPU verdicts to PostgreSQL (rt_cpu_windows, anomalies)
+CPU_QUERIES = "cpu_anomalies,cpu_windows_store"
+EVAL_QUERIES = f"{CPU_QUERIES},cdn_clusters,forecast_deviations,silence"
 
 
 def _ms(moment: datetime) -> int:
@@ -119,7 +121,7 @@ def main() -> None:
         feed(settings, "server", EVAL_START - HOUR, EVAL_START, normal)
         feed(settings, "cdn", EVAL_START - 6 * HOUR, EVAL_START, normal)
         seed_ip_history(settings, secrets, EVAL_START, 14)
-        drain("cpu_anomalies")
+        drain(CPU_QUERIES)
         spark = build_session("bench-detection-quality", settings, with_jdbc=True)
         spark.sparkContext.setLogLevel("ERROR")
         batch = {

@@ -200,6 +200,10 @@ class ProphetConfig(StrictModel):
     seasonality_mode: Literal["additive", "multiplicative", "auto"] = "auto"
     # speed layer: outside the interval is WARN; this many half-widths from yhat is ERROR
     deviation_error_factor: Annotated[float, Field(gt=1)] = 2.0
+    # which side of the forecast may be ERROR ("both", or one side; the other stays WARN).
+    # "above": scans, exfiltration and DDoS are surges, a lost host is the silence detector's,
+    # and a bursty host's quiet hours fall below a forecast that averages its bursts in.
+    deviation_error_direction: Literal["above", "below", "both"] = "above"
 
 
 class KMeansConfig(StrictModel):

@@ -315,6 +315,7 @@ class SpeedLayer:
         """IP samples against the latest forecast for their hour (read per micro-batch, so a
         new forecast run applies at once)."""
         factor = self.settings.models.prophet.deviation_error_factor
+        direction = self.settings.models.prophet.deviation_error_direction
         events, _dead = parse_events(
             self._kafka_source("ip_events"), IP_SCHEMA, "forecast_deviations"
         )
@@ -333,7 +334,7 @@ class SpeedLayer:
                     return
                 lookup = self.spark.createDataFrame(forecasts, FORECAST_LOOKUP_SCHEMA)
                 judged = judge_against_forecast(frame, lookup)
-                self._record_anomalies(forecast_deviations(judged, factor))
+                self._record_anomalies(forecast_deviations(judged, factor, direction))
             finally:
                 frame.unpersist()
 

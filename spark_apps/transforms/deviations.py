@@ -2,7 +2,8 @@
 
 The lambda join: each sample is compared with the forecast for its IP, feature and hour.
 Outside the prediction interval is WARN; more than ``error_factor`` interval half-widths from
-the point forecast is ERROR. Samples of hours with no forecast are not judged.
+the point forecast, on the side(s) ``error_direction`` names, is ERROR (as an anomaly monitor's
+"above / below / above or below the bounds"). Samples of hours with no forecast are not judged.
 """
 
 from __future__ import annotations
@@ -37,8 +38,15 @@ def judge_against_forecast(samples: DataFrame, forecasts: DataFrame) -> DataFram
     )
 
 
-def forecast_deviations(judged: DataFrame, error_factor: float) -> DataFrame:
+def forecast_deviations(
+    judged: DataFrame, error_factor: float, error_direction: str = "both"
+) -> DataFrame:
     flagged = judged.where(F.col("outside"))
+    side = {
+        "above": F.col("value") > F.col("yhat"),
+        "below": F.col("value") < F.col("yhat"),
+        "both": F.lit(True),
+    }[error_direction]
     return flagged.select(
         *anomaly_columns(
             "forecast_deviations",
@@ -49,7 +57,7 @@ def forecast_deviations(judged: DataFrame, error_factor: float) -> DataFrame:
             value=F.col("value"),
             expected=F.col("yhat"),
             score=F.col("score"),
-            severity=F.when(F.col("score") > error_factor, "ERROR").otherwise("WARN"),
+            severity=F.when((F.col("score") > error_factor) & side, "ERROR").otherwise("WARN"),
             model_version=F.col("run_id"),
         )
     )

@@ -23,17 +23,21 @@ def at(hour: int, minute: int) -> datetime:
 
 
 @pytest.mark.parametrize(
-    ("value", "minute", "expected"),
+    ("value", "minute", "direction", "expected"),
     [
-        (100.0, 0, None),  # on the point forecast
-        (119.0, 59, None),  # inside the interval, last minute of the hour
-        (125.0, 30, "WARN"),  # outside, 1.25 half-widths
-        (50.0, 30, "ERROR"),  # 2.5 half-widths below
-        (141.0, 30, "ERROR"),  # just past the ERROR factor above
+        (100.0, 0, "both", None),  # on the point forecast
+        (119.0, 59, "both", None),  # inside the interval, last minute of the hour
+        (125.0, 30, "both", "WARN"),  # outside, 1.25 half-widths
+        (50.0, 30, "both", "ERROR"),  # 2.5 half-widths below
+        (141.0, 30, "both", "ERROR"),  # just past the ERROR factor above
+        (141.0, 30, "above", "ERROR"),
+        (50.0, 30, "above", "WARN"),  # far below, but only surges are ERROR
+        (141.0, 30, "below", "WARN"),
+        (50.0, 30, "below", "ERROR"),
     ],
 )
 def test_severity_follows_the_interval(
-    spark: SparkSession, value: float, minute: int, expected: str | None
+    spark: SparkSession, value: float, minute: int, direction: str, expected: str | None
 ) -> None:
     events = spark.createDataFrame(
         [(at(10, minute), IP, value, 3.0)],
@@ -48,7 +52,7 @@ def test_severity_follows_the_interval(
     )
     judged = judge_against_forecast(melt_ip_features(events, ["unq_dst_ip", "drop"]), forecasts)
     assert judged.count() == 1  # `drop` has no forecast: not judged
-    anomalies = forecast_deviations(judged, error_factor=2.0)
+    anomalies = forecast_deviations(judged, error_factor=2.0, error_direction=direction)
     assert tuple(anomalies.columns) == ANOMALY_COLUMNS
     rows = anomalies.collect()
     assert [r["severity"] for r in rows] == ([expected] if expected else [])
