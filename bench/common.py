@@ -127,15 +127,50 @@ def java_producer_performance(
     return summary
 
 
+PASSTHROUGH_TOPIC = "bench-passthrough"
+
+
 def ensure_passthrough_topic(settings: Settings) -> str:
     """The reference pass-through queries' own output topic (never one the platform reads),
     shaped like the input topic; returns its name."""
     from lambdawatch.kafka_admin import admin_client, ensure_topics
 
-    topic = settings.topic("server_events").model_copy(update={"name": "bench-passthrough"})
+    topic = settings.topic("server_events").model_copy(update={"name": PASSTHROUGH_TOPIC})
     admin = admin_client(settings.kafka_bootstrap)
     try:
         ensure_topics(admin, [topic])
     finally:
         admin.close()
     return topic.name
+
+
+def start_passthrough(
+    spark: Any, settings: Settings, checkpoint: str, starting_offsets: str, trigger: dict[str, Any]
+) -> Any:
+    """The reference both speed-layer benchmarks measure against: server events from Kafka,
+    validated and parsed as the speed layer does, straight back to Kafka (``PASSTHROUGH_TOPIC``),
+    no state. Its source takes the speed layer's Kafka options, so the comparison is like for
+    like."""
+    from lambdawatch.events import SERVER_SCHEMA
+    from spark_apps.speed_layer import KAFKA_SOURCE_OPTIONS
+    from spark_apps.transforms.parsing import parse_events
+
+    out_topic = ensure_passthrough_topic(settings)
+    raw = (
+        spark.readStream.format("kafka")
+        .option("kafka.bootstrap.servers", settings.kafka_bootstrap)
+        .option("subscribe", settings.topic("server_events").name)
+        .option("startingOffsets", starting_offsets)
+        .options(**KAFKA_SOURCE_OPTIONS)
+        .load()
+    )
+    events, _dead = parse_events(raw, SERVER_SCHEMA, "passthrough")
+    return (
+        events.selectExpr("CAST(server_id AS BINARY) AS key", "to_json(struct(*)) AS value")
+        .writeStream.format("kafka")
+        .option("kafka.bootstrap.servers", settings.kafka_bootstrap)
+        .option("topic", out_topic)
+        .option("checkpointLocation", checkpoint)
+        .trigger(**trigger)
+        .start()
+    )

@@ -23,14 +23,12 @@ from typing import Any
 
 from rich.console import Console
 
-from bench.common import ensure_passthrough_topic, running_stack, write_result
+from bench.common import running_stack, start_passthrough, write_result
 from generators.server import ServerGenerator
 from lambdawatch import db
-from lambdawatch.events import SERVER_SCHEMA
 from lambdawatch.ingest import feed_batch, make_producer
 from lambdawatch.kafka_admin import admin_client, ensure_topics
-from spark_apps.speed_layer import KAFKA_SOURCE_OPTIONS, SpeedLayer, speed_layer_session
-from spark_apps.transforms.parsing import parse_events
+from spark_apps.speed_layer import SpeedLayer, speed_layer_session
 
 T0 = 1_767_225_600_000
 
@@ -69,29 +67,12 @@ def main() -> None:
         admin.close()
         loaded = load_backlog(settings, args.events)
         spark = speed_layer_session(settings, "bench-speed-layer")
-        passthrough_topic = ensure_passthrough_topic(settings)
         spark.sparkContext.setLogLevel("ERROR")
         scratch = Path(tempfile.mkdtemp(prefix="bench-speed-"))
-        source_topic = settings.topic("server_events").name
 
         def passthrough(checkpoint: Path) -> Any:
-            raw = (
-                spark.readStream.format("kafka")
-                .option("kafka.bootstrap.servers", settings.kafka_bootstrap)
-                .option("subscribe", source_topic)
-                .option("startingOffsets", "earliest")
-                .options(**KAFKA_SOURCE_OPTIONS)
-                .load()
-            )
-            events, _dead = parse_events(raw, SERVER_SCHEMA, "passthrough")
-            return (
-                events.selectExpr("CAST(server_id AS BINARY) AS key", "to_json(struct(*)) AS value")
-                .writeStream.format("kafka")
-                .option("kafka.bootstrap.servers", settings.kafka_bootstrap)
-                .option("topic", passthrough_topic)
-                .option("checkpointLocation", str(checkpoint))
-                .trigger(availableNow=True)
-                .start()
+            return start_passthrough(
+                spark, settings, str(checkpoint), "earliest", {"availableNow": True}
             )
 
         def ours(name: str) -> Any:

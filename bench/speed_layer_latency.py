@@ -44,14 +44,12 @@ import orjson
 from kafka import KafkaConsumer, TopicPartition
 from rich.console import Console
 
-from bench.common import ensure_passthrough_topic, running_stack, write_result
+from bench.common import PASSTHROUGH_TOPIC, running_stack, start_passthrough, write_result
 from lambdawatch import db
-from lambdawatch.events import SERVER_SCHEMA
 from lambdawatch.feed import FeedPlan, run_feed
 from lambdawatch.health import check_speed_layer, progress_writer_pid
 from lambdawatch.ingest import make_producer
 from lambdawatch.kafka_admin import admin_client, ensure_topics
-from spark_apps.speed_layer import KAFKA_SOURCE_OPTIONS
 
 SERVER_INTERVAL_MS = 250
 QUERIES = ("cpu_anomalies", "cpu_windows_store")
@@ -75,15 +73,19 @@ def percentiles(values: list[float]) -> dict[str, float | int]:
     }
 
 
+def assigned_consumer(bootstrap: str, topic: str) -> tuple[KafkaConsumer, list[TopicPartition]]:
+    """A consumer assigned every partition of ``topic`` (no group, no commits)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or {0}]
+    consumer.assign(partitions)
+    return consumer, partitions
+
+
 class TopicWatch:
     """Consume a topic from its current end in a thread; keep (arrival ms, record) pairs."""
 
     def __init__(self, bootstrap: str, topic: str) -> None:
-        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-        partitions = [
-            TopicPartition(topic, p) for p in self.consumer.partitions_for_topic(topic) or {0}
-        ]
-        self.consumer.assign(partitions)
+        self.consumer, partitions = assigned_consumer(bootstrap, topic)
         self.consumer.seek_to_end(*partitions)
         for partition in partitions:
             self.consumer.position(partition)  # resolve now: only records from here on
@@ -117,30 +119,17 @@ def feed_live(settings: Any, seconds: float) -> int:
 
 def passthrough_phase(settings: Any, seconds: float, warmup_s: float) -> dict[str, Any]:
     from spark_apps.session import build_session
-    from spark_apps.transforms.parsing import parse_events
 
     spark = build_session("bench-latency-passthrough", settings)
     spark.sparkContext.setLogLevel("ERROR")
-    out_topic = ensure_passthrough_topic(settings)
-    raw = (
-        spark.readStream.format("kafka")
-        .option("kafka.bootstrap.servers", settings.kafka_bootstrap)
-        .option("subscribe", settings.topic("server_events").name)
-        .option("startingOffsets", "latest")
-        .options(**KAFKA_SOURCE_OPTIONS)
-        .load()
+    query = start_passthrough(
+        spark,
+        settings,
+        tempfile.mkdtemp(prefix="bench-latency-"),
+        "latest",
+        {"processingTime": "500 milliseconds"},
     )
-    events, _dead = parse_events(raw, SERVER_SCHEMA, "passthrough")
-    query = (
-        events.selectExpr("CAST(server_id AS BINARY) AS key", "to_json(struct(*)) AS value")
-        .writeStream.format("kafka")
-        .option("kafka.bootstrap.servers", settings.kafka_bootstrap)
-        .option("topic", out_topic)
-        .option("checkpointLocation", tempfile.mkdtemp(prefix="bench-latency-"))
-        .trigger(processingTime="500 milliseconds")
-        .start()
-    )
-    watch = TopicWatch(settings.kafka_bootstrap, out_topic)
+    watch = TopicWatch(settings.kafka_bootstrap, PASSTHROUGH_TOPIC)
     fed = feed_live(settings, seconds)
     time.sleep(5)
     query.stop()
@@ -220,9 +209,7 @@ def speed_layer_phase(
 def verdict_freshness(bootstrap: str, topic: str) -> dict[tuple[str, str, str], int]:
     """(server, window start, detected_at) → the verdict's newest event (ms), read back from
     the whole status topic once the phase is over (not live: it would load the machine)."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or {0}]
-    consumer.assign(partitions)
+    consumer, partitions = assigned_consumer(bootstrap, topic)
     consumer.seek_to_beginning(*partitions)
     ends = consumer.end_offsets(partitions)
     found: dict[tuple[str, str, str], int] = {}
