@@ -20,7 +20,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from spark_apps.catalog import CPU_WINDOW_COLUMNS
-from spark_apps.transforms.anomaly import TIMESTAMP_FORMAT, anomaly_columns
+from spark_apps.transforms.anomaly import ANOMALY_KEY, TIMESTAMP_FORMAT, anomaly_columns
 
 METRIC = "cpu_usage"
 # A status record: the window's columns, where its normal mean/σ came from and when this
@@ -40,7 +40,7 @@ def cpu_window_stats(events: DataFrame, window: str, watermark: str) -> DataFram
 
     One stateful operator: each window collects its distinct (event_id, cpu, time) samples, so an
     event re-sent by an at-least-once producer (identical by construction) counts once, and
-    the statistics are computed from the set when the window closes. A separate
+    the statistics are computed from the set. A separate
     de-duplication operator would double the state work of every micro-batch, which is the
     query's latency. In update mode a window's row is its statistics so far.
     """
@@ -128,12 +128,8 @@ def cpu_anomalies(classified: DataFrame) -> DataFrame:
 def withdrawn_cpu_anomalies(latest: DataFrame) -> DataFrame:
     """The ``anomalies`` keys (``ANOMALY_KEY``) of windows whose last verdict is SAFE: any
     anomaly an earlier, partial verdict recorded for them is withdrawn."""
-    return latest.where(F.col("status") == "SAFE").select(
-        F.lit("cpu_anomalies").alias("detector"),
-        F.col("server_id").alias("entity"),
-        F.lit(METRIC).alias("metric"),
-        "window_start",
-    )
+    safe = latest.where(F.col("status") == "SAFE")
+    return safe.select(*_cpu_anomaly_columns()).select(*ANOMALY_KEY)
 
 
 def cpu_records_to_kafka(
@@ -173,7 +169,8 @@ def parse_cpu_status(records: DataFrame) -> DataFrame:
 
 def latest_cpu_windows(statuses: DataFrame) -> DataFrame:
     """Each (server, window)'s last verdict among ``statuses`` (``parse_cpu_status`` rows):
-    the one with the most samples so far, which supersedes the earlier ones."""
+    the one with the highest offset, written after (and from more samples than) the earlier
+    ones it supersedes."""
     fields = [name for name in statuses.columns if name != "offset"]
     return (
         statuses.groupBy("server_id", "window_start")
