@@ -75,11 +75,14 @@ def main() -> None:
                 spark, settings, str(checkpoint), "earliest", {"availableNow": True}
             )
 
+        layers: list[SpeedLayer] = []
+
         def ours(name: str) -> Any:
             def start(checkpoint: Path) -> Any:
                 layer = SpeedLayer(
                     spark, settings, stack.secrets, checkpoint, trigger={"availableNow": True}
                 )
+                layers.append(layer)
                 return getattr(layer, name)()
 
             return start
@@ -98,6 +101,8 @@ def main() -> None:
         with db.connect(settings, stack.secrets) as conn:
             windows = conn.execute("SELECT count(*) FROM rt_cpu_windows").fetchone()[0]
         spark.stop()
+        for layer in layers:
+            layer.close()
     reference = results["passthrough_reference"]["events_per_s"]
     result = {
         "backlog_events": loaded,

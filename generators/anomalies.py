@@ -76,17 +76,27 @@ def schedule_episodes(
     pick = uniform(seed, stream_key(source, "kind"), grid_entity, grid_slot)
     offset = uniform(seed, stream_key(source, "offset"), grid_entity, grid_slot)
     length = uniform(seed, stream_key(source, "length"), grid_entity, grid_slot)
-    episodes = []
-    for row, column in zip(*np.nonzero(occurs), strict=True):
-        kind = kinds[int(np.searchsorted(cumulative, pick[row, column], side="right"))]
-        duration = int(kind.min_ms + length[row, column] * (kind.max_ms - kind.min_ms))
-        slot = int(slots[column])
-        room = max(slot_ms - duration, 0)
-        begin = slot * slot_ms + int(offset[row, column] * room)
-        episode = Episode(source, entities[row], kind.name, begin, begin + duration, slot)
-        if episode.end_ms > start_ms and episode.start_ms < end_ms:
-            episodes.append(episode)
-    return episodes
+    # vectorised over every occurrence: a live feed schedules a whole fleet many times a second
+    rows, columns = np.nonzero(occurs)
+    chosen = np.searchsorted(cumulative, pick[rows, columns], side="right")
+    min_ms = np.array([kind.min_ms for kind in kinds], dtype=np.int64)[chosen]
+    max_ms = np.array([kind.max_ms for kind in kinds], dtype=np.int64)[chosen]
+    duration = (min_ms + length[rows, columns] * (max_ms - min_ms)).astype(np.int64)
+    slot = slots[columns]
+    room = np.maximum(slot_ms - duration, 0)
+    begin = slot * slot_ms + (offset[rows, columns] * room).astype(np.int64)
+    overlaps = np.nonzero((begin + duration > start_ms) & (begin < end_ms))[0]
+    return [
+        Episode(
+            source,
+            entities[int(rows[i])],
+            kinds[int(chosen[i])].name,
+            int(begin[i]),
+            int(begin[i] + duration[i]),
+            int(slot[i]),
+        )
+        for i in overlaps
+    ]
 
 
 def episode_slices(

@@ -8,6 +8,7 @@ rise) and latency spikes: distinct states a KMeans model separates into clusters
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import numpy.typing as npt
@@ -40,13 +41,15 @@ class Edge:
     lon: float
 
 
-def edges(count: int, seed: int) -> list[Edge]:
+@lru_cache(maxsize=8)
+def edges(count: int, seed: int) -> tuple[Edge, ...]:
+    """The simulated CDN edges: stable for a given count and seed (so computed once)."""
     ids = [f"edge-{i:03d}" for i in range(count)]
     fleet = []
     for edge_id, capital in zip(ids, capitals_for(SOURCE, ids, seed), strict=True):
         pop = capital["city"].upper().replace(" ", "")[:3] + "-" + capital["country_code"]
         fleet.append(Edge(edge_id, pop, capital["region"], float(capital["lon"])))
-    return fleet
+    return tuple(fleet)
 
 
 @dataclass(frozen=True)

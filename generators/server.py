@@ -10,6 +10,7 @@ to Red, then silence) and slow drifts.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import numpy.typing as npt
@@ -57,8 +58,10 @@ class ServerInventory:
     lon: float
 
 
-def inventory(count: int, seed: int) -> list[ServerInventory]:
-    """The simulated fleet: stable for a given count and seed."""
+@lru_cache(maxsize=8)
+def inventory(count: int, seed: int) -> tuple[ServerInventory, ...]:
+    """The simulated fleet: stable for a given count and seed (so computed once, not at every
+    feed tick)."""
     ids = [f"srv-{i:04d}" for i in range(count)]
     places = capitals_for(SOURCE, ids, seed)
     kind = entity_uniform(seed, stream_key(SOURCE, "type"), ids)
@@ -78,7 +81,7 @@ def inventory(count: int, seed: int) -> list[ServerInventory]:
                 lon=float(capital["lon"]),
             )
         )
-    return fleet
+    return tuple(fleet)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ generation is never the ingestion bottleneck.
 from __future__ import annotations
 
 import zlib
+from functools import lru_cache
 from typing import NamedTuple
 
 import numpy as np
@@ -33,7 +34,16 @@ def stream_key(*parts: object) -> int:
 
 
 def entity_keys(entities: list[str]) -> npt.NDArray[np.uint64]:
-    return np.array([stream_key(entity) for entity in entities], dtype=np.uint64)
+    """Each entity's key (read-only: shared between calls, since a live feed asks for the same
+    fleet's keys many times a second)."""
+    return _entity_keys(tuple(entities))
+
+
+@lru_cache(maxsize=64)
+def _entity_keys(entities: tuple[str, ...]) -> npt.NDArray[np.uint64]:
+    keys = np.array([stream_key(entity) for entity in entities], dtype=np.uint64)
+    keys.setflags(write=False)
+    return keys
 
 
 def hash_u64(

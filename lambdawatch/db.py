@@ -13,12 +13,16 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
 
 from lambdawatch.secrets import Secrets, secrets_for
 from lambdawatch.settings import Settings
+
+if TYPE_CHECKING:  # the pool is only in the core environment, not Airflow's
+    from psycopg_pool import ConnectionPool
 
 MIGRATION_NAME = re.compile(r"^(\d{3,})_[a-z0-9_]+\.sql$")
 ADVISORY_LOCK_KEY = 0x1A3BDA
@@ -82,18 +86,45 @@ def apply_migrations(conn: psycopg.Connection, directory: Path) -> list[str]:
     return applied_now
 
 
+def _connection_kwargs(
+    settings: Settings, secrets: Secrets | None, dbname: str | None
+) -> dict[str, Any]:
+    secrets = secrets or secrets_for(settings)
+    return {
+        "host": settings.postgres_host,
+        "port": settings.postgres_port,
+        "user": settings.postgres_user,
+        "password": secrets.postgres_password.get_secret_value(),
+        "dbname": dbname or settings.postgres_db,
+        "connect_timeout": 5,
+    }
+
+
 def connect(
     settings: Settings, secrets: Secrets | None = None, dbname: str | None = None
 ) -> psycopg.Connection:
     """A connection to the platform database (credentials from the secrets file or environment)."""
-    secrets = secrets or secrets_for(settings)
-    return psycopg.connect(
-        host=settings.postgres_host,
-        port=settings.postgres_port,
-        user=settings.postgres_user,
-        password=secrets.postgres_password.get_secret_value(),
-        dbname=dbname or settings.postgres_db,
-        connect_timeout=5,
+    return psycopg.connect(**_connection_kwargs(settings, secrets, dbname))
+
+
+def connection_pool(
+    settings: Settings, secrets: Secrets | None = None, max_size: int = 8
+) -> ConnectionPool:
+    """Connections kept open for a long-running process's many short writes.
+
+    A speed-layer sink writes every micro-batch; a new connection each time is a TCP and
+    SCRAM handshake on the latency path. A connection is checked before it is lent, so a
+    restarted PostgreSQL costs a reconnect, not a failed batch. Close the pool when done.
+    """
+    from psycopg_pool import ConnectionPool  # noqa: PLC0415 - not in the Airflow environment
+
+    return ConnectionPool(
+        kwargs=_connection_kwargs(settings, secrets, None),
+        min_size=1,
+        max_size=max_size,
+        check=ConnectionPool.check_connection,
+        name="lambdawatch",
+        open=True,
     )
 
 

@@ -19,7 +19,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyspark.ml import PipelineModel
 from pyspark.sql import DataFrame, SparkSession
@@ -54,12 +54,11 @@ from spark_apps.transforms.cdn_kmeans import (
 from spark_apps.transforms.cpu import (
     CPU_WINDOW_COLUMNS,
     classify_cpu,
-    cpu_anomalies,
     cpu_records_to_kafka,
+    cpu_store_rows,
     cpu_window_stats,
     latest_cpu_windows,
     parse_cpu_status,
-    withdrawn_cpu_anomalies,
 )
 from spark_apps.transforms.deviations import (
     FORECAST_LOOKUP_SCHEMA,
@@ -82,6 +81,9 @@ from spark_apps.transforms.rollups import (
     weather_derived,
 )
 from spark_apps.transforms.silence import detect_silences, source_signals
+
+if TYPE_CHECKING:
+    from psycopg_pool import ConnectionPool
 
 log = logging.getLogger("lambdawatch.speed_layer")
 PER_ROW_TOPIC = ""  # a Kafka sink whose rows carry a ``topic`` column
@@ -117,6 +119,13 @@ class SpeedLayer:
         self.checkpoint_root = checkpoint_root
         self.trigger = trigger
         self.max_offsets = max_offsets_per_trigger
+        # Kept connections for the foreachBatch sinks (driver threads, one per query) and the
+        # progress recorder (``ProgressTable``).
+        self.pool = db.connection_pool(settings, secrets, max_size=len(SPEED_LAYER_QUERIES) + 1)
+
+    def close(self) -> None:
+        """Close the sinks' database connections (once the queries have stopped)."""
+        self.pool.close()
 
     # --- sources and sinks ------------------------------------------------------------------
     def _kafka_source(self, *roles: str) -> DataFrame:
@@ -177,7 +186,7 @@ class SpeedLayer:
         if not rows:
             return 0
         columns = frame.columns
-        with db.connect(self.settings, self.secrets) as conn:
+        with self.pool.connection() as conn:
             return db.upsert_rows(
                 conn, table, columns, [tuple(r) for r in rows], keys, update=update
             )
@@ -261,19 +270,21 @@ class SpeedLayer:
         statuses = parse_cpu_status(self._kafka_source("cpu_status"))
 
         def sink(frame: DataFrame, _batch_id: int) -> None:
-            latest = latest_cpu_windows(frame).persist()
-            try:
-                self._upsert(
-                    latest.select(*CPU_WINDOW_COLUMNS),
+            rows = cpu_store_rows(latest_cpu_windows(frame)).collect()
+            if not rows:
+                return
+            anomalies = [r.anomaly for r in rows if r.anomaly is not None]
+            withdrawn = [r.withdrawn for r in rows if r.withdrawn is not None]
+            with self.pool.connection() as conn:
+                db.upsert_rows(
+                    conn,
                     "rt_cpu_windows",
+                    CPU_WINDOW_COLUMNS,
+                    [r.window for r in rows],
                     ("server_id", "window_start"),
                 )
-                self._store_anomalies(cpu_anomalies(latest))
-                withdrawn = withdrawn_cpu_anomalies(latest).collect()
-                with db.connect(self.settings, self.secrets) as conn:
-                    db.delete_rows(conn, "anomalies", ANOMALY_KEY, withdrawn)
-            finally:
-                latest.unpersist()
+                db.upsert_rows(conn, "anomalies", ANOMALY_COLUMNS, anomalies, ANOMALY_KEY)
+                db.delete_rows(conn, "anomalies", ANOMALY_KEY, withdrawn)
 
         return self._start("cpu_windows_store", statuses, batch_sink=sink)
 
@@ -290,7 +301,7 @@ class SpeedLayer:
         models: ModelCache[PipelineModel] = ModelCache(PipelineModel.load)
 
         def sink(frame: DataFrame, batch_id: int) -> None:
-            with db.connect(self.settings, self.secrets) as conn:
+            with self.pool.connection() as conn:
                 resolved = models.resolve(promoted_model(conn, MODEL_NAME))
             if resolved is None:
                 log.warning(
@@ -342,7 +353,7 @@ class SpeedLayer:
 
     def _forecasts(self, first_us: int, last_us: int) -> list[tuple[Any, ...]]:
         """Forecast rows for the hours a micro-batch spans."""
-        with db.connect(self.settings, self.secrets) as conn:
+        with self.pool.connection() as conn:
             return conn.execute(
                 "SELECT ip, feature, ds, yhat, yhat_lower, yhat_upper, run_id FROM ip_forecasts "
                 "WHERE ds >= date_trunc('hour', to_timestamp(%s / 1e6)) "
@@ -454,10 +465,19 @@ class SpeedLayer:
 
 
 class ProgressFile(StreamingQueryListener):
-    """Writes each query's last progress to a JSON file: the supervisor's health signal."""
+    """Writes each query's last progress to a JSON file: the supervisor's health signal.
 
-    def __init__(self, path: Path) -> None:
+    Also hands each progress, as its JSON dict, to ``on_progress``: one Python listener for
+    every use, because each listener costs Spark a conversion of every progress event through
+    Py4J (dozens of calls for a stateful query's metrics, measured at a third of a core with two
+    listeners on a 200 events/s feed).
+    """
+
+    def __init__(
+        self, path: Path, on_progress: Callable[[dict[str, Any]], None] = lambda _p: None
+    ) -> None:
         self.path = path
+        self.on_progress = on_progress
         self.state: dict[str, dict[str, Any]] = {}
         self.names: dict[str, str] = {}  # run id → query name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -484,6 +504,7 @@ class ProgressFile(StreamingQueryListener):
             "processed_rows_per_second": progress.processedRowsPerSecond,
         }
         self._flush()
+        self.on_progress(json.loads(progress.json))
 
     def onQueryIdle(self, event: Any) -> None:  # noqa: N802
         name = self.names.get(str(event.runId), str(event.runId))
@@ -513,35 +534,22 @@ class ProgressFile(StreamingQueryListener):
         self._flush()
 
 
-class ProgressTable(StreamingQueryListener):
+class ProgressTable:
     """Records each micro-batch's events/s and consumer lag per Kafka source in PostgreSQL
-    (``speed_layer_progress``), for the Pipeline health dashboard.
+    (``speed_layer_progress``), for the Pipeline health dashboard (fed by ``ProgressFile``).
 
     A failed write is logged and dropped: a health record must never stop the stream.
     """
 
-    def __init__(self, settings: Settings, secrets: Secrets) -> None:
-        self.settings, self.secrets = settings, secrets
-        self.conn: Any = None
+    def __init__(self, pool: ConnectionPool) -> None:
+        self.pool = pool
 
-    def onQueryStarted(self, event: Any) -> None:  # noqa: N802 - Spark's listener API
-        pass
-
-    def onQueryProgress(self, event: Any) -> None:  # noqa: N802
+    def record(self, progress: dict[str, Any]) -> None:
         try:
-            if self.conn is None or self.conn.closed:
-                self.conn = db.connect(self.settings, self.secrets)
-                self.conn.autocommit = True
-            write_progress(self.conn, progress_rows(json.loads(event.progress.json)))
+            with self.pool.connection(timeout=5) as conn:
+                write_progress(conn, progress_rows(progress))
         except Exception as error:  # see the class docstring
             log.warning("progress not recorded: %s", error)
-            self.conn = None
-
-    def onQueryIdle(self, event: Any) -> None:  # noqa: N802
-        pass
-
-    def onQueryTerminated(self, event: Any) -> None:  # noqa: N802
-        pass
 
 
 def ensure_input_topics(settings: Settings) -> None:
@@ -601,13 +609,12 @@ def main(argv: list[str] | None = None) -> None:
         },
     )
     spark.sparkContext.setLogLevel("WARN")
-    listener = ProgressFile(settings.var_path / "run" / "speed_layer.json")
-    spark.streams.addListener(listener)
-    progress_table = ProgressTable(settings, secrets)
-    spark.streams.addListener(progress_table)
     trigger = {"availableNow": True} if args.available_now else None
     checkpoints = args.checkpoint_dir or settings.var_path / "checkpoints"
     layer = SpeedLayer(spark, settings, secrets, checkpoints, trigger=trigger)
+    progress_table = ProgressTable(layer.pool)
+    listener = ProgressFile(settings.var_path / "run" / "speed_layer.json", progress_table.record)
+    spark.streams.addListener(listener)
     names = tuple(name for name in args.queries.split(",") if name)
     try:
         if args.available_now:  # upstream queries to the end first, then their readers
@@ -625,9 +632,9 @@ def main(argv: list[str] | None = None) -> None:
             log.info("started %d queries: %s", len(queries), ", ".join(names))
             spark.streams.awaitAnyTermination()
     finally:
-        for registered in (listener, progress_table):  # no callbacks into an exiting Python
-            spark.streams.removeListener(registered)
+        spark.streams.removeListener(listener)  # no callbacks into an exiting Python
         spark.stop()
+        layer.close()
 
 
 if __name__ == "__main__":

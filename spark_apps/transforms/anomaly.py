@@ -5,6 +5,8 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from spark_apps.transforms.clock import wall_clock
+
 TIMESTAMP_FORMAT = "yyyy-MM-dd'T'HH:mm:ss.SSSXXX"
 ANOMALY_COLUMNS = (
     "detector",
@@ -38,7 +40,7 @@ def anomaly_columns(
     detected_at: Column | None = None,
 ) -> list[Column]:
     """The anomaly record's columns (``ANOMALY_COLUMNS``, in order) from a detector's own;
-    ``detected_at`` is the micro-batch's time unless the detector recorded its own."""
+    ``detected_at`` is the time the row is computed unless the detector recorded its own."""
     return [
         F.lit(detector).alias("detector"),
         entity.cast("string").alias("entity"),
@@ -50,7 +52,7 @@ def anomaly_columns(
         score.cast("double").alias("score"),
         severity.alias("severity"),
         (model_version if model_version is not None else F.lit("")).alias("model_version"),
-        (detected_at if detected_at is not None else F.current_timestamp()).alias("detected_at"),
+        (detected_at if detected_at is not None else wall_clock()).alias("detected_at"),
     ]
 
 

@@ -20,7 +20,13 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from spark_apps.catalog import CPU_WINDOW_COLUMNS
-from spark_apps.transforms.anomaly import ANOMALY_KEY, TIMESTAMP_FORMAT, anomaly_columns
+from spark_apps.transforms.anomaly import (
+    ANOMALY_COLUMNS,
+    ANOMALY_KEY,
+    TIMESTAMP_FORMAT,
+    anomaly_columns,
+)
+from spark_apps.transforms.clock import wall_clock
 
 METRIC = "cpu_usage"
 # A status record: the window's columns, where its normal mean/σ came from and when this
@@ -99,7 +105,7 @@ def classify_cpu(
             .when(F.col("z") > warn_sigma, "WARN")
             .otherwise("SAFE"),
         )
-        .withColumn("detected_at", F.current_timestamp())
+        .withColumn("detected_at", wall_clock())
         .drop("baseline_mean", "baseline_std")
     )
 
@@ -120,16 +126,19 @@ def _cpu_anomaly_columns() -> list[Column]:
     )
 
 
-def cpu_anomalies(classified: DataFrame) -> DataFrame:
-    """The WARN and ERROR windows as anomaly records."""
-    return classified.where(F.col("status") != "SAFE").select(*_cpu_anomaly_columns())
-
-
-def withdrawn_cpu_anomalies(latest: DataFrame) -> DataFrame:
-    """The ``anomalies`` keys (``ANOMALY_KEY``) of windows whose last verdict is SAFE: any
-    anomaly an earlier, partial verdict recorded for them is withdrawn."""
-    safe = latest.where(F.col("status") == "SAFE")
-    return safe.select(*_cpu_anomaly_columns()).select(*ANOMALY_KEY)
+def cpu_store_rows(latest: DataFrame) -> DataFrame:
+    """What ``cpu_windows_store`` writes for each window's last verdict (``latest_cpu_windows``),
+    in one frame so that a micro-batch costs one Spark job: ``window``, the ``rt_cpu_windows``
+    row (``CPU_WINDOW_COLUMNS``); ``anomaly``, the anomaly record (``ANOMALY_COLUMNS``) when
+    the verdict is WARN/ERROR; ``withdrawn``, when it is SAFE, the ``ANOMALY_KEY`` of the
+    anomaly an earlier, partial verdict on the window may have recorded."""
+    record = F.struct(*_cpu_anomaly_columns())
+    safe = F.col("status") == "SAFE"
+    return latest.select(
+        F.struct(*CPU_WINDOW_COLUMNS).alias("window"),
+        F.when(~safe, F.struct(*[record[c].alias(c) for c in ANOMALY_COLUMNS])).alias("anomaly"),
+        F.when(safe, F.struct(*[record[c].alias(c) for c in ANOMALY_KEY])).alias("withdrawn"),
+    )
 
 
 def cpu_records_to_kafka(

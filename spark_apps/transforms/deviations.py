@@ -38,9 +38,7 @@ def judge_against_forecast(samples: DataFrame, forecasts: DataFrame) -> DataFram
     )
 
 
-def forecast_deviations(
-    judged: DataFrame, error_factor: float, error_direction: str = "both"
-) -> DataFrame:
+def forecast_deviations(judged: DataFrame, error_factor: float, error_direction: str) -> DataFrame:
     flagged = judged.where(F.col("outside"))
     side = {
         "above": F.col("value") > F.col("yhat"),

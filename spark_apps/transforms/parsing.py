@@ -11,6 +11,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from lambdawatch.events import EventSchema, spark_schema
+from spark_apps.transforms.clock import wall_clock
 
 
 def rejection_reason(
@@ -24,7 +25,7 @@ def rejection_reason(
     "wrong type" is computed only inside the branch for bad records, because
     ``json_object_keys`` costs about as much as parsing.
     """
-    horizon = F.current_timestamp() + F.make_interval(secs=F.lit(max_future_s))
+    horizon = wall_clock() + F.make_interval(secs=F.lit(max_future_s))
     suspicious = F.lit(False)
     for name in schema.names:
         suspicious = suspicious | parsed[name].isNull()
@@ -69,7 +70,7 @@ def parse_events(
         F.col("topic").alias("source_topic"),
         "partition",
         "offset",
-        F.current_timestamp().alias("dead_at"),
+        wall_clock().alias("dead_at"),
     )
     return events, dead
 

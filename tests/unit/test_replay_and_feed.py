@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from datetime import datetime
 from pathlib import Path
 
+import orjson
 import pytest
 
+from generators.registry import make_generator
 from generators.replay import ReplayError, ReplayOptions, paced, parse_time, plan_replay
-from lambdawatch.feed import plan_feed
+from lambdawatch.feed import FeedPlan, plan_feed, run_feed
+from lambdawatch.settings import load_settings
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
@@ -132,3 +137,53 @@ def test_feed_plan_ends_at_now_and_never_in_the_future() -> None:
     assert (live.start_ms, live.speed) == (T0, 1.0)
     with pytest.raises(ValueError, match="positive"):
         plan_feed(natural_rate=10.0, rate=0, duration_s=60, now_ms=T0)
+
+
+class RecordingProducer:
+    """Keeps what was sent, and when by the feed's clock: this test is about pacing only."""
+
+    client = "recording"
+    failures = 0
+
+    def __init__(self, clock: list[float]) -> None:
+        self.clock = clock
+        self.sent: list[tuple[float, dict[str, object]]] = []
+
+    def send_many(
+        self, topic: str, records: Iterable[tuple[bytes | None, bytes, int | None]]
+    ) -> int:
+        batch = [(self.clock[0], orjson.loads(value)) for _key, value, _partition in records]
+        self.sent += batch
+        return len(batch)
+
+    def send(self, topic: str, key: bytes | None, value: bytes, partition: int | None) -> None:
+        self.send_many(topic, [(key, value, partition)])
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("tick_s", [0.5, 0.05])
+def test_live_feed_sends_each_event_within_a_tick_of_its_timestamp(tick_s: float) -> None:
+    now = [T0 / 1000]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    producer = RecordingProducer(now)
+    plan = FeedPlan(T0, 1.0, 3.0)
+    run_feed(load_settings(), "server", producer, plan, clock=lambda: now[0], sleep=sleep,
+             tick_s=tick_s)  # fmt: skip
+    sent = [(at, e) for at, e in producer.sent if "server_id" in e]  # events, not labels
+    stamped = [datetime.fromisoformat(str(e["timestamp"])).timestamp() for _at, e in sent]
+    lags = [at - stamp for (at, _e), stamp in zip(sent, stamped, strict=True)]
+    assert min(lags) > 0
+    assert max(lags) <= tick_s + 1e-6, "an event waited longer than a tick"
+    # cut into ticks, the feed sends exactly what one generation of the same span gives
+    events = [e for _at, e in sent]
+    last_ms = round(max(stamped) * 1000)
+    whole = make_generator("server", load_settings()).generate(T0, last_ms + 1).events
+    assert sorted(orjson.dumps(e) for e in events) == sorted(orjson.dumps(e) for e in whole)

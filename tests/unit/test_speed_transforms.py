@@ -4,26 +4,28 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
-from pyspark.sql import Row, SparkSession
+from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from generators.registry import SOURCES, make_generator
 from lambdawatch.events import SCHEMAS, SERVER_SCHEMA, WEATHER_SCHEMA
 from lambdawatch.settings import load_settings
+from spark_apps.catalog import CPU_WINDOW_COLUMNS
 from spark_apps.transforms.anomaly import ANOMALY_COLUMNS, ANOMALY_KEY
+from spark_apps.transforms.clock import wall_clock
 from spark_apps.transforms.cpu import (
     classify_cpu,
-    cpu_anomalies,
     cpu_records_to_kafka,
+    cpu_store_rows,
     cpu_window_stats,
     latest_cpu_windows,
     parse_cpu_status,
-    withdrawn_cpu_anomalies,
 )
 from spark_apps.transforms.parsing import dead_letters_to_kafka, parse_events
 from spark_apps.transforms.rollups import (
@@ -202,6 +204,11 @@ def test_cpu_status_is_two_sided_against_the_baseline(
     )
 
 
+def _anomalies(classified: DataFrame) -> DataFrame:
+    """The anomaly records the store writes for these verdicts."""
+    return cpu_store_rows(classified).where(F.col("anomaly").isNotNull()).select("anomaly.*")
+
+
 def test_cpu_falls_back_to_env_normal_until_a_baseline_exists(spark: SparkSession) -> None:
     stats = spark.createDataFrame(
         [("new-server", T0, T0, 70.0, 1.0, 2, T0)],
@@ -216,7 +223,7 @@ def test_cpu_falls_back_to_env_normal_until_a_baseline_exists(spark: SparkSessio
         "fallback",
         "ERROR",
     )
-    anomalies = cpu_anomalies(classified)
+    anomalies = _anomalies(classified)
     assert tuple(anomalies.columns) == ANOMALY_COLUMNS
     found = anomalies.collect()[0]
     assert (found["detector"], found["entity"], found["severity"], found["value"]) == (
@@ -234,7 +241,7 @@ def test_safe_windows_are_not_anomalies(spark: SparkSession) -> None:
         STATS_SCHEMA,
     )
     empty = spark.createDataFrame([], BASELINE_SCHEMA)
-    assert cpu_anomalies(classify_cpu(stats, empty, 45.0, 12.0, 1.0, 2.0)).count() == 0
+    assert _anomalies(classify_cpu(stats, empty, 45.0, 12.0, 1.0, 2.0)).count() == 0
 
 
 def test_server_status_counts_per_window_and_status(spark: SparkSession) -> None:
@@ -304,7 +311,7 @@ def test_anomaly_shape_matches_the_table(spark: SparkSession) -> None:
         STATS_SCHEMA,
     )
     empty = spark.createDataFrame([], BASELINE_SCHEMA)
-    anomalies = cpu_anomalies(classify_cpu(stats, empty, 45.0, 12.0, 1.0, 2.0))
+    anomalies = _anomalies(classify_cpu(stats, empty, 45.0, 12.0, 1.0, 2.0))
     assert [f.dataType.simpleString() for f in anomalies.schema.fields] == [
         "string",
         "string",
@@ -384,7 +391,7 @@ def test_cpu_records_carry_every_status_and_each_anomaly_to_its_topic(
         ("status-topic", "quiet"),
     ]
     anomaly = next(json.loads(r["value"]) for r in records if r["topic"] == "anomaly-topic")
-    expected = cpu_anomalies(classified).collect()[0].asDict()
+    expected = _anomalies(classified).collect()[0].asDict()
     assert set(anomaly) == set(ANOMALY_COLUMNS)
     assert (anomaly["severity"], anomaly["value"], anomaly["model_version"]) == (
         expected["severity"],
@@ -473,17 +480,34 @@ def test_a_windows_last_verdict_supersedes_and_withdraws_earlier_ones(
         ("s2", T0, "ERROR", 2),
         ("s2", later, "WARN", 2),
     ]
-    standing = sorted(
-        (r["entity"], _utc(r["window_start"]), r["severity"], _utc(r["detected_at"]))
-        for r in cpu_anomalies(latest).collect()
-    )
-    assert standing == [
+    rows = cpu_store_rows(latest).collect()
+    assert sorted((r.window.server_id, _utc(r.window.window_start)) for r in rows) == [
+        (server, start) for server, start, _status, _samples in verdicts
+    ]
+    assert all(tuple(r.window.asDict()) == CPU_WINDOW_COLUMNS for r in rows)
+    standing = [r.anomaly for r in rows if r.anomaly is not None]
+    assert all(tuple(a.asDict()) == ANOMALY_COLUMNS for a in standing)
+    assert sorted(
+        (a.entity, _utc(a.window_start), a.severity, _utc(a.detected_at)) for a in standing
+    ) == [
         ("s2", T0, "ERROR", T0 + timedelta(seconds=2)),
         ("s2", later, "WARN", later + timedelta(seconds=2)),
     ]
-    withdrawn = withdrawn_cpu_anomalies(latest)
-    assert tuple(withdrawn.columns) == ANOMALY_KEY
-    assert sorted((*r[:3], _utc(r[3])) for r in withdrawn.collect()) == [
+    withdrawn = [r.withdrawn for r in rows if r.withdrawn is not None]
+    assert all(tuple(w.asDict()) == ANOMALY_KEY for w in withdrawn)
+    assert sorted((*w[:3], _utc(w[3])) for w in withdrawn) == [
         ("cpu_anomalies", "s1", "cpu_usage", T0),
         ("cpu_anomalies", "s1", "cpu_usage", later),
     ]
+    assert all((r.anomaly is None) != (r.withdrawn is None) for r in rows)
+
+
+def test_wall_clock_is_read_when_rows_are_computed(spark: SparkSession) -> None:
+    frame = spark.range(3).select(wall_clock().alias("now"))
+    before = datetime.now(UTC)
+    first = [_utc(r["now"]) for r in frame.collect()]
+    time.sleep(0.05)
+    second = [_utc(r["now"]) for r in frame.collect()]
+    after = datetime.now(UTC)
+    assert all(before - timedelta(milliseconds=1) <= t <= after for t in first + second)
+    assert min(second) > max(first)  # evaluated at each run, not fixed when planned
