@@ -9,6 +9,7 @@ format, Airflow's metadata migration) only once what it depends on is healthy.
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -261,10 +262,8 @@ class LocalStack:
                 return
             time.sleep(0.5)
         log = self.var / "log" / f"{component.name}.log"
-        tail = "\n".join(log.read_text(errors="replace").splitlines()[-15:]) if log.exists() else ""
-        raise RuntimeError(
-            f"{component.name} did not become healthy ({reason}); last log lines of {log}:\n{tail}"
-        )
+        excerpt = failure_excerpt(log.read_text(errors="replace")) if log.exists() else ""
+        raise RuntimeError(f"{component.name} did not become healthy ({reason}); {log}:\n{excerpt}")
 
     def down(self) -> None:
         self.supervisor.shutdown()
@@ -309,6 +308,27 @@ def start_waves(components: list[Component]) -> list[list[Component]]:
         done.update(c.name for c in ready)
         remaining = [c for c in remaining if c.name not in done]
     return waves
+
+
+ERROR_START = re.compile(
+    r"^(Traceback \(most recent call last\)|Caused by: |\S*(Error|Exception)\b|.* (ERROR|FATAL) )"
+)
+
+
+def failure_excerpt(log_text: str, window: int = 500, context: int = 12, tail: int = 15) -> str:
+    """The first error block among a log's last ``window`` lines, and its last lines.
+
+    A JVM or Python process that dies prints its cause first and then pages of plans and
+    shutdown noise, so the last lines alone rarely say why it died. The window keeps an earlier
+    run's errors (a supervised program appends to one log) out of the excerpt.
+    """
+    lines = log_text.splitlines()[-window:]
+    last = lines[-tail:]
+    first_error = next((i for i, line in enumerate(lines) if ERROR_START.match(line)), None)
+    if first_error is None or first_error >= len(lines) - tail:
+        return "\n".join(last)
+    cause = [line[:500] for line in lines[first_error : first_error + context]]
+    return "\n".join(["first error:", *cause, "...", "last lines:", *last])
 
 
 def process_tree_rss(pid: int | None) -> int:

@@ -127,3 +127,28 @@ def test_kraft_cluster_ids_never_look_like_options() -> None:
     assert not any(i.startswith("-") for i in ids)
     assert all(len(i) == 22 for i in ids)
     assert len(set(ids)) == len(ids)
+
+
+def test_failure_excerpt_shows_the_cause_before_the_noise() -> None:
+    from lambdawatch.stack.local import failure_excerpt
+
+    log = "\n".join(
+        [
+            "26/11/24 06:39:24 WARN NativeCodeLoader: Unable to load native-hadoop library",
+            "26/11/24 06:40:01 ERROR MicroBatchExecution: Query cdn_clusters terminated with error",
+            "psycopg_pool.PoolTimeout: couldn't get a connection after 30.00 sec",
+            *[f"plan line {i}" for i in range(40)],
+            "INFO py4j.clientserver Closing down clientserver connection",
+        ]
+    )
+    excerpt = failure_excerpt(log)
+    assert "ERROR MicroBatchExecution: Query cdn_clusters terminated" in excerpt
+    assert "PoolTimeout" in excerpt
+    assert excerpt.rstrip().endswith("Closing down clientserver connection")
+    assert "plan line 20" not in excerpt  # neither the cause's context nor the tail
+
+    quiet = "\n".join(f"line {i}" for i in range(30))
+    assert failure_excerpt(quiet) == "\n".join(f"line {i}" for i in range(15, 30))
+    # an error older than the window belongs to an earlier run of the program
+    earlier = "\n".join(["Traceback (most recent call last):", *quiet.splitlines()])
+    assert "Traceback" not in failure_excerpt(earlier, window=20)
