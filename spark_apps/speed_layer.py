@@ -57,7 +57,7 @@ from spark_apps.transforms.cpu import (
     cpu_records_to_kafka,
     cpu_store_rows,
     cpu_window_stats,
-    latest_cpu_windows,
+    latest_cpu_store_writes,
     parse_cpu_status,
 )
 from spark_apps.transforms.deviations import (
@@ -270,21 +270,20 @@ class SpeedLayer:
         statuses = parse_cpu_status(self._kafka_source("cpu_status"))
 
         def sink(frame: DataFrame, _batch_id: int) -> None:
-            rows = cpu_store_rows(latest_cpu_windows(frame)).collect()
-            if not rows:
+            writes = latest_cpu_store_writes(cpu_store_rows(frame).toArrow())
+            if not writes.windows:
                 return
-            anomalies = [r.anomaly for r in rows if r.anomaly is not None]
-            withdrawn = [r.withdrawn for r in rows if r.withdrawn is not None]
-            with self.pool.connection() as conn:
+            # one transaction: a micro-batch's windows and anomalies land together or not at all
+            with self.pool.connection() as conn, conn.transaction():
                 db.upsert_rows(
                     conn,
                     "rt_cpu_windows",
                     CPU_WINDOW_COLUMNS,
-                    [r.window for r in rows],
+                    writes.windows,
                     ("server_id", "window_start"),
                 )
-                db.upsert_rows(conn, "anomalies", ANOMALY_COLUMNS, anomalies, ANOMALY_KEY)
-                db.delete_rows(conn, "anomalies", ANOMALY_KEY, withdrawn)
+                db.upsert_rows(conn, "anomalies", ANOMALY_COLUMNS, writes.anomalies, ANOMALY_KEY)
+                db.delete_rows(conn, "anomalies", ANOMALY_KEY, writes.withdrawn)
 
         return self._start("cpu_windows_store", statuses, batch_sink=sink)
 

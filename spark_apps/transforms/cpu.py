@@ -16,6 +16,9 @@ A second query reads the status topic back and keeps each window's last record i
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
@@ -27,6 +30,9 @@ from spark_apps.transforms.anomaly import (
     anomaly_columns,
 )
 from spark_apps.transforms.clock import wall_clock
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 METRIC = "cpu_usage"
 # A status record: the window's columns, where its normal mean/σ came from and when this
@@ -126,19 +132,67 @@ def _cpu_anomaly_columns() -> list[Column]:
     )
 
 
-def cpu_store_rows(latest: DataFrame) -> DataFrame:
-    """What ``cpu_windows_store`` writes for each window's last verdict (``latest_cpu_windows``),
-    in one frame so that a micro-batch costs one Spark job: ``window``, the ``rt_cpu_windows``
-    row (``CPU_WINDOW_COLUMNS``); ``anomaly``, the anomaly record (``ANOMALY_COLUMNS``) when
-    the verdict is WARN/ERROR; ``withdrawn``, when it is SAFE, the ``ANOMALY_KEY`` of the
-    anomaly an earlier, partial verdict on the window may have recorded."""
-    record = F.struct(*_cpu_anomaly_columns())
-    safe = F.col("status") == "SAFE"
-    return latest.select(
-        F.struct(*CPU_WINDOW_COLUMNS).alias("window"),
-        F.when(~safe, F.struct(*[record[c].alias(c) for c in ANOMALY_COLUMNS])).alias("anomaly"),
-        F.when(safe, F.struct(*[record[c].alias(c) for c in ANOMALY_KEY])).alias("withdrawn"),
+WINDOW_PREFIX, ANOMALY_PREFIX = "window_", "anomaly_"
+
+
+def cpu_store_rows(statuses: DataFrame) -> DataFrame:
+    """What ``cpu_windows_store`` may write for each status record (``parse_cpu_status`` rows):
+    its ``rt_cpu_windows`` row (``window_``-prefixed ``CPU_WINDOW_COLUMNS``) and its anomaly
+    record (``anomaly_``-prefixed ``ANOMALY_COLUMNS``), beside its ``status`` and ``offset``.
+
+    Flat and row for row, so that a micro-batch is one Spark stage collected through Arrow
+    (``DataFrame.toArrow``): which verdict is a window's last, and what that writes, is
+    ``latest_cpu_store_writes`` on the collected table. A ``groupBy`` here would cost a shuffle
+    and its second stage every micro-batch, next to the latency-critical query on two cores.
+    """
+    return statuses.select(
+        "offset",
+        "status",
+        *[F.col(c).alias(WINDOW_PREFIX + c) for c in CPU_WINDOW_COLUMNS],
+        *[
+            column.alias(ANOMALY_PREFIX + c)
+            for c, column in zip(ANOMALY_COLUMNS, _cpu_anomaly_columns(), strict=True)
+        ],
     )
+
+
+@dataclass(frozen=True)
+class CpuStoreWrites:
+    """One micro-batch's writes: ``rt_cpu_windows`` rows and ``anomalies`` rows to upsert, and
+    the ``ANOMALY_KEY`` of the anomalies to delete (windows whose last verdict is SAFE: an
+    earlier, partial verdict on them may have recorded one)."""
+
+    windows: list[tuple[Any, ...]]
+    anomalies: list[tuple[Any, ...]]
+    withdrawn: list[tuple[Any, ...]]
+
+
+def latest_cpu_store_writes(rows: pa.Table) -> CpuStoreWrites:
+    """Each (server, window)'s last verdict among collected ``cpu_store_rows``, and its writes.
+
+    The last verdict is the record with the highest offset: written after, and from more
+    samples than, the ones it supersedes (records are keyed by server, so one server's are in
+    one partition, in the order they were written).
+    """
+    columns = {name: rows.column(name).to_pylist() for name in rows.column_names}
+    window = [columns[WINDOW_PREFIX + c] for c in CPU_WINDOW_COLUMNS]
+    anomaly = [columns[ANOMALY_PREFIX + c] for c in ANOMALY_COLUMNS]
+    key_index = [ANOMALY_COLUMNS.index(c) for c in ANOMALY_KEY]
+    server, start = columns[WINDOW_PREFIX + "server_id"], columns[WINDOW_PREFIX + "window_start"]
+    last: dict[tuple[Any, Any], int] = {}
+    for i, offset in enumerate(columns["offset"]):
+        previous = last.get((server[i], start[i]))
+        if previous is None or offset > columns["offset"][previous]:
+            last[(server[i], start[i])] = i
+    writes = CpuStoreWrites([], [], [])
+    for i in sorted(last.values()):
+        writes.windows.append(tuple(column[i] for column in window))
+        record = tuple(column[i] for column in anomaly)
+        if columns["status"][i] == "SAFE":
+            writes.withdrawn.append(tuple(record[k] for k in key_index))
+        else:
+            writes.anomalies.append(record)
+    return writes
 
 
 def cpu_records_to_kafka(
@@ -173,16 +227,4 @@ def parse_cpu_status(records: DataFrame) -> DataFrame:
         records.select(parsed.alias("s"), "offset")
         .select("s.*", "offset")
         .where(F.col("server_id").isNotNull())
-    )
-
-
-def latest_cpu_windows(statuses: DataFrame) -> DataFrame:
-    """Each (server, window)'s last verdict among ``statuses`` (``parse_cpu_status`` rows):
-    the one with the highest offset, written after (and from more samples than) the earlier
-    ones it supersedes."""
-    fields = [name for name in statuses.columns if name != "offset"]
-    return (
-        statuses.groupBy("server_id", "window_start")
-        .agg(F.max_by(F.struct(*fields), "offset").alias("latest"))
-        .select("latest.*")
     )

@@ -17,14 +17,15 @@ from generators.registry import SOURCES, make_generator
 from lambdawatch.events import SCHEMAS, SERVER_SCHEMA, WEATHER_SCHEMA
 from lambdawatch.settings import load_settings
 from spark_apps.catalog import CPU_WINDOW_COLUMNS
-from spark_apps.transforms.anomaly import ANOMALY_COLUMNS, ANOMALY_KEY
+from spark_apps.transforms.anomaly import ANOMALY_COLUMNS
 from spark_apps.transforms.clock import wall_clock
 from spark_apps.transforms.cpu import (
+    ANOMALY_PREFIX,
     classify_cpu,
     cpu_records_to_kafka,
     cpu_store_rows,
     cpu_window_stats,
-    latest_cpu_windows,
+    latest_cpu_store_writes,
     parse_cpu_status,
 )
 from spark_apps.transforms.parsing import dead_letters_to_kafka, parse_events
@@ -206,7 +207,10 @@ def test_cpu_status_is_two_sided_against_the_baseline(
 
 def _anomalies(classified: DataFrame) -> DataFrame:
     """The anomaly records the store writes for these verdicts."""
-    return cpu_store_rows(classified).where(F.col("anomaly").isNotNull()).select("anomaly.*")
+    rows = cpu_store_rows(classified.withColumn("offset", F.lit(0)))
+    return rows.where(F.col("status") != "SAFE").select(
+        *[F.col(ANOMALY_PREFIX + c).alias(c) for c in ANOMALY_COLUMNS]
+    )
 
 
 def test_cpu_falls_back_to_env_normal_until_a_baseline_exists(spark: SparkSession) -> None:
@@ -469,10 +473,16 @@ def test_a_windows_last_verdict_supersedes_and_withdraws_earlier_ones(
             "value binary, offset long",
         )
     )
-    latest = latest_cpu_windows(statuses)
+    writes = latest_cpu_store_writes(cpu_store_rows(statuses).toArrow())
+    window_index = {c: i for i, c in enumerate(CPU_WINDOW_COLUMNS)}
     verdicts = sorted(
-        (r["server_id"], _utc(r["window_start"]), r["status"], r["samples"])
-        for r in latest.collect()
+        (
+            w[window_index["server_id"]],
+            w[window_index["window_start"]],
+            w[window_index["status"]],
+            w[window_index["samples"]],
+        )
+        for w in writes.windows
     )
     assert verdicts == [
         ("s1", T0, "SAFE", 2),
@@ -480,26 +490,18 @@ def test_a_windows_last_verdict_supersedes_and_withdraws_earlier_ones(
         ("s2", T0, "ERROR", 2),
         ("s2", later, "WARN", 2),
     ]
-    rows = cpu_store_rows(latest).collect()
-    assert sorted((r.window.server_id, _utc(r.window.window_start)) for r in rows) == [
-        (server, start) for server, start, _status, _samples in verdicts
-    ]
-    assert all(tuple(r.window.asDict()) == CPU_WINDOW_COLUMNS for r in rows)
-    standing = [r.anomaly for r in rows if r.anomaly is not None]
-    assert all(tuple(a.asDict()) == ANOMALY_COLUMNS for a in standing)
+    assert all(len(w) == len(CPU_WINDOW_COLUMNS) for w in writes.windows)
+    standing = [dict(zip(ANOMALY_COLUMNS, a, strict=True)) for a in writes.anomalies]
     assert sorted(
-        (a.entity, _utc(a.window_start), a.severity, _utc(a.detected_at)) for a in standing
+        (a["entity"], a["window_start"], a["severity"], a["detected_at"]) for a in standing
     ) == [
         ("s2", T0, "ERROR", T0 + timedelta(seconds=2)),
         ("s2", later, "WARN", later + timedelta(seconds=2)),
     ]
-    withdrawn = [r.withdrawn for r in rows if r.withdrawn is not None]
-    assert all(tuple(w.asDict()) == ANOMALY_KEY for w in withdrawn)
-    assert sorted((*w[:3], _utc(w[3])) for w in withdrawn) == [
+    assert sorted(writes.withdrawn) == [
         ("cpu_anomalies", "s1", "cpu_usage", T0),
         ("cpu_anomalies", "s1", "cpu_usage", later),
     ]
-    assert all((r.anomaly is None) != (r.withdrawn is None) for r in rows)
 
 
 def test_wall_clock_is_read_when_rows_are_computed(spark: SparkSession) -> None:
