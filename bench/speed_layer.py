@@ -1,9 +1,10 @@
 """Speed-layer throughput: our queries next to a minimal pass-through query on the same data.
 
 A backlog of generated server events is loaded into Kafka once; then each query drains it
-with an available-now trigger and a fresh checkpoint, and events/s = backlog / wall time of
-the drain (Spark start-up excluded: the session is started first, and one untimed
-pass-through drain warms the JIT and the connector). The pass-through query
+twice with an available-now trigger and a fresh checkpoint, and events/s = backlog / wall
+time of the drain (Spark start-up excluded: the session is started first). The first, cold
+drain runs code the JVM has not compiled yet; the second, warm one is what an always-on
+speed layer sustains, and the goal is judged on it. The pass-through query
 (Kafka → from_json → Kafka, no state) is the ceiling this machine allows.
 
 ``cpu_windows_store`` then drains what ``cpu_anomalies`` wrote to the status topic; its
@@ -87,36 +88,45 @@ def main() -> None:
 
             return start
 
-        console.print(f"backlog: {loaded:,} server events; warming up, then draining…")
-        drain(passthrough, scratch / "warm-up")  # JIT and connector warm-up, not measured
-        for name, start in (
-            ("passthrough_reference", passthrough),
-            ("server_status", ours("server_status")),
-            ("cpu_anomalies", ours("cpu_anomalies")),
-            ("cpu_windows_store", ours("cpu_windows_store")),  # drains cpu_anomalies' output
-        ):
-            seconds = drain(start, scratch / name)
-            results[name] = {"seconds": round(seconds, 2), "events_per_s": round(loaded / seconds)}
-            console.print(f"  {name}: {results[name]}")
+        console.print(f"backlog: {loaded:,} server events; each query drains it cold, then warm…")
+        drains = [
+            ("passthrough_reference", "cold", passthrough, "passthrough-cold"),
+            ("passthrough_reference", "warm", passthrough, "passthrough"),
+            ("server_status", "cold", ours("server_status"), "server_status-cold"),
+            ("server_status", "warm", ours("server_status"), "server_status"),
+            ("cpu_anomalies", "cold", ours("cpu_anomalies"), "cpu_anomalies-cold"),
+            # the store drains what the cold cpu_anomalies wrote; then, from the same
+            # checkpoint, only what the warm one adds
+            ("cpu_windows_store", "cold", ours("cpu_windows_store"), "cpu_windows_store"),
+            ("cpu_anomalies", "warm", ours("cpu_anomalies"), "cpu_anomalies"),
+            ("cpu_windows_store", "warm", ours("cpu_windows_store"), "cpu_windows_store"),
+        ]
+        for name, state, start, checkpoint in drains:
+            seconds = drain(start, scratch / checkpoint)
+            run = {"seconds": round(seconds, 2), "events_per_s": round(loaded / seconds)}
+            results.setdefault(name, {})[state] = run
+            console.print(f"  {name} ({state}): {run}")
         with db.connect(settings, stack.secrets) as conn:
             windows = conn.execute("SELECT count(*) FROM rt_cpu_windows").fetchone()[0]
         spark.stop()
         for layer in layers:
             layer.close()
-    reference = results["passthrough_reference"]["events_per_s"]
+    reference = results["passthrough_reference"]
+    warm = {name: runs["warm"]["events_per_s"] for name, runs in results.items()}
     result = {
         "backlog_events": loaded,
         "queries": results,
         "cpu_windows_written": windows,
         "ratios_to_passthrough": {
-            name: round(entry["events_per_s"] / reference, 3) for name, entry in results.items()
+            state: {
+                name: round(runs[state]["events_per_s"] / reference[state]["events_per_s"], 3)
+                for name, runs in results.items()
+            }
+            for state in ("cold", "warm")
         },
         "goals": {
             "events_per_s": 50_000,
-            "met": min(
-                r["events_per_s"] for n, r in results.items() if n != "passthrough_reference"
-            )
-            >= 50_000,
+            "met": min(r for n, r in warm.items() if n != "passthrough_reference") >= 50_000,
         },
     }
     path = write_result("speed_layer", result)

@@ -271,7 +271,7 @@ class SpeedLayer:
 
         def sink(frame: DataFrame, _batch_id: int) -> None:
             writes = latest_cpu_store_writes(cpu_store_rows(frame).toArrow())
-            if not writes.windows:
+            if writes.windows.num_rows == 0:
                 return
             # one transaction: a micro-batch's windows and anomalies land together or not at all
             with self.pool.connection() as conn, conn.transaction():

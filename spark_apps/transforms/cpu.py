@@ -17,8 +17,9 @@ A second query reads the status topic back and keeps each window's last record i
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
@@ -30,9 +31,6 @@ from spark_apps.transforms.anomaly import (
     anomaly_columns,
 )
 from spark_apps.transforms.clock import wall_clock
-
-if TYPE_CHECKING:
-    import pyarrow as pa
 
 METRIC = "cpu_usage"
 # A status record: the window's columns, where its normal mean/σ came from and when this
@@ -158,13 +156,14 @@ def cpu_store_rows(statuses: DataFrame) -> DataFrame:
 
 @dataclass(frozen=True)
 class CpuStoreWrites:
-    """One micro-batch's writes: ``rt_cpu_windows`` rows and ``anomalies`` rows to upsert, and
-    the ``ANOMALY_KEY`` of the anomalies to delete (windows whose last verdict is SAFE: an
+    """One micro-batch's writes, as Arrow tables: ``rt_cpu_windows`` rows
+    (``CPU_WINDOW_COLUMNS``) and ``anomalies`` rows (``ANOMALY_COLUMNS``) to upsert, and the
+    ``ANOMALY_KEY`` of the anomalies to delete (windows whose last verdict is SAFE: an
     earlier, partial verdict on them may have recorded one)."""
 
-    windows: list[tuple[Any, ...]]
-    anomalies: list[tuple[Any, ...]]
-    withdrawn: list[tuple[Any, ...]]
+    windows: pa.Table
+    anomalies: pa.Table
+    withdrawn: pa.Table
 
 
 def latest_cpu_store_writes(rows: pa.Table) -> CpuStoreWrites:
@@ -172,27 +171,26 @@ def latest_cpu_store_writes(rows: pa.Table) -> CpuStoreWrites:
 
     The last verdict is the record with the highest offset: written after, and from more
     samples than, the ones it supersedes (records are keyed by server, so one server's are in
-    one partition, in the order they were written).
+    one partition, in the order they were written). Arrow compute throughout: a micro-batch
+    holds thousands of verdicts, and a Python object per value would cost the driver more
+    than the Spark stage that collected them.
     """
-    columns = {name: rows.column(name).to_pylist() for name in rows.column_names}
-    window = [columns[WINDOW_PREFIX + c] for c in CPU_WINDOW_COLUMNS]
-    anomaly = [columns[ANOMALY_PREFIX + c] for c in ANOMALY_COLUMNS]
-    key_index = [ANOMALY_COLUMNS.index(c) for c in ANOMALY_KEY]
-    server, start = columns[WINDOW_PREFIX + "server_id"], columns[WINDOW_PREFIX + "window_start"]
-    last: dict[tuple[Any, Any], int] = {}
-    for i, offset in enumerate(columns["offset"]):
-        previous = last.get((server[i], start[i]))
-        if previous is None or offset > columns["offset"][previous]:
-            last[(server[i], start[i])] = i
-    writes = CpuStoreWrites([], [], [])
-    for i in sorted(last.values()):
-        writes.windows.append(tuple(column[i] for column in window))
-        record = tuple(column[i] for column in anomaly)
-        if columns["status"][i] == "SAFE":
-            writes.withdrawn.append(tuple(record[k] for k in key_index))
-        else:
-            writes.anomalies.append(record)
-    return writes
+    window = [WINDOW_PREFIX + "server_id", WINDOW_PREFIX + "window_start"]
+    last_offsets = rows.group_by(window).aggregate([("offset", "max")])
+    latest = rows.join(
+        last_offsets.rename_columns([*window, "offset"]), [*window, "offset"], join_type="inner"
+    )
+    safe = pc.equal(latest["status"], "SAFE")
+
+    def unprefixed(prefix: str, names: tuple[str, ...]) -> pa.Table:
+        return latest.select([prefix + name for name in names]).rename_columns(list(names))
+
+    anomalies = unprefixed(ANOMALY_PREFIX, ANOMALY_COLUMNS)
+    return CpuStoreWrites(
+        windows=unprefixed(WINDOW_PREFIX, CPU_WINDOW_COLUMNS),
+        anomalies=anomalies.filter(pc.invert(safe)),
+        withdrawn=anomalies.filter(safe).select(list(ANOMALY_KEY)),
+    )
 
 
 def cpu_records_to_kafka(

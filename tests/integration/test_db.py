@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from lambdawatch import db
@@ -33,5 +36,46 @@ def test_upsert_keeps_the_last_duplicate_and_delete_removes_only_given_keys(
 
         left = conn.execute(f"SELECT host, slot, verdict FROM {TABLE} ORDER BY 1, 2").fetchall()
         assert left == [("a", 1, "ERROR"), ("b", 1, "WARN")]
+        conn.execute(f"DROP TABLE {TABLE}")
+        conn.commit()
+
+
+def test_an_arrow_table_is_written_value_for_value(
+    local_stack: LocalStack, settings: Settings
+) -> None:
+    """The Arrow path renders CSV: nulls, empty strings, quoting, time zones and NaN must
+    arrive as they left, and duplicates and deletes behave as with tuples."""
+    import pyarrow as pa
+
+    at = datetime(2026, 1, 1, 12, 0, 0, 123456, tzinfo=UTC)
+    rows = pa.table(
+        {
+            "host": ["a", "a", 'b,"q"\nline', "c"],
+            "slot": pa.array([1, 1, 1, 2], pa.int64()),
+            "verdict": ["WARN", "ERROR", "", "SAFE"],
+            "note": [None, "kept", None, "x"],
+            "score": [0.1, 1e-9, float("nan"), None],
+            "at": pa.array([at, at, None, at + timedelta(hours=1)], pa.timestamp("us", "UTC")),
+        }
+    )
+    with db.connect(settings, local_stack.secrets) as conn:
+        conn.execute(f"DROP TABLE IF EXISTS {TABLE}")
+        conn.execute(
+            f"CREATE TABLE {TABLE} (host text, slot int, verdict text NOT NULL, note text, "
+            "score double precision, at timestamptz, PRIMARY KEY (host, slot))"
+        )
+        conn.commit()
+        keys = ("host", "slot")
+        assert db.upsert_rows(conn, TABLE, rows.column_names, rows, keys) == 3
+        got = conn.execute(f"SELECT * FROM {TABLE} ORDER BY host, slot").fetchall()
+        assert got[0] == ("a", 1, "ERROR", "kept", 1e-9, at)  # the last duplicate
+        host, slot, verdict, note, score, when = got[1]
+        assert (host, slot, verdict, note, when) == ('b,"q"\nline', 1, "", None, None)
+        assert math.isnan(score)
+        assert got[2] == ("c", 2, "SAFE", "x", None, at + timedelta(hours=1))
+
+        deleted = pa.table({"host": ["c", "zz"], "slot": pa.array([2, 1], pa.int64())})
+        assert db.delete_rows(conn, TABLE, keys, deleted) == 1
+        assert conn.execute(f"SELECT count(*) FROM {TABLE}").fetchone() == (2,)
         conn.execute(f"DROP TABLE {TABLE}")
         conn.commit()

@@ -439,7 +439,7 @@ def _status_record(server: str, start: datetime, status: str, samples: int) -> s
             "window_start": _iso_ms(start),
             "window_end": _iso_ms(start + timedelta(seconds=0.5)),
             "mean_cpu": 50.0 + samples,
-            "std_cpu": None,
+            "std_cpu": None if samples == 1 else float(samples),
             "samples": samples,
             "expected_mean": 45.0,
             "expected_std": 5.0,
@@ -474,15 +474,11 @@ def test_a_windows_last_verdict_supersedes_and_withdraws_earlier_ones(
         )
     )
     writes = latest_cpu_store_writes(cpu_store_rows(statuses).toArrow())
-    window_index = {c: i for i, c in enumerate(CPU_WINDOW_COLUMNS)}
+    assert writes.windows.column_names == list(CPU_WINDOW_COLUMNS)
+    assert writes.anomalies.column_names == list(ANOMALY_COLUMNS)
     verdicts = sorted(
-        (
-            w[window_index["server_id"]],
-            w[window_index["window_start"]],
-            w[window_index["status"]],
-            w[window_index["samples"]],
-        )
-        for w in writes.windows
+        (w["server_id"], w["window_start"], w["status"], w["samples"])
+        for w in writes.windows.to_pylist()
     )
     assert verdicts == [
         ("s1", T0, "SAFE", 2),
@@ -490,15 +486,18 @@ def test_a_windows_last_verdict_supersedes_and_withdraws_earlier_ones(
         ("s2", T0, "ERROR", 2),
         ("s2", later, "WARN", 2),
     ]
-    assert all(len(w) == len(CPU_WINDOW_COLUMNS) for w in writes.windows)
-    standing = [dict(zip(ANOMALY_COLUMNS, a, strict=True)) for a in writes.anomalies]
+    # each row is one record's: a one-sample verdict's null σ is not filled from another
     assert sorted(
-        (a["entity"], a["window_start"], a["severity"], a["detected_at"]) for a in standing
+        (w["server_id"], w["window_start"], w["std_cpu"]) for w in writes.windows.to_pylist()
+    ) == [("s1", T0, 2.0), ("s1", later, None), ("s2", T0, 2.0), ("s2", later, 2.0)]
+    assert sorted(
+        (a["entity"], a["window_start"], a["severity"], a["detected_at"])
+        for a in writes.anomalies.to_pylist()
     ) == [
         ("s2", T0, "ERROR", T0 + timedelta(seconds=2)),
         ("s2", later, "WARN", later + timedelta(seconds=2)),
     ]
-    assert sorted(writes.withdrawn) == [
+    assert sorted(tuple(k.values()) for k in writes.withdrawn.to_pylist()) == [
         ("cpu_anomalies", "s1", "cpu_usage", T0),
         ("cpu_anomalies", "s1", "cpu_usage", later),
     ]
