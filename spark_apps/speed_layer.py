@@ -182,14 +182,12 @@ class SpeedLayer:
     def _upsert(
         self, frame: DataFrame, table: str, keys: tuple[str, ...], update: bool = True
     ) -> int:
-        rows = frame.collect()
-        if not rows:
+        # collected through Arrow and COPYed as Arrow-rendered CSV: no Python object per value
+        rows = frame.toArrow()
+        if rows.num_rows == 0:
             return 0
-        columns = frame.columns
         with self.pool.connection() as conn:
-            return db.upsert_rows(
-                conn, table, columns, [tuple(r) for r in rows], keys, update=update
-            )
+            return db.upsert_rows(conn, table, rows.column_names, rows, keys, update=update)
 
     def _baselines(self) -> DataFrame:
         """The baselines table through JDBC. As the static side of a stream-static join it is
