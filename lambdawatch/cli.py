@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from lambdawatch.secrets import Secrets, ensure_secrets_file, secrets_for
@@ -204,6 +205,8 @@ def _print_status(stack: object, only: list[str] | None = None) -> bool:
     rows = [row for row in stack.status() if not only or row.name in only]
     for row in rows:
         health = "[green]ok[/green]" if row.healthy else f"[red]{row.detail}[/red]"
+        if row.notice:
+            health += f"\n[yellow]{escape(row.notice)}[/yellow]"
         table.add_row(
             row.name,
             row.state,

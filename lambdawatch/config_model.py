@@ -57,6 +57,9 @@ class TopicConfig(StrictModel):
     replication_factor: Annotated[int, Field(ge=1, le=16)] = 1
     retention_ms: Annotated[int, Field(ge=-1)] = 7 * 24 * 3600 * 1000
     cleanup_policy: Literal["delete", "compact", "compact,delete"] = "delete"
+    # The topic's ``max.message.bytes`` and the ``max.request.size`` of every producer we run
+    # that writes to it: one figure, so nothing we write is refused by the broker.
+    max_message_bytes: Annotated[int, Field(ge=16 * 1024, le=64 * 1024 * 1024)] = 1024 * 1024
 
 
 class IpConfig(StrictModel):
@@ -277,6 +280,18 @@ class ModelsConfig(StrictModel):
     baselines: BaselineConfig = BaselineConfig()
     silence: SilenceConfig = SilenceConfig()
     metric_scores: MetricScoresConfig = MetricScoresConfig()
+
+
+class DeadLettersConfig(StrictModel):
+    """How much of a rejected record a dead letter keeps.
+
+    A dead letter carries the record's first ``max_raw_bytes`` (base64), its size and the
+    SHA-256 of the whole record, so it stays small whatever arrives. A record larger than
+    this is not parsed at all: no telemetry event is that large, and parsing megabytes of JSON
+    per record would stall every query that reads the topic.
+    """
+
+    max_raw_bytes: Annotated[int, Field(ge=1024, le=16 * 1024 * 1024)] = 64 * 1024
 
 
 class GeneratorsConfig(StrictModel):

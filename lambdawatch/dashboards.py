@@ -28,6 +28,7 @@ DATABASE_URI = "postgresql+psycopg2://superset:XXXXXXXXXX@postgres:5432/lambdawa
 # Superset's "Last day" ends at midnight; live dashboards want windows that end now.
 LAST_DAY = 'DATEADD(DATETIME("now"), -1, day) : now'
 LAST_HOUR = 'DATEADD(DATETIME("now"), -1, hour) : now'
+LAST_WEEK = 'DATEADD(DATETIME("now"), -7, day) : now'
 WEEK_AND_NEXT_DAY = 'DATEADD(DATETIME("now"), -7, day) : DATEADD(DATETIME("now"), 1, day)'
 DEFAULT_TIME_RANGE = LAST_DAY
 
@@ -239,6 +240,20 @@ DATASETS = {
                 "minutes_since": FLOAT,
             },
             {"last_success": "MAX(finished_at)", "runs": "COUNT(*)"},
+        ),
+        Dataset(
+            "v_speed_layer_errors",
+            "Records the speed layer could not write and set aside, per query and micro-batch.",
+            "recorded_at",
+            {
+                "query": TEXT,
+                "batch_id": INT,
+                "error": TEXT,
+                "records": INT,
+                "disposition": TEXT,
+                "recorded_at": TIMESTAMP,
+            },
+            {"records_set_aside": "SUM(records)"},
         ),
         Dataset(
             "v_hot_store_stats",
@@ -731,8 +746,21 @@ DASHBOARDS = (
                     time_grain="PT5M",
                 ),
             ),
+            (
+                Chart(
+                    "Records the speed layer set aside",
+                    "v_speed_layer_errors",
+                    "table",
+                    columns=("recorded_at", "query", "batch_id", "records", "disposition", "error"),
+                    time_range=LAST_WEEK,
+                    order_by=("recorded_at", False),
+                    row_limit=100,
+                    width=12,
+                ),
+            ),
         ),
-        "Is data flowing: events/s and lag per topic, batch DAG freshness, hot-store size.",
+        "Is data flowing: events/s and lag per topic, batch DAG freshness, hot-store size, and "
+        "the records a query could not write and set aside (dead letters or quarantine).",
     ),
 )
 

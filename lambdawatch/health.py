@@ -103,6 +103,23 @@ def check_speed_layer(
     return None
 
 
+def speed_layer_notice(progress_file: Path, pid: int | None) -> str | None:
+    """What the running speed layer's queries set aside (records they could not write), or
+    None. Not a health failure: each query went on; this says what it skipped and where to."""
+    try:
+        document = json.loads(progress_file.read_text())
+    except (OSError, ValueError):
+        return None
+    if document.get("pid") != pid:
+        return None
+    notices = [
+        f"{query} set aside {entry['records']} record(s) to {entry['disposition']}, last at "
+        f"{entry['last_at']}: {entry['last_error']}"
+        for query, entry in sorted((document.get("set_aside") or {}).items())
+    ]
+    return "; ".join(notices) or None
+
+
 def check_airflow(base_url: str, part: str) -> str | None:
     """One part (metadatabase, scheduler, dag_processor, triggerer) of Airflow's own health.
 

@@ -1,7 +1,8 @@
 """Kafka topics as declared in config.json: created with their partitions and retention.
 
 Idempotent by design (``InitialDag`` may be triggered twice): missing topics are created,
-existing ones gain partitions if config asks for more and get their retention aligned.
+existing ones gain partitions if config asks for more and get their retention and size limit
+aligned.
 Partitions are never removed (Kafka cannot), so a lower count is reported, not applied.
 """
 
@@ -31,7 +32,11 @@ class TopicChange:
 
 
 def topic_configs(topic: TopicConfig) -> dict[str, str]:
-    return {"retention.ms": str(topic.retention_ms), "cleanup.policy": topic.cleanup_policy}
+    return {
+        "retention.ms": str(topic.retention_ms),
+        "cleanup.policy": topic.cleanup_policy,
+        "max.message.bytes": str(topic.max_message_bytes),
+    }
 
 
 def admin_client(bootstrap: str) -> KafkaAdminClient:

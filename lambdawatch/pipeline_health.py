@@ -124,6 +124,25 @@ def write_progress(conn: psycopg.Connection, rows: list[SourceProgress]) -> None
             cursor.executemany(PROGRESS_UPSERT, [astuple(row) for row in rows])
 
 
+def write_sink_error(conn: psycopg.Connection, error: Any) -> None:
+    """One micro-batch's set-aside records (a ``spark_apps.sink_guard.SinkError``); a replayed
+    batch that sets them aside again updates its row."""
+    conn.execute(
+        "INSERT INTO speed_layer_errors (query, batch_id, error, records, disposition, "
+        "recorded_at) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (query, batch_id) DO UPDATE "
+        "SET error = EXCLUDED.error, records = EXCLUDED.records, "
+        "disposition = EXCLUDED.disposition, recorded_at = EXCLUDED.recorded_at",
+        (
+            error.query,
+            error.batch_id,
+            error.error,
+            error.records,
+            error.disposition,
+            error.recorded_at,
+        ),
+    )
+
+
 def record_batch_run(
     conn: psycopg.Connection,
     dag_id: str,

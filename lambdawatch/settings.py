@@ -21,6 +21,7 @@ from pydantic_settings import (
 )
 
 from lambdawatch.config_model import (
+    DeadLettersConfig,
     GeneratorsConfig,
     HotStoreConfig,
     IpConfig,
@@ -31,7 +32,19 @@ from lambdawatch.config_model import (
 )
 
 Port = Annotated[int, Field(ge=1, le=65535)]
-CONFIG_FIELDS = ("topics", "ips", "hot_store", "schedules", "models", "generators")
+CONFIG_FIELDS = (
+    "topics",
+    "ips",
+    "hot_store",
+    "schedules",
+    "models",
+    "generators",
+    "dead_letters",
+)
+# What a dead letter holds besides its raw bytes (reason, coordinates, hash), and what a Kafka
+# record costs besides its key and value (batch and record headers), with room to spare.
+DEAD_LETTER_ENVELOPE_BYTES = 4096
+KAFKA_RECORD_OVERHEAD_BYTES = 1024
 REQUIRED_TOPIC_ROLES = get_args(TopicRole)  # every role must have a topic
 
 
@@ -119,6 +132,7 @@ class Settings(BaseSettings):
     schedules: SchedulesConfig = SchedulesConfig()
     models: ModelsConfig = ModelsConfig()
     generators: GeneratorsConfig = GeneratorsConfig()
+    dead_letters: DeadLettersConfig = DeadLettersConfig()
 
     @classmethod
     def settings_customise_sources(
@@ -153,6 +167,15 @@ class Settings(BaseSettings):
         for index, name in enumerate(names):
             if names.index(name) != index:
                 problems.append(f"topics[{index}].name: duplicate topic name {name!r}")
+        if "dead_letters" in roles:
+            largest = self.dead_letter_max_bytes
+            index = roles.index("dead_letters")
+            if largest > self.topics[index].max_message_bytes:
+                problems.append(
+                    f"topics[{index}].max_message_bytes: {self.topics[index].max_message_bytes} "
+                    f"is below the largest dead letter ({largest} bytes for "
+                    f"dead_letters.max_raw_bytes={self.dead_letters.max_raw_bytes})"
+                )
         if "ip_events" in roles:
             partitions = self.topic("ip_events").partitions
             for ip, partition in self.ips.partition_map.items():
@@ -238,6 +261,28 @@ class Settings(BaseSettings):
             return list(self.topics)
         factor = {"replication_factor": self.kafka_replication_factor}
         return [topic.model_copy(update=factor) for topic in self.topics]
+
+    @property
+    def dead_letter_max_bytes(self) -> int:
+        """The largest record a dead letter can be: its base64 raw bytes, envelope and headers."""
+        base64_bytes = 4 * ((self.dead_letters.max_raw_bytes + 2) // 3)
+        return base64_bytes + DEAD_LETTER_ENVELOPE_BYTES + KAFKA_RECORD_OVERHEAD_BYTES
+
+    def record_limit(self, topic_name: str) -> int:
+        """The largest key plus value a record for ``topic_name`` may have (its headers aside)."""
+        for topic in self.topics:
+            if topic.name == topic_name:
+                return topic.max_message_bytes - KAFKA_RECORD_OVERHEAD_BYTES
+        raise KeyError(f"no topic named {topic_name!r}")
+
+    def producer_max_request_bytes(self, *topic_names: str) -> int:
+        """``max.request.size`` for a producer writing to these topics: the largest of their
+        ``max.message.bytes``, since each record is held to its own topic's limit."""
+        return max(
+            topic.max_message_bytes
+            for topic in self.topics
+            if not topic_names or topic.name in topic_names
+        )
 
     def topic(self, role: str) -> TopicConfig:
         for topic in self.topics:

@@ -4,6 +4,10 @@ Each query is source → pure transforms (``spark_apps.transforms``) → sink, w
 checkpoint. PostgreSQL sinks upsert on natural keys inside ``foreachBatch``, so a micro-batch
 replayed after a crash rewrites the same rows; Kafka sinks are at-least-once with stable keys.
 
+No record can stop a query: every Kafka sink holds each record to its topic's size limit
+(a larger one becomes a dead letter) with a producer sized from the same configuration, and
+every ``foreachBatch`` sink sets the records it cannot write aside (``spark_apps.sink_guard``).
+
 Run locally (``lambdawatch up`` supervises it) or submit unchanged to a ``spark://`` master::
 
     python -m spark_apps.speed_layer
@@ -16,6 +20,7 @@ import argparse
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,12 +42,13 @@ from lambdawatch.events import (
 )
 from lambdawatch.kafka_admin import admin_client, ensure_topics
 from lambdawatch.model_registry import ModelCache, promoted_model
-from lambdawatch.pipeline_health import progress_rows, write_progress
+from lambdawatch.pipeline_health import progress_rows, write_progress, write_sink_error
 from lambdawatch.secrets import Secrets, secrets_for
 from lambdawatch.settings import Settings, load_settings
 from spark_apps.catalog import DOWNSTREAM_QUERIES, QUERY_VERSIONS, SPEED_LAYER_QUERIES
 from spark_apps.jobs.common import read_query
 from spark_apps.session import build_session
+from spark_apps.sink_guard import BatchSink, SinkError, SinkGuard
 from spark_apps.transforms.anomaly import ANOMALY_COLUMNS, ANOMALY_KEY, anomalies_to_kafka
 from spark_apps.transforms.cdn_kmeans import (
     CDN_CLUSTER_COLUMNS,
@@ -71,7 +77,11 @@ from spark_apps.transforms.metric_scores import (
     score_metrics,
     scores_to_kafka,
 )
-from spark_apps.transforms.parsing import dead_letters_to_kafka, parse_events
+from spark_apps.transforms.parsing import (
+    bound_kafka_records,
+    dead_letters_to_kafka,
+    parse_events,
+)
 from spark_apps.transforms.rollups import (
     ip_averages_to_kafka,
     ip_running_averages,
@@ -86,7 +96,6 @@ if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
 
 log = logging.getLogger("lambdawatch.speed_layer")
-PER_ROW_TOPIC = ""  # a Kafka sink whose rows carry a ``topic`` column
 # RocksDB state with changelog checkpointing: a micro-batch commits only the changed keys, not
 # a snapshot per partition, which is most of a small stateful batch's time. (Stored in each
 # checkpoint: queries started under the default provider keep it until their version bumps.)
@@ -114,20 +123,53 @@ class SpeedLayer:
         checkpoint_root: Path,
         trigger: dict[str, Any] | None = None,
         max_offsets_per_trigger: int = 50_000,
+        on_sink_error: Callable[[SinkError], None] = lambda _error: None,
     ) -> None:
         self.spark, self.settings, self.secrets = spark, settings, secrets
         self.checkpoint_root = checkpoint_root
         self.trigger = trigger
         self.max_offsets = max_offsets_per_trigger
+        self.dead_letter_topic = settings.topic("dead_letters").name
         # Kept connections for the foreachBatch sinks (driver threads, one per query) and the
         # progress recorder (``ProgressTable``).
         self.pool = db.connection_pool(settings, secrets, max_size=len(SPEED_LAYER_QUERIES) + 1)
+        self.guard = SinkGuard(
+            spark, settings.var_path / "quarantine", self._dead_letter_rows, on_sink_error
+        )
 
     def close(self) -> None:
         """Close the sinks' database connections (once the queries have stopped)."""
         self.pool.close()
 
     # --- sources and sinks ------------------------------------------------------------------
+    def _parse(self, raw: DataFrame, schema: Any, query: str) -> tuple[DataFrame, DataFrame]:
+        return parse_events(
+            raw, schema, query, max_event_bytes=self.settings.dead_letters.max_raw_bytes
+        )
+
+    def _kafka_sink_options(self, topics: tuple[str, ...]) -> dict[str, str]:
+        """The producer of a sink writing to ``topics`` (dead letters included), sized from
+        config.json: ``max.request.size`` is the largest of their ``max.message.bytes``."""
+        return {
+            "kafka.bootstrap.servers": self.settings.kafka_bootstrap,
+            "kafka.max.request.size": str(
+                self.settings.producer_max_request_bytes(*topics, self.dead_letter_topic)
+            ),
+        }
+
+    def _bounded(self, records: DataFrame, query: str, topics: tuple[str, ...]) -> DataFrame:
+        """Records for ``topics`` (one topic, or a ``topic`` column naming one of them) with
+        every record over its topic's limit turned into a dead letter."""
+        limits = {name: self.settings.record_limit(name) for name in topics}
+        return bound_kafka_records(
+            records,
+            limits,
+            self.dead_letter_topic,
+            query,
+            topic=topics[0] if len(topics) == 1 and "topic" not in records.columns else None,
+            max_raw_bytes=self.settings.dead_letters.max_raw_bytes,
+        )
+
     def _kafka_source(self, *roles: str) -> DataFrame:
         topics = ",".join(self.settings.topic(role).name for role in roles)
         return (
@@ -145,10 +187,12 @@ class SpeedLayer:
         name: str,
         frame: DataFrame,
         output_mode: str = "append",
-        kafka_topic: str | None = None,
-        batch_sink: Callable[[DataFrame, int], None] | None = None,
+        kafka_topics: tuple[str, ...] = (),
+        batch_sink: BatchSink | None = None,
         interval: str = "2 seconds",
     ) -> StreamingQuery:
+        """A Kafka sink when ``kafka_topics`` names the topics its records go to (through
+        ``_bounded``), else the guarded ``batch_sink``."""
         writer = (
             frame.writeStream.queryName(name)
             .outputMode(output_mode)
@@ -161,21 +205,42 @@ class SpeedLayer:
             if self.trigger
             else writer.trigger(processingTime=interval)
         )
-        if kafka_topic is not None:
-            writer = writer.format("kafka").option(
-                "kafka.bootstrap.servers", self.settings.kafka_bootstrap
-            )
-            if kafka_topic != PER_ROW_TOPIC:
-                writer = writer.option("topic", kafka_topic)
-            return writer.start()
+        if kafka_topics:
+            return writer.format("kafka").options(**self._kafka_sink_options(kafka_topics)).start()
         assert batch_sink is not None
-        return writer.foreachBatch(batch_sink).start()
+        return writer.foreachBatch(self.guard.wrap(name, batch_sink)).start()
 
-    def _write_kafka(self, frame: DataFrame, role: str) -> None:
+    def _write_kafka(self, frame: DataFrame, role: str, query: str) -> None:
+        topic = self.settings.topic(role).name
         (
-            frame.write.format("kafka")
-            .option("kafka.bootstrap.servers", self.settings.kafka_bootstrap)
-            .option("topic", self.settings.topic(role).name)
+            self._bounded(frame, query, (topic,))
+            .write.format("kafka")
+            .options(**self._kafka_sink_options((topic,)))
+            .save()
+        )
+
+    def _dead_letter_rows(
+        self, query: str, batch_id: int, rows: list[tuple[dict[str, Any], str]]
+    ) -> None:
+        """Rows a sink could not write, as dead letters (the row's JSON is the raw record)."""
+        frame = self.spark.createDataFrame(
+            [
+                (json.dumps(row, default=str).encode(), query, f"{reason} (batch {batch_id})")
+                for row, reason in rows
+            ],
+            "raw binary, query string, reason string",
+        ).select(
+            "*",
+            F.lit(None).cast("string").alias("source_topic"),
+            F.lit(None).cast("int").alias("partition"),
+            F.lit(None).cast("long").alias("offset"),
+            F.current_timestamp().alias("dead_at"),
+        )
+        letters = dead_letters_to_kafka(frame, self.settings.dead_letters.max_raw_bytes)
+        (
+            letters.write.format("kafka")
+            .options(**self._kafka_sink_options((self.dead_letter_topic,)))
+            .option("topic", self.dead_letter_topic)
             .save()
         )
 
@@ -208,19 +273,21 @@ class SpeedLayer:
         for source in EVENT_SOURCES:
             schema = SCHEMAS[source]
             topic = self.settings.topic(schema.topic_role).name
-            _events, rejected = parse_events(
+            _events, rejected = self._parse(
                 raw.where(F.col("topic") == topic), schema, f"{source}_events"
             )
             dead = rejected if dead is None else dead.unionByName(rejected)
         assert dead is not None
+        letters = dead_letters_to_kafka(dead, self.settings.dead_letters.max_raw_bytes)
+        topics = (self.dead_letter_topic,)
         return self._start(
             "dead_letters",
-            dead_letters_to_kafka(dead),
-            kafka_topic=self.settings.topic("dead_letters").name,
+            self._bounded(letters, "dead_letters", topics),
+            kafka_topics=topics,
         )
 
     def server_status(self) -> StreamingQuery:
-        events, _dead = parse_events(
+        events, _dead = self._parse(
             self._kafka_source("server_events"), SERVER_SCHEMA, "server_status"
         )
         counts = server_status_counts(events, "1 minute", "30 seconds")
@@ -237,7 +304,7 @@ class SpeedLayer:
         Python, no database round trip and no wait for the watermark between an event and the
         verdict on its window being readable (``spark_apps.transforms.cpu``)."""
         model = self.settings.models.cpu_anomaly
-        events, _dead = parse_events(
+        events, _dead = self._parse(
             self._kafka_source("server_events"), SERVER_SCHEMA, "cpu_anomalies"
         )
         classified = classify_cpu(
@@ -248,16 +315,13 @@ class SpeedLayer:
             model.warn_sigma,
             model.error_sigma,
         )
-        records = cpu_records_to_kafka(
-            classified,
-            self.settings.topic("cpu_status").name,
-            self.settings.topic("anomalies").name,
-        )
+        topics = (self.settings.topic("cpu_status").name, self.settings.topic("anomalies").name)
+        records = cpu_records_to_kafka(classified, *topics)
         return self._start(
             "cpu_anomalies",
-            records,
+            self._bounded(records, "cpu_anomalies", topics),
             output_mode="update",
-            kafka_topic=PER_ROW_TOPIC,
+            kafka_topics=topics,
             interval="500 milliseconds",
         )
 
@@ -294,7 +358,7 @@ class SpeedLayer:
         where the retraining job reads them).
         """
         config = self.settings.models.kmeans
-        events, _dead = parse_events(self._kafka_source("cdn_events"), CDN_SCHEMA, "cdn_clusters")
+        events, _dead = self._parse(self._kafka_source("cdn_events"), CDN_SCHEMA, "cdn_clusters")
         models: ModelCache[PipelineModel] = ModelCache(PipelineModel.load)
 
         def sink(frame: DataFrame, batch_id: int) -> None:
@@ -309,11 +373,13 @@ class SpeedLayer:
             threshold = registered.threshold if registered.threshold is not None else float("inf")
             rows = cdn_cluster_rows(model, frame, registered.version, threshold).persist()
             try:
-                self._write_kafka(cdn_clusters_to_kafka(rows), "cdn_clusters")
+                self._write_kafka(cdn_clusters_to_kafka(rows), "cdn_clusters", "cdn_clusters")
                 self._upsert(
                     rows.select(*CDN_CLUSTER_COLUMNS), "rt_cdn_clusters", ("edge_id", "ts")
                 )
-                self._record_anomalies(cdn_anomalies(rows, config.error_threshold_factor))
+                self._record_anomalies(
+                    cdn_anomalies(rows, config.error_threshold_factor), "cdn_clusters"
+                )
             finally:
                 rows.unpersist()
 
@@ -324,7 +390,7 @@ class SpeedLayer:
         new forecast run applies at once)."""
         factor = self.settings.models.prophet.deviation_error_factor
         direction = self.settings.models.prophet.deviation_error_direction
-        events, _dead = parse_events(
+        events, _dead = self._parse(
             self._kafka_source("ip_events"), IP_SCHEMA, "forecast_deviations"
         )
         samples = melt_ip_features(events, self.settings.ips.features)
@@ -342,7 +408,9 @@ class SpeedLayer:
                     return
                 lookup = self.spark.createDataFrame(forecasts, FORECAST_LOOKUP_SCHEMA)
                 judged = judge_against_forecast(frame, lookup)
-                self._record_anomalies(forecast_deviations(judged, factor, direction))
+                self._record_anomalies(
+                    forecast_deviations(judged, factor, direction), "forecast_deviations"
+                )
             finally:
                 frame.unpersist()
 
@@ -369,13 +437,13 @@ class SpeedLayer:
         }
         per_source = {}
         for source, schema in (("ip", IP_SCHEMA), ("server", SERVER_SCHEMA), ("cdn", CDN_SCHEMA)):
-            events, _dead = parse_events(self._kafka_source(schema.topic_role), schema, "silence")
+            events, _dead = self._parse(self._kafka_source(schema.topic_role), schema, "silence")
             per_source[source] = (events, schema.key_field)
         gaps = detect_silences(
             source_signals(per_source, config.watermark), intervals, config.missed_intervals
         )
         return self._start(
-            "silence", gaps, batch_sink=lambda frame, _id: self._record_anomalies(frame)
+            "silence", gaps, batch_sink=lambda frame, _id: self._record_anomalies(frame, "silence")
         )
 
     def metric_scores(self) -> StreamingQuery:
@@ -388,26 +456,29 @@ class SpeedLayer:
             warmup=config.warmup,
             clip_sigma=config.clip_sigma,
         )
-        events, _dead = parse_events(self._kafka_source("metrics"), METRIC_SCHEMA, "metric_scores")
+        events, _dead = self._parse(self._kafka_source("metrics"), METRIC_SCHEMA, "metric_scores")
 
         def sink(frame: DataFrame, _batch_id: int) -> None:
             frame = frame.persist()
             try:
-                self._write_kafka(scores_to_kafka(frame, params.version), "metric_scores")
+                self._write_kafka(
+                    scores_to_kafka(frame, params.version), "metric_scores", "metric_scores"
+                )
                 self._record_anomalies(
-                    metric_anomalies(frame, config.warn_score, config.error_score, params.version)
+                    metric_anomalies(frame, config.warn_score, config.error_score, params.version),
+                    "metric_scores",
                 )
             finally:
                 frame.unpersist()
 
         return self._start("metric_scores", score_metrics(events, params), batch_sink=sink)
 
-    def _record_anomalies(self, anomalies: DataFrame) -> None:
+    def _record_anomalies(self, anomalies: DataFrame, query: str) -> None:
         """To the ``anomalies`` table and topic."""
         anomalies = anomalies.persist()
         try:
             if self._store_anomalies(anomalies):
-                self._write_kafka(anomalies_to_kafka(anomalies), "anomalies")
+                self._write_kafka(anomalies_to_kafka(anomalies), "anomalies", query)
         finally:
             anomalies.unpersist()
 
@@ -416,7 +487,7 @@ class SpeedLayer:
 
     def ip_averages(self) -> StreamingQuery:
         features = self.settings.ips.features
-        events, _dead = parse_events(self._kafka_source("ip_events"), IP_SCHEMA, "ip_averages")
+        events, _dead = self._parse(self._kafka_source("ip_events"), IP_SCHEMA, "ip_averages")
         partitions = F.create_map(
             *[
                 item
@@ -427,16 +498,17 @@ class SpeedLayer:
         records = ip_averages_to_kafka(ip_running_averages(events, features), features).withColumn(
             "partition", F.element_at(partitions, F.col("key").cast("string"))
         )
+        topics = (self.settings.topic("ip_averages").name,)
         return self._start(
             "ip_averages",
-            records,
+            self._bounded(records, "ip_averages", topics),
             output_mode="update",
-            kafka_topic=self.settings.topic("ip_averages").name,
+            kafka_topics=topics,
         )
 
     def ip_windows(self) -> StreamingQuery:
         features = self.settings.ips.features
-        events, _dead = parse_events(self._kafka_source("ip_events"), IP_SCHEMA, "ip_windows")
+        events, _dead = self._parse(self._kafka_source("ip_events"), IP_SCHEMA, "ip_windows")
         windows = ip_window_aggregates(events, features, "5 minutes", "2 minutes")
         keys = ("window_start", "src_ip", "feature")
         return self._start(
@@ -447,7 +519,7 @@ class SpeedLayer:
         )
 
     def weather_derived(self) -> StreamingQuery:
-        events, _dead = parse_events(
+        events, _dead = self._parse(
             self._kafka_source("weather_events"), WEATHER_SCHEMA, "weather_derived"
         )
         derived = weather_derived(events).withColumnRenamed("timestamp", "ts")
@@ -476,15 +548,28 @@ class ProgressFile(StreamingQueryListener):
         self.path = path
         self.on_progress = on_progress
         self.state: dict[str, dict[str, Any]] = {}
+        self.errors: dict[str, dict[str, Any]] = {}  # query → records it set aside, the last why
         self.names: dict[str, str] = {}  # run id → query name
+        self.lock = threading.Lock()  # listener events and sinks' errors come on other threads
         path.parent.mkdir(parents=True, exist_ok=True)
         self._flush()  # replace whatever an earlier run left behind
 
     def _flush(self) -> None:
         # The pid lets the health check ignore a file an earlier (crashed) process wrote.
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"pid": os.getpid(), "queries": self.state}, default=str))
-        tmp.replace(self.path)
+        with self.lock:
+            tmp = self.path.with_suffix(".tmp")
+            document = {"pid": os.getpid(), "queries": self.state, "set_aside": self.errors}
+            tmp.write_text(json.dumps(document, default=str))
+            tmp.replace(self.path)
+
+    def record_error(self, error: SinkError) -> None:
+        """A sink set records aside: counted per query for ``lambdawatch status``."""
+        entry = self.errors.setdefault(error.query, {"records": 0, "batches": 0})
+        entry["records"] += error.records
+        entry["batches"] += 1
+        entry.update(last_error=error.error, last_at=error.recorded_at)
+        entry.update(disposition=error.disposition, batch_id=error.batch_id)
+        self._flush()
 
     def onQueryStarted(self, event: Any) -> None:  # noqa: N802 - Spark's listener API
         self.names[str(event.runId)] = event.name
@@ -547,6 +632,14 @@ class ProgressTable:
                 write_progress(conn, progress_rows(progress))
         except Exception as error:  # see the class docstring
             log.warning("progress not recorded: %s", error)
+
+    def record_error(self, error: SinkError) -> None:
+        """Records a sink set aside, for the Pipeline health dashboard."""
+        try:
+            with self.pool.connection(timeout=5) as conn:
+                write_sink_error(conn, error)
+        except Exception as failure:  # see the class docstring
+            log.warning("set-aside records not recorded: %s", failure)
 
 
 def ensure_input_topics(settings: Settings) -> None:
@@ -611,6 +704,10 @@ def main(argv: list[str] | None = None) -> None:
     layer = SpeedLayer(spark, settings, secrets, checkpoints, trigger=trigger)
     progress_table = ProgressTable(layer.pool)
     listener = ProgressFile(settings.var_path / "run" / "speed_layer.json", progress_table.record)
+    layer.guard.on_error = lambda error: (
+        listener.record_error(error),
+        progress_table.record_error(error),
+    )
     spark.streams.addListener(listener)
     names = tuple(name for name in args.queries.split(",") if name)
     try:

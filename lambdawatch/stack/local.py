@@ -27,6 +27,7 @@ from lambdawatch.health import (
     check_redis,
     check_speed_layer,
     check_superset,
+    speed_layer_notice,
 )
 from lambdawatch.secrets import Secrets, load_secrets
 from lambdawatch.settings import Settings
@@ -49,6 +50,8 @@ class Component:
     after_start: Callable[[], None] = lambda: None
     start_timeout: float = 90.0
     depends_on: tuple[str, ...] = field(default_factory=tuple)
+    # what a healthy component wants an operator to know (None: nothing)
+    notice: HealthCheck = lambda: None
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,7 @@ class ComponentStatus:
     pid: int | None
     port: int
     rss_bytes: int
+    notice: str | None = None
 
 
 INFRASTRUCTURE = ("postgres", "redis", "kafka")
@@ -126,6 +130,10 @@ class LocalStack:
                 ),
                 start_timeout=300,  # the first start resolves the Kafka connector from Maven
                 depends_on=("postgres", "kafka"),
+                notice=lambda: speed_layer_notice(
+                    self.var / "run" / "speed_layer.json",
+                    self.supervisor.info("speed-layer")["pid"] or None,
+                ),
             ),
             *self._airflow_components(),
             Component(
@@ -276,6 +284,7 @@ class LocalStack:
             pid = entry.get("pid") or None
             state = entry.get("statename", "STOPPED" if not info else "UNKNOWN")
             problem = component.health() if state == "RUNNING" else state.lower()
+            notice = component.notice() if state == "RUNNING" else None
             rows.append(
                 ComponentStatus(
                     name=component.name,
@@ -285,6 +294,7 @@ class LocalStack:
                     pid=pid,
                     port=component.port,
                     rss_bytes=process_tree_rss(pid),
+                    notice=notice,
                 )
             )
         return rows

@@ -1,8 +1,12 @@
 """Kafka records → typed events, and everything that is not a valid event → dead letters.
 
-Every field of a source's schema is required. A record is dead with a reason when it is not
-a JSON object, lacks a field, holds a value of the wrong type, or is stamped too far in the
+Every field of a source's schema is required. A record is dead with a reason when it is
+larger than a dead letter may carry (``oversized``, and then not parsed at all), is not a
+JSON object, lacks a field, holds a value of the wrong type, or is stamped too far in the
 future (a clock or producer bug that would otherwise hold event-time windows open).
+
+Dead letters are bounded: whatever arrives, a dead letter keeps at most ``max_raw_bytes`` of
+the record (base64) with its size and SHA-256, so it always fits the dead-letter topic.
 """
 
 from __future__ import annotations
@@ -12,6 +16,14 @@ from pyspark.sql import functions as F
 
 from lambdawatch.events import EventSchema, spark_schema
 from spark_apps.transforms.clock import wall_clock
+
+DEFAULT_MAX_RAW_BYTES = 64 * 1024  # config.json's dead_letters.max_raw_bytes default
+DEAD_LETTER_TIME_FORMAT = "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'"
+
+
+def oversized_reason(size: Column) -> Column:
+    """``oversized: N bytes``: the one wording for a record too large to handle."""
+    return F.concat(F.lit("oversized: "), size.cast("string"), F.lit(" bytes"))
 
 
 def rejection_reason(
@@ -42,15 +54,26 @@ def rejection_reason(
 
 
 def parse_events(
-    raw: DataFrame, schema: EventSchema, query: str, max_future_s: int = 300
+    raw: DataFrame,
+    schema: EventSchema,
+    query: str,
+    max_future_s: int = 300,
+    max_event_bytes: int = DEFAULT_MAX_RAW_BYTES,
 ) -> tuple[DataFrame, DataFrame]:
-    """Split Kafka records (``value, topic, partition, offset``) into events and dead letters."""
+    """Split Kafka records (``value, topic, partition, offset``) into events and dead letters.
+
+    A record over ``max_event_bytes`` is dead as ``oversized`` without being parsed.
+    """
+    size = F.coalesce(F.octet_length("value"), F.lit(0))
+    oversized = size > max_event_bytes
     decoded = raw.select(
         "value",
         "topic",
         "partition",
         "offset",
-        F.from_json(F.col("value").cast("string"), spark_schema(schema)).alias("event"),
+        F.when(~oversized, F.from_json(F.col("value").cast("string"), spark_schema(schema))).alias(
+            "event"
+        ),
         # A cheap non-deterministic column fences this projection: Spark pushes a filter
         # through a projection only if every column is deterministic, and pushing the
         # validity filter down would substitute ``event`` and re-parse the JSON once per
@@ -58,9 +81,10 @@ def parse_events(
         F.spark_partition_id().alias("_parse_fence"),
     )
     json = F.col("value").cast("string")
-    staged = decoded.select(
-        "*", rejection_reason(json, F.col("event"), schema, max_future_s).alias("reason")
+    reason = F.when(oversized, oversized_reason(size)).otherwise(
+        rejection_reason(json, F.col("event"), schema, max_future_s)
     )
+    staged = decoded.select("*", reason.alias("reason"))
     fenced = F.col("_parse_fence") >= 0  # always true, but not provably so to the optimizer
     events = staged.where(F.col("reason").isNull() & fenced).select("event.*")
     dead = staged.where(F.col("reason").isNotNull() & fenced).select(
@@ -75,23 +99,101 @@ def parse_events(
     return events, dead
 
 
-def dead_letters_to_kafka(dead: DataFrame) -> DataFrame:
-    """Dead letters as Kafka records: the raw bytes travel base64-encoded, untouched."""
-    body = F.to_json(
+def dead_letter_body(
+    raw: Column,
+    query: Column,
+    reason: Column,
+    source_topic: Column,
+    partition: Column,
+    offset: Column,
+    dead_at: Column,
+    max_raw_bytes: int,
+) -> Column:
+    """One dead letter's JSON: the raw bytes once (base64, cut to ``max_raw_bytes``), their
+    full size and SHA-256, where the record came from and why it was set aside."""
+    size = F.coalesce(F.octet_length(raw), F.lit(0))
+    return F.to_json(
         F.struct(
-            F.col("query"),
-            F.col("reason"),
-            F.col("source_topic"),
-            F.col("partition"),
-            F.col("offset"),
-            F.base64("raw").alias("raw_base64"),
-            F.col("raw").cast("string").alias("raw_text"),
-            F.date_format("dead_at", "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'").alias("dead_at"),
+            query.alias("query"),
+            reason.alias("reason"),
+            source_topic.alias("source_topic"),
+            partition.alias("partition"),
+            offset.alias("offset"),
+            size.alias("raw_bytes"),
+            F.sha2(raw, 256).alias("raw_sha256"),
+            (size > max_raw_bytes).alias("raw_truncated"),
+            # binary in to_json is base64 without line breaks (Spark's base64() adds MIME
+            # breaks every 76 characters, which JSON would escape: 6 % more bytes)
+            F.substring(raw, 1, max_raw_bytes).alias("raw_base64"),
+            F.date_format(dead_at, DEAD_LETTER_TIME_FORMAT).alias("dead_at"),
         )
+    )
+
+
+def dead_letters_to_kafka(dead: DataFrame, max_raw_bytes: int = DEFAULT_MAX_RAW_BYTES) -> DataFrame:
+    """Dead letters as Kafka records, keyed by the query that set them aside."""
+    body = dead_letter_body(
+        F.col("raw"),
+        F.col("query"),
+        F.col("reason"),
+        F.col("source_topic"),
+        F.col("partition"),
+        F.col("offset"),
+        F.col("dead_at"),
+        max_raw_bytes,
     )
     return dead.select(
         F.col("query").cast("binary").alias("key"), body.cast("binary").alias("value")
     )
+
+
+def bound_kafka_records(
+    records: DataFrame,
+    limits: dict[str, int],
+    dead_letter_topic: str,
+    query: str,
+    topic: str | None = None,
+    max_raw_bytes: int = DEFAULT_MAX_RAW_BYTES,
+) -> DataFrame:
+    """Kafka-bound records (``key, value`` and a ``topic`` column unless ``topic`` is given),
+    each held to its topic's limit: a record larger than ``limits[topic]`` becomes a dead
+    letter on ``dead_letter_topic`` (reason ``oversized: N bytes``) instead of a write the
+    broker would refuse, which would fail the micro-batch, and with it the query, for good.
+
+    Returns the records with a ``topic`` column (and ``partition`` nulled for dead letters), for
+    a sink that takes each record's topic from its row.
+    """
+    if topic is not None:
+        records = records.withColumn("topic", F.lit(topic))
+    size = F.coalesce(F.octet_length("key"), F.lit(0)) + F.coalesce(
+        F.octet_length("value"), F.lit(0)
+    )
+    limit = F.lit(None).cast("long")
+    for name, bytes_allowed in limits.items():
+        limit = F.when(F.col("topic") == name, F.lit(bytes_allowed)).otherwise(limit)
+    too_big = F.coalesce(size > limit, F.lit(False))
+    letter = dead_letter_body(
+        F.col("value"),
+        F.lit(query),
+        oversized_reason(size),
+        F.col("topic"),
+        F.lit(None).cast("int"),
+        F.lit(None).cast("long"),
+        wall_clock(),
+        max_raw_bytes,
+    ).cast("binary")
+    columns = [
+        F.when(too_big, F.lit(query).cast("binary")).otherwise(F.col("key")).alias("key"),
+        F.when(too_big, letter).otherwise(F.col("value")).alias("value"),
+        F.when(too_big, F.lit(dead_letter_topic)).otherwise(F.col("topic")).alias("topic"),
+    ]
+    if "partition" in records.columns:
+        columns.append(
+            F.when(too_big, F.lit(None).cast("int"))
+            .otherwise(F.col("partition"))
+            .alias("partition")
+        )
+    return records.select(*columns)
 
 
 def watermarked_unique(events: DataFrame, watermark: str) -> DataFrame:

@@ -7,6 +7,7 @@ the CPU detector's precision and recall against the generator's ground truth.
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
@@ -233,7 +234,8 @@ def test_malformed_records_reach_the_dead_letter_topic(
 ) -> None:
     topic = settings.topic("dead_letters").name
     letters = [json.loads(r.value) for r in read_topic(settings.kafka_bootstrap, topic)]
-    ours = {x["raw_text"]: x for x in letters if x["raw_text"].encode() in MALFORMED}
+    raws = [base64.b64decode(x["raw_base64"]) for x in letters]
+    ours = {raw.decode(): x for raw, x in zip(raws, letters, strict=True) if raw in MALFORMED}
     assert set(ours) == {raw.decode() for raw in MALFORMED}
     assert ours["{truncated"]["reason"] == "malformed: not a JSON object"
     assert ours['{"event_id": "no-other-fields"}']["reason"] == "missing field: server_id"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lambdawatch.health import check_speed_layer
+from lambdawatch.health import check_speed_layer, speed_layer_notice
 
 QUERIES = ("a", "b")
 PID = 4242
@@ -58,3 +58,28 @@ def test_a_file_from_an_earlier_process_is_not_health(tmp_path: Path) -> None:
         "speed layer: progress file is from an earlier run"
     )
     assert check_speed_layer(path, QUERIES, None) is not None  # nothing supervised now
+
+
+def test_records_a_query_set_aside_are_a_notice_not_a_failure(tmp_path: Path) -> None:
+    path = tmp_path / "speed_layer.json"
+    fresh = {"status": "active", "updated": time.time()}
+    document = {"pid": PID, "queries": {"a": fresh, "b": fresh}}
+    path.write_text(json.dumps(document))
+    assert speed_layer_notice(path, PID) is None
+    document["set_aside"] = {
+        "b": {
+            "records": 3,
+            "batches": 2,
+            "disposition": "dead_letters",
+            "last_at": "2026-11-26T06:00:00+00:00",
+            "last_error": "unwritable: DataError: x",
+            "batch_id": 9,
+        }
+    }
+    path.write_text(json.dumps(document))
+    assert check_speed_layer(path, QUERIES, PID) is None  # every query went on
+    assert speed_layer_notice(path, PID) == (
+        "b set aside 3 record(s) to dead_letters, last at 2026-11-26T06:00:00+00:00: "
+        "unwritable: DataError: x"
+    )
+    assert speed_layer_notice(path, PID + 1) is None  # an earlier run's file says nothing now

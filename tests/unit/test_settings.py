@@ -11,8 +11,14 @@ from typing import Any
 
 import pytest
 
+from lambdawatch.kafka_admin import topic_configs
 from lambdawatch.secrets import GENERATORS, ensure_secrets_file, load_secrets, secrets_for
-from lambdawatch.settings import ConfigError, Settings, load_settings
+from lambdawatch.settings import (
+    KAFKA_RECORD_OVERHEAD_BYTES,
+    ConfigError,
+    Settings,
+    load_settings,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE_CONFIG = json.loads((ROOT / "config.json").read_text())
@@ -101,6 +107,12 @@ def test_shipped_config_and_env_load() -> None:
         ),
         (_set("models.prophet.interval_width", 1.5), "models.prophet.interval_width: must be < 1"),
         (_set("generators.colour", "blue"), "generators.colour: unknown field"),
+        (_set("topics.0.max_message_bytes", 100), "topics[0].max_message_bytes: must be >= 16384"),
+        (_set("dead_letters.max_raw_bytes", 10), "dead_letters.max_raw_bytes: must be >= 1024"),
+        (
+            _set("dead_letters.max_raw_bytes", 1_000_000),
+            "topics[11].max_message_bytes: 1048576 is below the largest dead letter",
+        ),
         (_set("tpoics", []), "tpoics: unknown field"),
     ],
 )
@@ -205,6 +217,21 @@ def test_distributed_mode_takes_secrets_from_the_environment_and_names_what_is_m
     local = load_settings()
     assert secrets_for(local).airflow_fernet_key.get_secret_value() == "airflow_fernet_key-value"
     assert (tmp_path / "secrets.env").exists()  # local mode generates the file on first use
+
+
+def test_every_producer_and_topic_size_comes_from_config(tmp_path: Path) -> None:
+    """Records are held to their own topic's limit; a producer is sized for the largest topic
+    it writes; the largest dead letter fits the dead-letter topic."""
+    config = json.loads(json.dumps(BASE_CONFIG))
+    config["topics"][1]["max_message_bytes"] = 8 * 1024 * 1024
+    settings = load_settings(*_write(tmp_path, config))
+    events, dead = settings.topics[1], settings.topic("dead_letters")
+    assert settings.record_limit(events.name) == 8 * 1024 * 1024 - KAFKA_RECORD_OVERHEAD_BYTES
+    assert settings.record_limit(dead.name) == 1024 * 1024 - KAFKA_RECORD_OVERHEAD_BYTES
+    assert settings.producer_max_request_bytes(dead.name) == 1024 * 1024
+    assert settings.producer_max_request_bytes(dead.name, events.name) == 8 * 1024 * 1024
+    assert settings.dead_letter_max_bytes <= dead.max_message_bytes
+    assert topic_configs(events)["max.message.bytes"] == str(8 * 1024 * 1024)
 
 
 def test_replication_factor_override_applies_to_every_topic() -> None:

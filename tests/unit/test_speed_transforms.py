@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import time
 from datetime import UTC, datetime, timedelta
@@ -15,7 +16,7 @@ from pyspark.testing import assertDataFrameEqual
 
 from generators.registry import SOURCES, make_generator
 from lambdawatch.events import SCHEMAS, SERVER_SCHEMA, WEATHER_SCHEMA
-from lambdawatch.settings import load_settings
+from lambdawatch.settings import DEAD_LETTER_ENVELOPE_BYTES, load_settings
 from spark_apps.catalog import CPU_WINDOW_COLUMNS
 from spark_apps.transforms.anomaly import ANOMALY_COLUMNS
 from spark_apps.transforms.clock import wall_clock
@@ -28,7 +29,11 @@ from spark_apps.transforms.cpu import (
     latest_cpu_store_writes,
     parse_cpu_status,
 )
-from spark_apps.transforms.parsing import dead_letters_to_kafka, parse_events
+from spark_apps.transforms.parsing import (
+    bound_kafka_records,
+    dead_letters_to_kafka,
+    parse_events,
+)
 from spark_apps.transforms.rollups import (
     ip_running_averages,
     ip_window_aggregates,
@@ -133,9 +138,105 @@ def test_dead_letters_keep_the_raw_bytes(spark: SparkSession) -> None:
     _events, dead = parse_events(_kafka_rows(spark, [raw_bytes]), SERVER_SCHEMA, "q")
     record = dead_letters_to_kafka(dead).collect()[0]
     body = json.loads(record["value"])
-    assert base64.b64decode(body["raw_base64"]) == raw_bytes
+    assert base64.b64decode(body["raw_base64"], validate=True) == raw_bytes
+    assert body["raw_bytes"] == len(raw_bytes)
+    assert body["raw_sha256"] == hashlib.sha256(raw_bytes).hexdigest()
+    assert body["raw_truncated"] is False
+    assert (body["source_topic"], body["partition"], body["offset"]) == ("t", 0, 0)
+    assert "raw_text" not in body  # the bytes travel once
     assert record["key"] == b"q"
     assert body["reason"] == "malformed: not a JSON object"
+
+
+@pytest.mark.parametrize(
+    ("size", "limit", "reason"),
+    [
+        (1000, 1024, "malformed: not a JSON object"),  # under the limit: parsed, kept whole
+        (1024, 1024, "malformed: not a JSON object"),  # at the limit: still parsed
+        (1025, 1024, "oversized: 1025 bytes"),
+        (600_000, 65_536, "oversized: 600000 bytes"),
+        (5_000_000, 65_536, "oversized: 5000000 bytes"),
+    ],
+)
+def test_dead_letters_are_bounded_whatever_arrives(
+    spark: SparkSession, size: int, limit: int, reason: str
+) -> None:
+    """One record the size of the issue's (600 KB, 5 MB): its dead letter keeps the first
+    ``limit`` bytes once, with the whole record's size and hash."""
+    raw_bytes = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    raw = _kafka_rows(spark, [json.dumps(_server_event()), raw_bytes])
+    events, dead = parse_events(raw, SERVER_SCHEMA, "server_status", max_event_bytes=limit)
+    assert events.count() == 1
+    records = dead_letters_to_kafka(dead, max_raw_bytes=limit).collect()
+    assert len(records) == 1
+    body = json.loads(records[0]["value"])
+    assert body["reason"] == reason
+    kept = base64.b64decode(body["raw_base64"], validate=True)
+    assert kept == raw_bytes[:limit]
+    assert body["raw_truncated"] is (size > limit)
+    assert body["raw_bytes"] == size
+    assert body["raw_sha256"] == hashlib.sha256(raw_bytes).hexdigest()
+    assert (body["source_topic"], body["partition"], body["offset"]) == ("t", 0, 1)
+    assert len(records[0]["value"]) <= 4 * (limit + 2) // 3 + DEAD_LETTER_ENVELOPE_BYTES
+
+
+def test_an_oversized_valid_event_is_dead_not_parsed(spark: SparkSession) -> None:
+    event = _server_event(city="x" * 5000)
+    events, dead = parse_events(
+        _kafka_rows(spark, [json.dumps(event)]), SERVER_SCHEMA, "q", max_event_bytes=2048
+    )
+    assert events.count() == 0
+    assert [row["reason"] for row in dead.collect()] == [
+        f"oversized: {len(json.dumps(event))} bytes"
+    ]
+
+
+def _records(spark: SparkSession, rows: list[tuple]) -> DataFrame:
+    return spark.createDataFrame(rows, "key binary, value binary, topic string, partition int")
+
+
+def test_records_over_their_topics_limit_become_dead_letters(spark: SparkSession) -> None:
+    """Each record is held to its own topic's limit (key plus value); an oversized one goes
+    to the dead-letter topic, bounded, instead of failing the write."""
+    big = b"v" * 3000
+    records = _records(
+        spark,
+        [
+            (b"k1", b"small", "status", 3),
+            (b"k2", big, "status", 1),  # over status' 2000
+            (b"k3", big, "anomalies", 2),  # within anomalies' 4000
+            (b"k4", None, "status", None),  # a tombstone is 2 bytes
+        ],
+    )
+    bounded = bound_kafka_records(
+        records, {"status": 2000, "anomalies": 4000}, "dead", "cpu_anomalies", max_raw_bytes=1024
+    )
+    rows = {row["key"]: row for row in bounded.collect()}
+    assert rows[b"k1"].asDict() == {
+        "key": b"k1",
+        "value": b"small",
+        "topic": "status",
+        "partition": 3,
+    }
+    assert rows[b"k3"]["value"] == big
+    assert rows[b"k3"]["topic"] == "anomalies"
+    assert rows[b"k4"]["topic"] == "status"
+    letter = rows[b"cpu_anomalies"]
+    assert (letter["topic"], letter["partition"]) == ("dead", None)
+    body = json.loads(letter["value"])
+    assert body["reason"] == f"oversized: {len(big) + 2} bytes"
+    assert body["source_topic"] == "status"
+    assert base64.b64decode(body["raw_base64"]) == big[:1024]
+    assert body["raw_bytes"] == len(big)
+    assert body["raw_sha256"] == hashlib.sha256(big).hexdigest()
+
+
+def test_records_for_one_topic_gain_their_topic_column(spark: SparkSession) -> None:
+    records = spark.createDataFrame([(b"k", b"v" * 50)], "key binary, value binary")
+    bounded = bound_kafka_records(records, {"out": 40}, "dead", "q", topic="out").collect()
+    assert [row["topic"] for row in bounded] == ["dead"]
+    bounded = bound_kafka_records(records, {"out": 60}, "dead", "q", topic="out").collect()
+    assert [(row["topic"], row["value"]) for row in bounded] == [("out", b"v" * 50)]
 
 
 def _cpu_events(spark: SparkSession, samples: list[tuple[str, float, float]]):
