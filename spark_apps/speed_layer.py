@@ -124,11 +124,13 @@ class SpeedLayer:
         trigger: dict[str, Any] | None = None,
         max_offsets_per_trigger: int = 50_000,
         on_sink_error: Callable[[SinkError], None] = lambda _error: None,
+        starting_offsets: str = "earliest",
     ) -> None:
         self.spark, self.settings, self.secrets = spark, settings, secrets
         self.checkpoint_root = checkpoint_root
         self.trigger = trigger
         self.max_offsets = max_offsets_per_trigger
+        self.starting_offsets = starting_offsets  # for a query without a checkpoint yet
         self.dead_letter_topic = settings.topic("dead_letters").name
         # Kept connections for the foreachBatch sinks (driver threads, one per query) and the
         # progress recorder (``ProgressTable``).
@@ -176,7 +178,7 @@ class SpeedLayer:
             self.spark.readStream.format("kafka")
             .option("kafka.bootstrap.servers", self.settings.kafka_bootstrap)
             .option("subscribe", topics)
-            .option("startingOffsets", "earliest")
+            .option("startingOffsets", self.starting_offsets)
             .option("maxOffsetsPerTrigger", self.max_offsets)
             .options(**KAFKA_SOURCE_OPTIONS)
             .load()
@@ -685,6 +687,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--checkpoint-dir", type=Path, help="default: $LAMBDAWATCH_VAR_DIR/checkpoints"
     )
+    parser.add_argument(
+        "--starting-offsets",
+        choices=("earliest", "latest"),
+        default="earliest",
+        help="where a query without a checkpoint starts reading (latest skips the backlog)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = load_settings()
@@ -701,7 +709,14 @@ def main(argv: list[str] | None = None) -> None:
     spark.sparkContext.setLogLevel("WARN")
     trigger = {"availableNow": True} if args.available_now else None
     checkpoints = args.checkpoint_dir or settings.var_path / "checkpoints"
-    layer = SpeedLayer(spark, settings, secrets, checkpoints, trigger=trigger)
+    layer = SpeedLayer(
+        spark,
+        settings,
+        secrets,
+        checkpoints,
+        trigger=trigger,
+        starting_offsets=args.starting_offsets,
+    )
     progress_table = ProgressTable(layer.pool)
     listener = ProgressFile(settings.var_path / "run" / "speed_layer.json", progress_table.record)
     layer.guard.on_error = lambda error: (

@@ -126,7 +126,8 @@ def dead_letter_body(
             # breaks every 76 characters, which JSON would escape: 6 % more bytes)
             F.substring(raw, 1, max_raw_bytes).alias("raw_base64"),
             F.date_format(dead_at, DEAD_LETTER_TIME_FORMAT).alias("dead_at"),
-        )
+        ),
+        {"ignoreNullFields": "false"},  # one shape: a letter without coordinates says null
     )
 
 

@@ -226,6 +226,7 @@ def test_records_over_their_topics_limit_become_dead_letters(spark: SparkSession
     body = json.loads(letter["value"])
     assert body["reason"] == f"oversized: {len(big) + 2} bytes"
     assert body["source_topic"] == "status"
+    assert (body["partition"], body["offset"]) == (None, None)  # present, null: one shape
     assert base64.b64decode(body["raw_base64"]) == big[:1024]
     assert body["raw_bytes"] == len(big)
     assert body["raw_sha256"] == hashlib.sha256(big).hexdigest()
