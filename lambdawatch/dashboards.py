@@ -28,7 +28,6 @@ DATABASE_URI = "postgresql+psycopg2://superset:XXXXXXXXXX@postgres:5432/lambdawa
 # Superset's "Last day" ends at midnight; live dashboards want windows that end now.
 LAST_DAY = 'DATEADD(DATETIME("now"), -1, day) : now'
 LAST_HOUR = 'DATEADD(DATETIME("now"), -1, hour) : now'
-LAST_WEEK = 'DATEADD(DATETIME("now"), -7, day) : now'
 WEEK_AND_NEXT_DAY = 'DATEADD(DATETIME("now"), -7, day) : DATEADD(DATETIME("now"), 1, day)'
 DEFAULT_TIME_RANGE = LAST_DAY
 
@@ -242,18 +241,18 @@ DATASETS = {
             {"last_success": "MAX(finished_at)", "runs": "COUNT(*)"},
         ),
         Dataset(
-            "v_speed_layer_errors",
-            "Records the speed layer could not write and set aside, per query and micro-batch.",
-            "recorded_at",
+            "v_speed_layer_set_aside",
+            "Per speed-layer query: records it could not write and set aside in the last week "
+            "(dead letters or quarantine), zero when none.",
+            None,
             {
                 "query": TEXT,
-                "batch_id": INT,
-                "error": TEXT,
-                "records": INT,
-                "disposition": TEXT,
-                "recorded_at": TIMESTAMP,
+                "records_set_aside": INT,
+                "batches": INT,
+                "last_at": TIMESTAMP,
+                "last_disposition": TEXT,
+                "last_error": TEXT,
             },
-            {"records_set_aside": "SUM(records)"},
         ),
         Dataset(
             "v_hot_store_stats",
@@ -748,13 +747,20 @@ DASHBOARDS = (
             ),
             (
                 Chart(
-                    "Records the speed layer set aside",
-                    "v_speed_layer_errors",
+                    "Records set aside per query (last week)",
+                    "v_speed_layer_set_aside",
                     "table",
-                    columns=("recorded_at", "query", "batch_id", "records", "disposition", "error"),
-                    time_range=LAST_WEEK,
-                    order_by=("recorded_at", False),
-                    row_limit=100,
+                    columns=(
+                        "query",
+                        "records_set_aside",
+                        "batches",
+                        "last_at",
+                        "last_disposition",
+                        "last_error",
+                    ),
+                    time_range="No filter",
+                    order_by=("records_set_aside", False),
+                    row_limit=50,
                     width=12,
                 ),
             ),

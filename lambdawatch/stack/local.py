@@ -266,8 +266,10 @@ class LocalStack:
                 reason = f"process {info['statename'].lower()}"
                 break
             reason = component.health()
+            if reason is None and info["statename"] == "RUNNING":
+                return  # healthy, and past supervisord's startsecs: ``status`` agrees
             if reason is None:
-                return
+                reason = f"healthy, supervisord still says {info['statename']}"
             time.sleep(0.5)
         log = self.var / "log" / f"{component.name}.log"
         excerpt = failure_excerpt(log.read_text(errors="replace")) if log.exists() else ""

@@ -73,6 +73,11 @@ def _seed_recent_rows(settings: Settings, stack: LocalStack) -> None:
             (recent,),
         )
         cur.execute(
+            "INSERT INTO speed_layer_errors VALUES ('weather_derived', 999999, "
+            "'unwritable: DataError: x', 1, 'dead_letters', %s) ON CONFLICT DO NOTHING",
+            (recent,),
+        )
+        cur.execute(
             "INSERT INTO batch_runs (dag_id, run_id) VALUES ('superset_test', 'r1') "
             "ON CONFLICT DO NOTHING"
         )
