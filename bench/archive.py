@@ -21,10 +21,10 @@ from typing import Any
 from rich.console import Console
 
 from bench.common import running_stack, write_result
-from lambdawatch import db
-from lambdawatch.hot_store import ensure_ip_series, open_hot_store, redis_client, series_key
+from lambdawatch.core import db
+from lambdawatch.core.hot_store import ensure_ip_series, open_hot_store, redis_client, series_key
+from lambdawatch.core.settings import Settings
 from lambdawatch.pipelines import archive
-from lambdawatch.settings import Settings
 
 END = datetime(2026, 6, 1, tzinfo=UTC)
 STEP_MS = 60_000

@@ -19,8 +19,8 @@ from typing import Any
 
 import psutil
 
-from lambdawatch.settings import Settings, load_settings
-from lambdawatch.stack.isolation import isolated_environment
+from lambdawatch.core.settings import Settings, load_settings
+from lambdawatch.ops.stack.isolation import isolated_environment
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -46,13 +46,52 @@ def git_revision() -> str:
     return result.stdout.strip() or "unknown"
 
 
+# Set to 1 to write results from a tree with uncommitted changes (they then say ``dirty``).
+ALLOW_DIRTY = "LAMBDAWATCH_BENCH_ALLOW_DIRTY"
+
+
+def tree_is_dirty(root: Path = ROOT) -> bool:
+    """Uncommitted changes to anything but the results themselves (and the screenshots the
+    browser tests take): the revision a result names would then not be the code measured."""
+    result = subprocess.run(
+        [
+            "git",
+            "status",
+            "--porcelain",
+            "--",
+            ".",
+            ":(exclude)bench/results",
+            ":(exclude)docs/images",
+        ],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return result.returncode != 0 or bool(result.stdout.strip())
+
+
+def require_clean_tree() -> bool:
+    """Refuse (one line, exit 2) to measure a dirty tree unless ``ALLOW_DIRTY`` is set;
+    returns whether the tree is dirty."""
+    dirty = tree_is_dirty()
+    if dirty and os.environ.get(ALLOW_DIRTY) != "1":
+        raise SystemExit(
+            f"error: uncommitted changes outside bench/results; commit them, or set "
+            f"{ALLOW_DIRTY}=1 to measure anyway (the result is then marked dirty)"
+        )
+    return dirty
+
+
 def write_result(name: str, payload: dict[str, Any]) -> Path:
     """Write ``bench/results/<name>.json`` with run metadata and return its path."""
+    dirty = require_clean_tree()
     RESULTS.mkdir(parents=True, exist_ok=True)
     document = {
         "benchmark": name,
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "revision": git_revision(),
+        "dirty": dirty,
         "machine": machine(),
         **payload,
     }
@@ -63,9 +102,11 @@ def write_result(name: str, payload: dict[str, Any]) -> Path:
 
 @contextmanager
 def running_stack(components: list[str] | None = None) -> Iterator[tuple[Settings, Any]]:
-    """An isolated local stack, up for the duration of the block."""
-    from lambdawatch.stack.local import LocalStack
+    """An isolated local stack, up for the duration of the block (on a clean tree: see
+    ``require_clean_tree``, checked first so a dirty run fails before it starts)."""
+    from lambdawatch.ops.stack.local import LocalStack
 
+    require_clean_tree()
     with isolated_environment(prefix="lambdawatch-bench-"):
         settings = load_settings()
         stack = LocalStack(settings)
@@ -100,7 +141,7 @@ def java_producer_performance(
     producer_props: dict[str, str] | None = None,
 ) -> dict[str, float]:
     """Run ``org.apache.kafka.tools.ProducerPerformance`` from the cached Kafka classpath."""
-    from lambdawatch.stack.kafka_node import java_executable, resolve_classpath
+    from lambdawatch.ops.stack.kafka_node import java_executable, resolve_classpath
 
     libs = resolve_classpath(ROOT / "jvm" / "kafka" / "pom.xml")
     props = {"bootstrap.servers": bootstrap, "acks": "all", **(producer_props or {})}
@@ -133,7 +174,7 @@ PASSTHROUGH_TOPIC = "bench-passthrough"
 def ensure_passthrough_topic(settings: Settings) -> str:
     """The reference pass-through queries' own output topic (never one the platform reads),
     shaped like the input topic; returns its name."""
-    from lambdawatch.kafka_admin import admin_client, ensure_topics
+    from lambdawatch.core.kafka_admin import admin_client, ensure_topics
 
     topic = settings.topic("server_events").model_copy(update={"name": PASSTHROUGH_TOPIC})
     admin = admin_client(settings.kafka_bootstrap)
@@ -151,8 +192,8 @@ def start_passthrough(
     validated and parsed as the speed layer does, straight back to Kafka (``PASSTHROUGH_TOPIC``),
     no state. Its source takes the speed layer's Kafka options, so the comparison is like for
     like."""
-    from lambdawatch.events import SERVER_SCHEMA
-    from spark_apps.speed_layer import KAFKA_SOURCE_OPTIONS
+    from lambdawatch.core.events import SERVER_SCHEMA
+    from spark_apps.io import KAFKA_SOURCE_OPTIONS
     from spark_apps.transforms.parsing import parse_events
 
     out_topic = ensure_passthrough_topic(settings)

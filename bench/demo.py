@@ -22,11 +22,11 @@ from typing import Any
 from rich.console import Console
 
 from bench.common import write_result
-from lambdawatch.demo import DemoReport, report_rows, run_demo
-from lambdawatch.settings import load_settings
-from lambdawatch.stack.isolation import isolated_environment
-from lambdawatch.stack.local import LocalStack
-from lambdawatch.superset_api import SupersetApiError, SupersetClient
+from lambdawatch.core.settings import load_settings
+from lambdawatch.ops.demo import DemoReport, report_rows, run_demo
+from lambdawatch.ops.stack.isolation import isolated_environment
+from lambdawatch.ops.stack.local import LocalStack
+from lambdawatch.ops.superset_api import SupersetApiError, SupersetClient
 
 CHART = "Latest anomalies"
 

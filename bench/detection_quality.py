@@ -7,8 +7,8 @@ loop on an isolated stack: precision, recall and F1, next to the precision chanc
    ``retrain_cdn_kmeans``, ``forecast_ip_traffic``), in this process's Spark session.
 2. Evaluation: the next hour of server, CDN and IP events with anomalies injected at
    ``--anomaly-rate``, drained by the speed layer (``--available-now``, the shipped entry
-   point), and the ERROR findings scored per detector (``lambdawatch.quality``). Episodes that
-   end in the last minutes (past the watermark's reach) are not counted.
+   point), and the ERROR findings scored per detector (``lambdawatch.pipelines.quality``).
+   Episodes that end in the last minutes (past the watermark's reach) are not counted.
 
 The reference is chance: a detector flagging entity-time at random is right as often as
 labelled episodes cover it (the prevalence), whatever it flags.
@@ -32,11 +32,18 @@ from rich.console import Console
 from bench.common import running_stack, write_result
 from generators.ip import IpGenerator
 from generators.registry import make_generator
-from lambdawatch import db
-from lambdawatch.ingest import feed_batch, make_producer
-from lambdawatch.kafka_admin import admin_client, ensure_topics
+from lambdawatch.core import db
+from lambdawatch.core.kafka_admin import admin_client, ensure_topics
+from lambdawatch.core.producers import make_producer
 from lambdawatch.pipelines.archive import store_history
-from lambdawatch.quality import DETECTOR_TARGETS, Interval, Label, Quality, detector_quality
+from lambdawatch.pipelines.event_feed import feed_batch
+from lambdawatch.pipelines.quality import (
+    DETECTOR_TARGETS,
+    Interval,
+    Label,
+    Quality,
+    detector_quality,
+)
 
 EVAL_START = datetime(2026, 2, 2, 12, tzinfo=UTC)
 HOUR = timedelta(hours=1)

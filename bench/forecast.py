@@ -36,9 +36,9 @@ from rich.console import Console
 
 from bench.common import running_stack, write_result
 from generators.ip import EPOCH_2026_MS, IpGenerator
-from lambdawatch import db
+from lambdawatch.core import db
+from lambdawatch.core.settings import Settings
 from lambdawatch.pipelines.spark_jobs import run_spark_job
-from lambdawatch.settings import Settings
 from spark_apps.transforms.forecast import ForecastParams, forecast_series
 
 HOUR_MS = 3_600_000

@@ -22,7 +22,7 @@ import redis
 from rich.console import Console
 
 from bench.common import running_stack, write_result
-from lambdawatch.hot_store import HotStore, PlainRedisStore, TimeSeriesStore
+from lambdawatch.core.hot_store import HotStore, PlainRedisStore, TimeSeriesStore
 
 T0 = 1_767_225_600_000
 SERIES = 200 * 9  # the default IP × feature layout

@@ -30,10 +30,11 @@ from rich.console import Console
 
 from bench.common import java_producer_performance, running_stack, write_result
 from generators.registry import SOURCES, entities_per_interval, make_generator
-from lambdawatch.config_model import TopicConfig
-from lambdawatch.ingest import make_producer, publish_events
-from lambdawatch.kafka_admin import admin_client, ensure_topics
-from lambdawatch.settings import load_settings
+from lambdawatch.core.config_model import TopicConfig
+from lambdawatch.core.kafka_admin import admin_client, ensure_topics
+from lambdawatch.core.producers import make_producer
+from lambdawatch.core.settings import load_settings
+from lambdawatch.pipelines.event_feed import publish_events
 
 T0 = 1_767_225_600_000
 CHUNK_EVENTS = 20_000

@@ -12,8 +12,8 @@ import argparse
 from rich.console import Console
 
 from bench.common import java_producer_performance, running_stack, write_result
-from lambdawatch.config_model import TopicConfig
-from lambdawatch.kafka_admin import admin_client, ensure_topics
+from lambdawatch.core.config_model import TopicConfig
+from lambdawatch.core.kafka_admin import admin_client, ensure_topics
 
 RECORD_SIZE = 200
 

@@ -33,9 +33,9 @@ from sklearn.preprocessing import StandardScaler
 
 from bench.common import write_result
 from generators.cdn import CdnGenerator
-from lambdawatch.settings import load_settings
+from lambdawatch.core.settings import load_settings
+from spark_apps.detectors.cdn_kmeans import kmeans_pipeline
 from spark_apps.session import build_session
-from spark_apps.transforms.cdn_kmeans import kmeans_pipeline
 
 T0 = 1_767_225_600_000
 SILHOUETTE_SAMPLE = 10_000

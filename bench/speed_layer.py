@@ -26,9 +26,10 @@ from rich.console import Console
 
 from bench.common import running_stack, start_passthrough, write_result
 from generators.server import ServerGenerator
-from lambdawatch import db
-from lambdawatch.ingest import feed_batch, make_producer
-from lambdawatch.kafka_admin import admin_client, ensure_topics
+from lambdawatch.core import db
+from lambdawatch.core.kafka_admin import admin_client, ensure_topics
+from lambdawatch.core.producers import make_producer
+from lambdawatch.pipelines.event_feed import feed_batch
 from spark_apps.speed_layer import SpeedLayer, speed_layer_session
 
 T0 = 1_767_225_600_000
@@ -84,7 +85,7 @@ def main() -> None:
                     spark, settings, stack.secrets, checkpoint, trigger={"availableNow": True}
                 )
                 layers.append(layer)
-                return getattr(layer, name)()
+                return layer.start((name,))[0]
 
             return start
 

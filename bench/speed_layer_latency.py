@@ -57,11 +57,11 @@ from kafka import KafkaConsumer, TopicPartition
 from rich.console import Console
 
 from bench.common import PASSTHROUGH_TOPIC, running_stack, start_passthrough, write_result
-from lambdawatch import db
-from lambdawatch.feed import FeedPlan, run_feed
-from lambdawatch.health import check_speed_layer, progress_writer_pid
-from lambdawatch.ingest import make_producer
-from lambdawatch.kafka_admin import admin_client, ensure_topics
+from lambdawatch.core import db
+from lambdawatch.core.kafka_admin import admin_client, ensure_topics
+from lambdawatch.core.producers import make_producer
+from lambdawatch.ops.health import check_speed_layer, progress_writer_pid
+from lambdawatch.pipelines.live_feed import FeedPlan, run_feed
 
 SERVER_INTERVAL_MS = 250
 # Each event is sent at the first feed tick after its timestamp: a short tick, so the latency

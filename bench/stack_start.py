@@ -12,9 +12,9 @@ import time
 from rich.console import Console
 
 from bench.common import write_result
-from lambdawatch.settings import load_settings
-from lambdawatch.stack.isolation import isolated_environment
-from lambdawatch.stack.local import LocalStack
+from lambdawatch.core.settings import load_settings
+from lambdawatch.ops.stack.isolation import isolated_environment
+from lambdawatch.ops.stack.local import LocalStack
 
 GOAL_SECONDS = 30.0
 GOAL_MEMORY_BYTES = 1.5 * 2**30

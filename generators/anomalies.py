@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from generators.streams import entity_keys, stream_key, uniform
-from lambdawatch.events import iso_utc
+from lambdawatch.core.events import iso_utc
 
 
 @dataclass(frozen=True)

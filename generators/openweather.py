@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 
 from generators.weather import cities
-from lambdawatch.events import iso_utc
+from lambdawatch.core.events import iso_utc
 
 log = logging.getLogger(__name__)
 DEFAULT_URL = "https://api.openweathermap.org/data/2.5/weather"

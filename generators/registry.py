@@ -9,7 +9,7 @@ from generators.common import Batch
 from generators.ip import IpGenerator
 from generators.server import ServerGenerator
 from generators.weather import WeatherGenerator
-from lambdawatch.settings import Settings
+from lambdawatch.core.settings import Settings
 
 SOURCES = ("ip", "server", "cdn", "weather")
 

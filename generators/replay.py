@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from lambdawatch.events import iso_utc
+from lambdawatch.core.events import iso_utc
 
 TIME_COLUMN_NAMES = ("timestamp", "time", "ts", "datetime", "date", "event_time")
 EPOCH_MS_THRESHOLD = 100_000_000_000  # numbers above this are milliseconds, below seconds

@@ -12,8 +12,8 @@ import sys
 
 from pyspark.sql import SparkSession
 
-from lambdawatch.settings import Settings
-from spark_apps.catalog import IVY_SETTINGS, JDBC_DRIVER_PACKAGE, ivy_cache, kafka_connector
+from lambdawatch.core.catalog import IVY_SETTINGS, JDBC_DRIVER_PACKAGE, ivy_cache, kafka_connector
+from lambdawatch.core.settings import Settings
 
 
 def build_session(

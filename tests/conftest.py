@@ -12,8 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from lambdawatch.settings import Settings, load_settings
-from lambdawatch.stack.isolation import isolated_environment
+from lambdawatch.core.settings import Settings, load_settings
+from lambdawatch.ops.stack.isolation import isolated_environment
 
 
 @pytest.fixture(scope="session")
@@ -37,7 +37,7 @@ def settings(stack_env: dict[str, str]) -> Settings:
 @pytest.fixture(scope="session")
 def local_stack(settings: Settings) -> Iterator[object]:
     """The real services (PostgreSQL, Redis, Kafka) brought up once from nothing."""
-    from lambdawatch.stack.local import INFRASTRUCTURE, LocalStack
+    from lambdawatch.ops.stack.local import INFRASTRUCTURE, LocalStack
 
     stack = LocalStack(settings)
     try:
@@ -51,7 +51,7 @@ def local_stack(settings: Settings) -> Iterator[object]:
 @pytest.fixture(scope="session")
 def airflow_stack(local_stack: object) -> object:
     """Airflow's four processes on the session's stack (metadata in its PostgreSQL)."""
-    from lambdawatch.stack.local import AIRFLOW, LocalStack
+    from lambdawatch.ops.stack.local import AIRFLOW, LocalStack
 
     assert isinstance(local_stack, LocalStack)
     local_stack.up(list(AIRFLOW), on_event=lambda _message: None)
@@ -61,8 +61,8 @@ def airflow_stack(local_stack: object) -> object:
 @pytest.fixture(scope="session")
 def superset_stack(local_stack: object) -> object:
     """Superset on the session's stack: metadata migrated, dashboards imported, serving."""
-    from lambdawatch.stack.local import LocalStack
-    from lambdawatch.stack.superset_node import PROGRAM
+    from lambdawatch.ops.stack.local import LocalStack
+    from lambdawatch.ops.stack.superset_node import PROGRAM
 
     assert isinstance(local_stack, LocalStack)
     local_stack.up([PROGRAM], on_event=lambda _message: None)
@@ -89,7 +89,7 @@ def spark() -> Iterator[object]:
 @pytest.fixture(scope="session")
 def kafka_topics(local_stack: object, settings: Settings) -> None:
     """Every topic of config.json, created once on the session's broker (as InitialDag would)."""
-    from lambdawatch.kafka_admin import admin_client, ensure_topics
+    from lambdawatch.core.kafka_admin import admin_client, ensure_topics
 
     admin = admin_client(settings.kafka_bootstrap)
     try:

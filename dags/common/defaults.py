@@ -1,4 +1,8 @@
-"""Default task arguments and the schedules from config.json, shared by every DAG file."""
+"""Default task arguments and schedules, shared by every DAG file.
+
+Importing this reads no file: schedules come from ``common.schedules``, which ``lambdawatch
+prepare`` renders from config.json; settings are loaded only when a task runs.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,8 @@ from typing import Any
 
 from airflow.sdk import CronDataIntervalTimetable
 
-from lambdawatch.settings import Settings, load_settings
+from common.schedules import SCHEDULES
+from lambdawatch.core.settings import Settings, load_settings
 
 # A fixed past start: with catchup off, a scheduled DAG runs its latest interval only.
 START_DATE = datetime(2026, 1, 1, tzinfo=UTC)
@@ -34,7 +39,7 @@ def schedule_of(dag_id: str) -> CronDataIntervalTimetable | None:
     Airflow 3 turns a plain cron string into a trigger timetable whose interval is empty
     (start == end); our loads are keyed by the interval, so they need the interval timetable.
     """
-    value = getattr(settings().schedules, dag_id)
+    value = SCHEDULES[dag_id]
     if value is None or value == "asset":
         return None
     return CronDataIntervalTimetable(value, timezone="UTC")
@@ -60,7 +65,7 @@ def data_interval(
     from airflow.timetables.interval import CronDataIntervalTimetable as CronIntervals
 
     run_after = dag_run.run_after
-    expression = getattr(settings().schedules, dag_id)
+    expression = SCHEDULES[dag_id]
     if expression is None or expression == "asset":
         return run_after, run_after
     # one schedule period, from the scheduler's own timetable (the SDK's class only declares)

@@ -21,7 +21,7 @@ def record_run(
     Runs only when every upstream task succeeded, and upserts, so a cleared run rewrites its row.
     """
     from common.defaults import settings
-    from lambdawatch.pipeline_health import finish_batch_run
+    from lambdawatch.core.pipeline_health import finish_batch_run
 
     # a mapped upstream (feed_events) hands over a lazy sequence of its tasks' results
     summary = details if isinstance(details, dict) else {"results": list(details or [])}

@@ -17,10 +17,10 @@ from datetime import datetime
 
 import psycopg
 
-from lambdawatch import db
-from lambdawatch.hot_store import HotStore, Point, open_hot_store, redis_client, series_key
-from lambdawatch.secrets import Secrets
-from lambdawatch.settings import Settings
+from lambdawatch.core import db
+from lambdawatch.core.hot_store import HotStore, Point, open_hot_store, redis_client, series_key
+from lambdawatch.core.secrets import Secrets
+from lambdawatch.core.settings import Settings
 
 # (ip, feature, epoch ms, value): timestamps stay integers until PostgreSQL converts them, which
 # spares building and formatting a datetime per sample in Python.

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from lambdawatch import db
-from lambdawatch.airflow_api import AirflowClient
-from lambdawatch.hot_store import ensure_ip_series, open_hot_store, redis_client
-from lambdawatch.kafka_admin import admin_client, ensure_topics
-from lambdawatch.secrets import Secrets, secrets_for
-from lambdawatch.settings import Settings, load_settings
+import json
+
+from lambdawatch.core import db
+from lambdawatch.core.airflow_api import AirflowClient
+from lambdawatch.core.hot_store import ensure_ip_series, open_hot_store, redis_client
+from lambdawatch.core.kafka_admin import admin_client, ensure_topics
+from lambdawatch.core.secrets import Secrets, secrets_for
+from lambdawatch.core.settings import Settings, load_settings
 
 # The DAGs InitialDag unpauses once the platform they write to exists.
 SCHEDULED_DAGS = (
@@ -17,6 +19,34 @@ SCHEDULED_DAGS = (
     "forecast_ip_traffic",
     "retrain_cdn_kmeans",
 )
+
+
+SCHEDULES_MODULE = "dags/common/schedules.py"
+
+
+def render_schedules(settings: Settings) -> str:
+    """``dags/common/schedules.py``: config.json's schedules as a literal, so importing a DAG
+    file reads no file (Airflow parses DAG files every few seconds)."""
+    schedules = settings.schedules.model_dump()
+    body = "".join(
+        f"    {json.dumps(dag_id)}: {'None' if value is None else json.dumps(value)},\n"
+        for dag_id, value in schedules.items()
+    )
+    return (
+        '"""The DAGs\' schedules: rendered from config.json by ``lambdawatch prepare``; do not '
+        'edit."""\n\nfrom __future__ import annotations\n\n'
+        f"SCHEDULES: dict[str, str | None] = {{\n{body}}}\n"
+    )
+
+
+def write_schedules(settings: Settings) -> bool:
+    """Render the schedules module into the checkout; True when it changed."""
+    path = settings.root / SCHEDULES_MODULE
+    text = render_schedules(settings)
+    if path.exists() and path.read_text() == text:
+        return False
+    path.write_text(text)
+    return True
 
 
 def validate_configuration() -> dict[str, int]:

@@ -14,8 +14,8 @@ import subprocess
 from collections.abc import Sequence
 from typing import Any
 
-from lambdawatch.settings import Settings
-from spark_apps.catalog import IVY_SETTINGS, JDBC_DRIVER_PACKAGE, ivy_cache, kafka_connector
+from lambdawatch.core.catalog import IVY_SETTINGS, JDBC_DRIVER_PACKAGE, ivy_cache, kafka_connector
+from lambdawatch.core.settings import Settings
 
 BATCH_JOBS = ("baseline_stats", "forecast_ip_traffic", "retrain_cdn_kmeans")
 # Kafka: KMeans trains on the CDN topic's retained events; JDBC: every job reads PostgreSQL.

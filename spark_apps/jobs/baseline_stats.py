@@ -12,13 +12,15 @@ from datetime import datetime, timedelta
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from lambdawatch import db
-from lambdawatch.secrets import Secrets, secrets_for
-from lambdawatch.settings import Settings, load_settings
-from spark_apps.jobs.common import parse_interval_end, print_summary, read_query, time_between
+from lambdawatch.core import db
+from lambdawatch.core.secrets import Secrets, secrets_for
+from lambdawatch.core.settings import Settings, load_settings
+from lambdawatch.core.tables import TABLES
+from spark_apps.detectors.cpu import METRIC as CPU_METRIC
+from spark_apps.io import read_query
+from spark_apps.jobs.common import parse_interval_end, print_summary, time_between
 from spark_apps.session import build_session
 from spark_apps.transforms.baselines import BASELINE_COLUMNS, pooled_baselines, sample_baselines
-from spark_apps.transforms.cpu import METRIC as CPU_METRIC
 
 WEATHER_METRICS = ("temperature", "feels_like", "temperature_minus_feels_like")
 
@@ -82,7 +84,7 @@ def run(spark: SparkSession, settings: Settings, secrets: Secrets, end: datetime
     )
     rows = [tuple(row) for row in compute_baselines(cpu, weather, history, start, end).collect()]
     with db.connect(settings, secrets) as conn:
-        written = db.upsert_rows(conn, "baselines", BASELINE_COLUMNS, rows, ("metric", "entity"))
+        written = db.upsert_rows(conn, "baselines", BASELINE_COLUMNS, rows, TABLES["baselines"].key)
     by_metric: dict[str, int] = {}
     for row in rows:
         family = str(row[0]).split(".")[0]

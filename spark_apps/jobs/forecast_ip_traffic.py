@@ -10,22 +10,17 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from lambdawatch import db
-from lambdawatch.secrets import Secrets, secrets_for
-from lambdawatch.settings import Settings, load_settings
-from spark_apps.jobs.common import parse_interval_end, print_summary, read_query
+from lambdawatch.core import db
+from lambdawatch.core.secrets import Secrets, secrets_for
+from lambdawatch.core.settings import Settings, load_settings
+from lambdawatch.core.tables import TABLES
+from spark_apps.io import read_query
+from spark_apps.jobs.common import parse_interval_end, print_summary
 from spark_apps.session import build_session
 from spark_apps.transforms.forecast import OUTPUT_SCHEMA, ForecastParams, forecast_series
 
-FORECAST_COLUMNS = ("ip", "feature", "ds", "yhat", "yhat_lower", "yhat_upper", "model", "run_id")
-QUALITY_COLUMNS = (
-    "run_id", "ip", "feature", "model", "points", "mape", "coverage", "mase", "mase_naive",
-    "seasonality_mode", "reason",
-)  # fmt: skip
-
-
-FORECAST_KEY = ("ip", "feature", "ds")
-QUALITY_KEY = ("run_id", "ip", "feature")
+FORECAST_COLUMNS = TABLES["ip_forecasts"].names_except("created_at")
+QUALITY_COLUMNS = TABLES["forecast_quality"].names_except("created_at")
 
 
 def hourly_history(history: DataFrame) -> DataFrame:
@@ -79,12 +74,11 @@ def run(spark: SparkSession, settings: Settings, secrets: Secrets, end: datetime
         for row in quality[list(QUALITY_COLUMNS)].itertuples(index=False, name=None)
     ]
     with db.connect(settings, secrets) as conn:
-        db.upsert_rows(
-            conn, "ip_forecasts", FORECAST_COLUMNS, forecast_rows, ("ip", "feature", "ds")
-        )
-        db.upsert_rows(
-            conn, "forecast_quality", QUALITY_COLUMNS, quality_rows, ("run_id", "ip", "feature")
-        )
+        for table, columns, rows in (
+            ("ip_forecasts", FORECAST_COLUMNS, forecast_rows),
+            ("forecast_quality", QUALITY_COLUMNS, quality_rows),
+        ):
+            db.upsert_rows(conn, table, columns, rows, TABLES[table].key)
     fitted = quality[quality["model"] != "none"]
     return {
         "run_id": run_id,

@@ -11,14 +11,12 @@ from pyspark.ml import PipelineModel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from lambdawatch import db
-from lambdawatch.events import SCHEMAS
-from lambdawatch.model_registry import promoted_model
-from lambdawatch.secrets import Secrets, secrets_for
-from lambdawatch.settings import Settings, load_settings
-from spark_apps.jobs.common import parse_interval_end, print_summary
-from spark_apps.session import build_session
-from spark_apps.transforms.cdn_kmeans import (
+from lambdawatch.core import db
+from lambdawatch.core.events import SCHEMAS
+from lambdawatch.core.model_registry import promoted_model
+from lambdawatch.core.secrets import Secrets, secrets_for
+from lambdawatch.core.settings import Settings, load_settings
+from spark_apps.detectors.cdn_kmeans import (
     MODEL_NAME,
     assign_clusters,
     distance_threshold,
@@ -26,6 +24,8 @@ from spark_apps.transforms.cdn_kmeans import (
     kmeans_pipeline,
     should_promote,
 )
+from spark_apps.jobs.common import parse_interval_end, print_summary
+from spark_apps.session import build_session
 from spark_apps.transforms.parsing import parse_events
 
 MIN_ROWS_PER_CLUSTER = 10

@@ -12,16 +12,9 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-BASELINE_COLUMNS = (
-    "metric",
-    "entity",
-    "mean",
-    "variance",
-    "stddev",
-    "samples",
-    "window_start",
-    "window_end",
-)
+from lambdawatch.core.tables import TABLES
+
+BASELINE_COLUMNS = TABLES["baselines"].names_except("computed_at")
 
 
 def _finish(frame: DataFrame, start: Column, end: Column) -> DataFrame:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from lambdawatch.events import EventSchema, spark_schema
+from lambdawatch.core.events import EventSchema, spark_schema
 from spark_apps.transforms.clock import wall_clock
 
 DEFAULT_MAX_RAW_BYTES = 64 * 1024  # config.json's dead_letters.max_raw_bytes default

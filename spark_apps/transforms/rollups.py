@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from spark_apps.transforms.anomaly import TIMESTAMP_FORMAT
+from spark_apps.detectors.anomaly import TIMESTAMP_FORMAT
 from spark_apps.transforms.parsing import watermarked_unique
 
 SERVER_GROUP = (

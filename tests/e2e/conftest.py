@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from lambdawatch.demo import report_rows, run_demo
-from lambdawatch.settings import Settings
-from lambdawatch.stack.local import LocalStack
+from lambdawatch.core.settings import Settings
+from lambdawatch.ops.demo import report_rows, run_demo
+from lambdawatch.ops.stack.local import LocalStack
 
 DEMO_MINUTES = 4.0  # the forecast (started with the feed) is ready after about two
 # Generator slots are 20-30 minutes per entity and a detector can judge only what happens once

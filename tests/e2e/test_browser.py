@@ -15,10 +15,12 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
-from lambdawatch.dashboards import DASHBOARDS
+from lambdawatch.core.settings import Settings
+from lambdawatch.ops.dashboards import DASHBOARDS
+from lambdawatch.ops.stack.local import LocalStack
 from lambdawatch.pipelines.platform_init import SCHEDULED_DAGS
-from lambdawatch.settings import Settings
-from lambdawatch.stack.local import LocalStack
+
+DOCS_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "images"
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.integration]
 CHROMIUM = "/usr/bin/chromium"
@@ -91,6 +93,11 @@ def _shot(page: Page, folder: Path, name: str) -> None:
     page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
 
 
+def _publish(page: Page, name: str) -> None:
+    """The README's screenshots, taken anew by every passing run (the viewport, not the page)."""
+    page.screenshot(path=str(DOCS_IMAGES / f"{name}.png"))
+
+
 def test_airflow_shows_initial_dag_succeeded_and_the_scheduled_dags(
     demo_report: Any, airflow_stack: LocalStack, settings: Settings, page: Page, tmp_path: Path
 ) -> None:
@@ -106,6 +113,7 @@ def test_airflow_shows_initial_dag_succeeded_and_the_scheduled_dags(
     try:
         for dag_id in ["InitialDag", *SCHEDULED_DAGS]:
             expect(page.get_by_text(dag_id, exact=True).first).to_be_visible()
+        _publish(page, "airflow-dags")
     finally:
         _shot(page, tmp_path, "airflow-dags")
     page.goto(f"{base}/dags/InitialDag/runs")
@@ -143,3 +151,5 @@ def test_every_dashboard_renders_every_chart_with_data(
     finally:  # the screenshot shows what a failed wait was waiting for
         _shot(page, tmp_path, f"superset-{dashboard.slug}")
     assert problems == {}, problems
+    if dashboard.slug == "anomalies":
+        _publish(page, "anomalies-dashboard")

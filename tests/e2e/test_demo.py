@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from lambdawatch import db
-from lambdawatch.demo import BATCH_DAGS
-from lambdawatch.quality import Quality
-from lambdawatch.settings import Settings
-from lambdawatch.stack.local import LocalStack
-from lambdawatch.superset_api import SupersetClient
+from lambdawatch.core import db
+from lambdawatch.core.settings import Settings
+from lambdawatch.ops.demo import BATCH_DAGS
+from lambdawatch.ops.stack.local import LocalStack
+from lambdawatch.ops.superset_api import SupersetClient
+from lambdawatch.pipelines.quality import Quality
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.integration]
 

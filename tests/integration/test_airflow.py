@@ -17,15 +17,16 @@ import pandas as pd
 import pytest
 
 from generators.registry import make_generator
-from lambdawatch import db
-from lambdawatch.airflow_api import AirflowClient
-from lambdawatch.hot_store import open_hot_store, redis_client
-from lambdawatch.ingest import feed_batch, make_producer
-from lambdawatch.kafka_admin import admin_client, partition_counts
+from lambdawatch.core import db
+from lambdawatch.core.airflow_api import AirflowClient
+from lambdawatch.core.hot_store import open_hot_store, redis_client
+from lambdawatch.core.kafka_admin import admin_client, partition_counts
+from lambdawatch.core.producers import make_producer
+from lambdawatch.core.settings import Settings
+from lambdawatch.ops.stack.airflow_node import run_airflow_cli
+from lambdawatch.ops.stack.local import LocalStack
+from lambdawatch.pipelines.event_feed import feed_batch
 from lambdawatch.pipelines.platform_init import SCHEDULED_DAGS
-from lambdawatch.settings import Settings
-from lambdawatch.stack.airflow_node import run_airflow_cli
-from lambdawatch.stack.local import LocalStack
 from tests.integration.kafka_reading import read_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

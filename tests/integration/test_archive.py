@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from lambdawatch import db
-from lambdawatch.hot_store import open_hot_store, redis_client
+from lambdawatch.core import db
+from lambdawatch.core.hot_store import open_hot_store, redis_client
+from lambdawatch.core.settings import Settings
+from lambdawatch.ops.stack.local import LocalStack
 from lambdawatch.pipelines import archive
-from lambdawatch.settings import Settings
-from lambdawatch.stack.local import LocalStack
 
 pytestmark = pytest.mark.integration
 END = datetime(2026, 6, 1, tzinfo=UTC)

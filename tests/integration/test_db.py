@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from lambdawatch import db
-from lambdawatch.settings import Settings
-from lambdawatch.stack.local import LocalStack
+from lambdawatch.core import db
+from lambdawatch.core.settings import Settings
+from lambdawatch.ops.stack.local import LocalStack
 
 pytestmark = pytest.mark.integration
 TABLE = "test_natural_keys"

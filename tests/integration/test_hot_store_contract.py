@@ -13,14 +13,14 @@ import fakeredis
 import pytest
 import redis
 
-from lambdawatch.hot_store import (
+from lambdawatch.core.hot_store import (
     HotStore,
     PlainRedisStore,
     TimeSeriesStore,
     aggregate,
     detect_backend,
 )
-from lambdawatch.settings import Settings
+from lambdawatch.core.settings import Settings
 
 pytestmark = pytest.mark.integration
 HOUR = 3_600_000

@@ -12,10 +12,11 @@ import pytest
 
 from generators.ip import IpGenerator
 from generators.server import ServerGenerator
-from lambdawatch import db
-from lambdawatch.hot_store import PlainRedisStore, ensure_ip_series, redis_client
-from lambdawatch.ingest import feed_batch, make_producer
-from lambdawatch.settings import Settings
+from lambdawatch.core import db
+from lambdawatch.core.hot_store import PlainRedisStore, ensure_ip_series, redis_client
+from lambdawatch.core.producers import make_producer
+from lambdawatch.core.settings import Settings
+from lambdawatch.pipelines.event_feed import feed_batch
 from tests.integration.kafka_reading import end_offsets, read_topic
 
 pytestmark = pytest.mark.integration
@@ -128,7 +129,7 @@ def test_replay_of_a_csv_with_bad_rows(settings: Settings, tmp_path: Path) -> No
         "2026-02-01T00:00:05Z,13.0\n"
     )
     topic = settings.topic("metrics").name
-    cli = [sys.executable, "-m", "lambdawatch.cli", "replay", str(csv_path), "--max-rate"]
+    cli = [sys.executable, "-m", "lambdawatch.ops.cli", "replay", str(csv_path), "--max-rate"]
     before = end_offsets(settings.kafka_bootstrap, topic)
     stopped = subprocess.run(
         [*cli, "--on-error", "stop"], capture_output=True, text=True, check=False
@@ -163,7 +164,7 @@ def test_feed_command_runs_a_generator_live(settings: Settings) -> None:
         [
             sys.executable,
             "-m",
-            "lambdawatch.cli",
+            "lambdawatch.ops.cli",
             "feed",
             "--source",
             "weather",

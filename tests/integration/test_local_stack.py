@@ -20,12 +20,12 @@ import pytest
 import redis
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from lambdawatch import db
-from lambdawatch.config_model import TopicConfig
-from lambdawatch.kafka_admin import admin_client, ensure_topics, partition_counts
-from lambdawatch.settings import Settings
-from lambdawatch.stack import postgres
-from lambdawatch.stack.local import INFRASTRUCTURE, LocalStack
+from lambdawatch.core import db
+from lambdawatch.core.config_model import TopicConfig
+from lambdawatch.core.kafka_admin import admin_client, ensure_topics, partition_counts
+from lambdawatch.core.settings import Settings
+from lambdawatch.ops.stack import postgres
+from lambdawatch.ops.stack.local import INFRASTRUCTURE, LocalStack
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -206,7 +206,7 @@ def test_up_twice_is_harmless(local_stack: LocalStack) -> None:
 
 
 def test_cli_status_config_check_and_bad_config(local_stack: LocalStack, tmp_path: Path) -> None:
-    cli = [sys.executable, "-m", "lambdawatch.cli"]
+    cli = [sys.executable, "-m", "lambdawatch.ops.cli"]
     selected = [arg for name in INFRASTRUCTURE for arg in ("--only", name)]
     status = subprocess.run(
         [*cli, "status", *selected], capture_output=True, text=True, check=False
@@ -267,7 +267,7 @@ def test_distributed_mode_prepares_and_probes_the_same_services(
 ) -> None:
     """What the compose init service and healthchecks run, pointed at this stack's services:
     secrets from the environment only, databases and grants idempotent, probes by name."""
-    cli = [sys.executable, "-m", "lambdawatch.cli"]
+    cli = [sys.executable, "-m", "lambdawatch.ops.cli"]
     secrets = {
         name.upper(): value.get_secret_value()
         for name, value in local_stack.secrets.model_dump().items()

@@ -22,13 +22,14 @@ from generators.cdn import CdnGenerator
 from generators.ip import IpGenerator
 from generators.server import ServerGenerator
 from generators.weather import WeatherGenerator
-from lambdawatch import db
-from lambdawatch.events import event_id
-from lambdawatch.ingest import feed_batch, make_producer
-from lambdawatch.quality import Interval, score
-from lambdawatch.settings import Settings
-from lambdawatch.stack.local import LocalStack
-from spark_apps.catalog import SPEED_LAYER_QUERIES
+from lambdawatch.core import db
+from lambdawatch.core.catalog import SPEED_LAYER_QUERIES
+from lambdawatch.core.events import event_id
+from lambdawatch.core.producers import make_producer
+from lambdawatch.core.settings import Settings
+from lambdawatch.ops.stack.local import LocalStack
+from lambdawatch.pipelines.event_feed import feed_batch
+from lambdawatch.pipelines.quality import Interval, score
 from tests.integration.kafka_reading import read_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -149,12 +150,12 @@ def speed_run(
 
 def _promote_cdn_model(settings: Settings, local_stack: LocalStack, spark: Any) -> str:
     """What retrain_cdn_kmeans would have registered: a model of the previous day's traffic."""
-    from spark_apps.jobs.retrain_cdn_kmeans import register
-    from spark_apps.transforms.cdn_kmeans import (
+    from spark_apps.detectors.cdn_kmeans import (
         assign_clusters,
         distance_threshold,
         kmeans_pipeline,
     )
+    from spark_apps.jobs.retrain_cdn_kmeans import register
 
     config = settings.models.kmeans
     g = settings.generators

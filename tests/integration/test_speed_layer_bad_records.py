@@ -30,13 +30,14 @@ from kafka import KafkaProducer
 from generators.ip import IpGenerator
 from generators.server import ServerGenerator
 from generators.weather import WeatherGenerator
-from lambdawatch import db
-from lambdawatch.events import event_id
-from lambdawatch.ingest import feed_batch, make_producer
-from lambdawatch.kafka_admin import admin_client, ensure_topics
-from lambdawatch.settings import Settings, load_settings
-from lambdawatch.stack.local import LocalStack
-from spark_apps.catalog import QUERY_VERSIONS, SPEED_LAYER_QUERIES
+from lambdawatch.core import db
+from lambdawatch.core.catalog import QUERY_VERSIONS, SPEED_LAYER_QUERIES
+from lambdawatch.core.events import event_id
+from lambdawatch.core.kafka_admin import admin_client, ensure_topics
+from lambdawatch.core.producers import make_producer
+from lambdawatch.core.settings import Settings, load_settings
+from lambdawatch.ops.stack.local import LocalStack
+from lambdawatch.pipelines.event_feed import feed_batch
 from tests.integration.kafka_reading import end_offsets, read_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

@@ -21,10 +21,11 @@ import pytest
 
 from generators.server import ServerGenerator
 from generators.weather import WeatherGenerator
-from lambdawatch import db
-from lambdawatch.ingest import feed_batch, make_producer
-from lambdawatch.settings import Settings
-from lambdawatch.stack.local import LocalStack
+from lambdawatch.core import db
+from lambdawatch.core.producers import make_producer
+from lambdawatch.core.settings import Settings
+from lambdawatch.ops.stack.local import LocalStack
+from lambdawatch.pipelines.event_feed import feed_batch
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 START = 1_767_398_400_000  # 2026-01-03T00:00:00Z: this module's own interval

@@ -10,11 +10,12 @@ from typing import Any
 import psycopg
 import pytest
 
-from lambdawatch import dashboards, db
-from lambdawatch.settings import Settings
-from lambdawatch.stack import superset_node
-from lambdawatch.stack.local import LocalStack
-from lambdawatch.superset_api import SupersetClient
+from lambdawatch.core import db
+from lambdawatch.core.settings import Settings
+from lambdawatch.ops import dashboards
+from lambdawatch.ops.stack import superset_node
+from lambdawatch.ops.stack.local import LocalStack
+from lambdawatch.ops.superset_api import SupersetClient
 
 pytestmark = pytest.mark.integration
 IP = "198.51.100.7"

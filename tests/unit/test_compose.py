@@ -21,13 +21,13 @@ import pytest
 import yaml
 from check_jsonschema import builtin_schemas
 
-from lambdawatch.cli import SERVICE_NAMES, app
-from lambdawatch.health import SERVICES as PROBES
-from lambdawatch.secrets import GENERATORS, ensure_secrets_file, secrets_for
-from lambdawatch.settings import Settings, load_settings
-from lambdawatch.stack.airflow_node import airflow_environment
-from lambdawatch.stack.local import LocalStack
-from lambdawatch.stack.superset_node import superset_environment
+from lambdawatch.core.secrets import GENERATORS, ensure_secrets_file, secrets_for
+from lambdawatch.core.settings import Settings, load_settings
+from lambdawatch.ops.cli import SERVICE_NAMES, app
+from lambdawatch.ops.health import SERVICES as PROBES
+from lambdawatch.ops.stack.airflow_node import airflow_environment
+from lambdawatch.ops.stack.local import LocalStack
+from lambdawatch.ops.stack.superset_node import superset_environment
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"

@@ -1,0 +1,305 @@
+"""The platform configuration held in ``config.json``: topics, IPs, hot store, schedules, models.
+
+These models only describe and validate; they do no I/O. ``lambdawatch.core.settings`` loads them
+together with ``.env`` into one object.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+import re
+from functools import cached_property
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+IP_FEATURES = (
+    "unq_dst_ip",
+    "allow",
+    "drop",
+    "frequency",
+    "pkts_sent",
+    "pkts_received",
+    "bytesin",
+    "bytesout",
+    "unq_dst_port",
+)
+TopicRole = Literal[
+    "ip_events",
+    "server_events",
+    "cdn_events",
+    "weather_events",
+    "metrics",
+    "ip_averages",
+    "cpu_status",
+    "cdn_clusters",
+    "metric_scores",
+    "anomalies",
+    "ground_truth",
+    "dead_letters",
+]
+
+
+class StrictModel(BaseModel):
+    """Unknown keys are errors: a typo in config.json must not be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TopicConfig(StrictModel):
+    """One Kafka topic; ``role`` is how code refers to it, ``name`` is what the broker sees."""
+
+    role: TopicRole
+    name: Annotated[str, Field(pattern=TOPIC_NAME.pattern)]
+    partitions: Annotated[int, Field(ge=1, le=1024)]
+    replication_factor: Annotated[int, Field(ge=1, le=16)] = 1
+    retention_ms: Annotated[int, Field(ge=-1)] = 7 * 24 * 3600 * 1000
+    cleanup_policy: Literal["delete", "compact", "compact,delete"] = "delete"
+    # The topic's ``max.message.bytes`` and the ``max.request.size`` of every producer we run
+    # that writes to it: one figure, so nothing we write is refused by the broker.
+    max_message_bytes: Annotated[int, Field(ge=16 * 1024, le=64 * 1024 * 1024)] = 1024 * 1024
+
+
+class IpConfig(StrictModel):
+    """The simulated source IPs and their partition assignment.
+
+    ``addresses`` lists IPs explicitly; when fewer than ``count`` are given the rest are drawn
+    deterministically from ``cidr`` with ``seed``. ``partition_map`` pins IPs to partitions of
+    the IP topic; unpinned IPs are spread round-robin in address order, so the map is stable.
+    """
+
+    count: Annotated[int, Field(ge=1, le=100_000)] = 200
+    cidr: str = "198.18.0.0/16"
+    seed: int = 7
+    addresses: list[str] = Field(default_factory=list)
+    partition_map: dict[str, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
+    features: list[str] = Field(default_factory=lambda: list(IP_FEATURES))
+
+    @field_validator("cidr")
+    @classmethod
+    def _valid_cidr(cls, value: str) -> str:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError as exc:
+            raise ValueError(f"not a CIDR network: {value!r}") from exc
+        return value
+
+    @field_validator("addresses")
+    @classmethod
+    def _valid_addresses(cls, value: list[str]) -> list[str]:
+        for position, address in enumerate(value):
+            try:
+                ipaddress.ip_address(address)
+            except ValueError as exc:
+                raise ValueError(f"item {position} is not an IP address: {address!r}") from exc
+        if len(set(value)) != len(value):
+            raise ValueError("addresses must be unique")
+        return value
+
+    @field_validator("features")
+    @classmethod
+    def _known_features(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(IP_FEATURES))
+        if unknown:
+            raise ValueError(f"unknown feature(s) {unknown}; known: {list(IP_FEATURES)}")
+        if not value:
+            raise ValueError("at least one feature is required")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> IpConfig:
+        if len(self.addresses) > self.count:
+            raise ValueError(f"addresses lists {len(self.addresses)} IPs but count is {self.count}")
+        network = ipaddress.ip_network(self.cidr, strict=False)
+        if network.num_addresses - 2 < self.count - len(self.addresses):
+            raise ValueError(f"cidr {self.cidr} is too small for count={self.count}")
+        unknown = sorted(set(self.partition_map) - set(self.resolved_addresses))
+        if unknown:
+            raise ValueError(f"partition_map names IPs that are not simulated: {unknown[:5]}")
+        return self
+
+    @cached_property
+    def resolved_addresses(self) -> list[str]:
+        """The full, deterministic IP list: explicit addresses first, then seeded draws."""
+        chosen = list(self.addresses)
+        taken = set(chosen)
+        network = ipaddress.ip_network(self.cidr, strict=False)
+        rng = random.Random(self.seed)
+        hosts = network.num_addresses - 2
+        while len(chosen) < self.count:
+            candidate = str(network.network_address + 1 + rng.randrange(hosts))
+            if candidate not in taken:
+                taken.add(candidate)
+                chosen.append(candidate)
+        return chosen
+
+    def partition_for(self, partitions: int) -> dict[str, int]:
+        """IP → partition for a topic of ``partitions`` partitions (explicit pins win)."""
+        unpinned = sorted(
+            (ip for ip in self.resolved_addresses if ip not in self.partition_map),
+            key=ipaddress.ip_address,
+        )
+        mapping = {ip: index % partitions for index, ip in enumerate(unpinned)}
+        mapping.update(self.partition_map)
+        return mapping
+
+
+class HotStoreConfig(StrictModel):
+    """Redis time-series layout: key naming, labels and how long samples stay hot."""
+
+    key_template: str = "ts:ip:{ip}:{feature}"
+    retention_hours: Annotated[float, Field(gt=0)] = 48.0
+    hot_window_hours: Annotated[float, Field(gt=0)] = 6.0
+    duplicate_policy: Literal["last", "first"] = "last"
+
+    @field_validator("key_template")
+    @classmethod
+    def _has_placeholders(cls, value: str) -> str:
+        missing = [name for name in ("{ip}", "{feature}") if name not in value]
+        if missing:
+            raise ValueError(f"must contain {' and '.join(missing)}")
+        return value
+
+    @model_validator(mode="after")
+    def _window_inside_retention(self) -> HotStoreConfig:
+        if self.hot_window_hours > self.retention_hours:
+            raise ValueError("hot_window_hours must not exceed retention_hours")
+        return self
+
+
+CRON_FIELD = r"(\*|\d+|\d+-\d+)(/\d+)?(,(\*|\d+|\d+-\d+)(/\d+)?)*"
+CRON = re.compile(rf"^{CRON_FIELD}( {CRON_FIELD}){{4}}$")
+PRESETS = {"@hourly", "@daily", "@weekly", "@monthly", "@once", "@continuous", "asset"}
+
+
+def _check_schedule(value: str | None) -> str | None:
+    if value is None or value in PRESETS or CRON.match(value):
+        return value
+    raise ValueError(f"not a cron expression or preset: {value!r}")
+
+
+class SchedulesConfig(StrictModel):
+    """Cron expressions (or presets) for the scheduled DAGs; ``asset`` means data-aware."""
+
+    feed_events: str | None = "*/5 * * * *"
+    archive_hot_store: str | None = "@hourly"
+    forecast_ip_traffic: str | None = "asset"
+    baseline_stats: str | None = "@hourly"
+    retrain_cdn_kmeans: str | None = "@daily"
+
+    @field_validator("*")
+    @classmethod
+    def _valid(cls, value: str | None) -> str | None:
+        return _check_schedule(value)
+
+
+class ProphetConfig(StrictModel):
+    horizon_hours: Annotated[int, Field(ge=1, le=24 * 90)] = 24
+    interval_width: Annotated[float, Field(gt=0, lt=1)] = 0.95
+    min_points: Annotated[int, Field(ge=2)] = 48
+    holdout_hours: Annotated[int, Field(ge=1)] = 24
+    seasonality_mode: Literal["additive", "multiplicative", "auto"] = "auto"
+    # speed layer: outside the interval is WARN; this many half-widths from yhat is ERROR
+    deviation_error_factor: Annotated[float, Field(gt=1)] = 2.0
+    # which side of the forecast may be ERROR ("both", or one side; the other stays WARN).
+    # "above": scans, exfiltration and DDoS are surges, a lost host is the silence detector's,
+    # and a bursty host's quiet hours fall below a forecast that averages its bursts in.
+    deviation_error_direction: Literal["above", "below", "both"] = "above"
+
+
+class KMeansConfig(StrictModel):
+    k: Annotated[int, Field(ge=2, le=100)] = 5
+    max_iter: Annotated[int, Field(ge=1)] = 50
+    seed: int = 11
+    threshold_quantile: Annotated[float, Field(gt=0, lt=1)] = 0.99
+    # beyond the threshold: WARN; beyond this multiple of it: ERROR
+    error_threshold_factor: Annotated[float, Field(gt=1)] = 2.0
+    training_hours: Annotated[int, Field(ge=1)] = 24
+    features: list[str] = Field(
+        default_factory=lambda: [
+            "requests",
+            "bytes_sent",
+            "cache_hit_ratio",
+            "latency_p50_ms",
+            "latency_p95_ms",
+            "status_4xx",
+            "status_5xx",
+            "origin_errors",
+        ]
+    )
+
+
+class CpuAnomalyConfig(StrictModel):
+    window: str = "500 milliseconds"
+    watermark: str = "2 seconds"
+    warn_sigma: Annotated[float, Field(gt=0)] = 1.0
+    error_sigma: Annotated[float, Field(gt=0)] = 2.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> CpuAnomalyConfig:
+        if self.error_sigma <= self.warn_sigma:
+            raise ValueError("error_sigma must be greater than warn_sigma")
+        return self
+
+
+class BaselineConfig(StrictModel):
+    trailing_hours: Annotated[int, Field(ge=1)] = 24
+
+
+class SilenceConfig(StrictModel):
+    """A source silent for ``missed_intervals`` expected intervals raises an anomaly."""
+
+    missed_intervals: Annotated[int, Field(ge=1)] = 3
+    # per source; the slowest source's watermark holds the timeouts back
+    watermark: str = "30 seconds"
+
+
+class MetricScoresConfig(StrictModel):
+    """Online per-series scorer for the generic metrics topic (EWMA level/σ + hour-of-day)."""
+
+    alpha: Annotated[float, Field(gt=0, lt=1)] = 0.05
+    season_beta: Annotated[float, Field(gt=0, lt=1)] = 0.1
+    warmup: Annotated[int, Field(ge=2)] = 30
+    clip_sigma: Annotated[float, Field(gt=0)] = 4.0
+    warn_score: Annotated[float, Field(gt=0, lt=1)] = 0.99
+    error_score: Annotated[float, Field(gt=0, lt=1)] = 0.9999
+
+    @model_validator(mode="after")
+    def _ordered(self) -> MetricScoresConfig:
+        if self.error_score <= self.warn_score:
+            raise ValueError("error_score must be greater than warn_score")
+        return self
+
+
+class ModelsConfig(StrictModel):
+    prophet: ProphetConfig = ProphetConfig()
+    kmeans: KMeansConfig = KMeansConfig()
+    cpu_anomaly: CpuAnomalyConfig = CpuAnomalyConfig()
+    baselines: BaselineConfig = BaselineConfig()
+    silence: SilenceConfig = SilenceConfig()
+    metric_scores: MetricScoresConfig = MetricScoresConfig()
+
+
+class DeadLettersConfig(StrictModel):
+    """How much of a rejected record a dead letter keeps.
+
+    A dead letter carries the record's first ``max_raw_bytes`` (base64), its size and the
+    SHA-256 of the whole record, so it stays small whatever arrives. A record larger than
+    this is not parsed at all: no telemetry event is that large, and parsing megabytes of JSON
+    per record would stall every query that reads the topic.
+    """
+
+    max_raw_bytes: Annotated[int, Field(ge=1024, le=16 * 1024 * 1024)] = 64 * 1024
+
+
+class GeneratorsConfig(StrictModel):
+    seed: int = 20260101
+    ip_interval_seconds: Annotated[int, Field(ge=1)] = 60
+    servers: Annotated[int, Field(ge=1)] = 50
+    server_interval_ms: Annotated[int, Field(ge=10)] = 250
+    cdn_edges: Annotated[int, Field(ge=1)] = 40
+    cdn_interval_seconds: Annotated[int, Field(ge=1)] = 10
+    weather_interval_seconds: Annotated[int, Field(ge=1)] = 60
+    anomaly_rate: Annotated[float, Field(ge=0, le=1)] = 0.02

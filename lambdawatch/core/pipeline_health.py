@@ -1,0 +1,198 @@
+"""What the platform records about itself for the "Pipeline health" dashboard.
+
+Three signals, each written where it is known: the speed layer's per-batch progress (events/s
+and consumer lag per Kafka source, from Spark's own progress report), each batch DAG's
+successful runs (written by the run's last task), and the hot store's size (sampled by the
+tasks that change it). Parsing is pure; the writers are thin upserts, safe to repeat.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import astuple, dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+import redis
+
+from lambdawatch.core import db
+from lambdawatch.core.hot_store import HotStore, open_hot_store, redis_client
+from lambdawatch.core.secrets import Secrets
+from lambdawatch.core.settings import Settings
+
+SUBSCRIPTION = re.compile(r"Subscribe(?:Pattern)?\[([^\]]*)\]")
+
+
+@dataclass(frozen=True)
+class SourceProgress:
+    """One Kafka source of one micro-batch (a row of ``speed_layer_progress``)."""
+
+    query: str
+    batch_id: int
+    source: str
+    batch_ts: str
+    input_rows: int
+    input_rows_per_second: float | None
+    processed_rows_per_second: float | None
+    offsets_behind_latest: int | None
+    batch_duration_ms: int | None
+
+
+def source_name(description: str) -> str:
+    """``KafkaV2[Subscribe[ip-events]]`` → ``ip-events``; other sources keep their description."""
+    match = SUBSCRIPTION.search(description)
+    return match.group(1) if match else description
+
+
+def _offsets(raw: Any) -> dict[str, dict[str, int]]:
+    """Spark reports offsets as a JSON string (or dict) of topic → partition → offset."""
+    if raw is None:
+        return {}
+    value = json.loads(raw) if isinstance(raw, str) else raw
+    return value if isinstance(value, dict) else {}
+
+
+def offsets_behind(source: Mapping[str, Any]) -> int | None:
+    """Consumer lag of a source after the batch: latest minus processed, summed over partitions.
+
+    Falls back to the connector's own ``maxOffsetsBehindLatest`` metric when Spark did not
+    report the latest offsets; ``None`` when neither is known (not a Kafka source).
+    """
+    end, latest = _offsets(source.get("endOffset")), _offsets(source.get("latestOffset"))
+    if end and latest:
+        return sum(
+            max(0, int(offset) - int(end.get(topic, {}).get(partition, offset)))
+            for topic, partitions in latest.items()
+            for partition, offset in partitions.items()
+        )
+    metric = (source.get("metrics") or {}).get("maxOffsetsBehindLatest")
+    return int(float(metric)) if metric is not None else None
+
+
+def progress_rows(progress: Mapping[str, Any]) -> list[SourceProgress]:
+    """The rows one ``StreamingQueryProgress`` (its JSON form) contributes, one per source."""
+    rows = []
+    for source in progress.get("sources", []):
+        rows.append(
+            SourceProgress(
+                query=str(progress.get("name") or progress.get("id")),
+                batch_id=int(progress["batchId"]),
+                source=source_name(str(source.get("description", ""))),
+                batch_ts=str(progress["timestamp"]),
+                input_rows=int(source.get("numInputRows") or 0),
+                input_rows_per_second=_finite(source.get("inputRowsPerSecond")),
+                processed_rows_per_second=_finite(source.get("processedRowsPerSecond")),
+                offsets_behind_latest=offsets_behind(source),
+                batch_duration_ms=_int_or_none(progress.get("batchDuration")),
+            )
+        )
+    return rows
+
+
+def _finite(value: Any) -> float | None:
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _int_or_none(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+PROGRESS_UPSERT = """
+INSERT INTO speed_layer_progress (query, batch_id, source, batch_ts, input_rows,
+    input_rows_per_second, processed_rows_per_second, offsets_behind_latest, batch_duration_ms)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT (query, batch_id, source) DO UPDATE SET
+    batch_ts = EXCLUDED.batch_ts, input_rows = EXCLUDED.input_rows,
+    input_rows_per_second = EXCLUDED.input_rows_per_second,
+    processed_rows_per_second = EXCLUDED.processed_rows_per_second,
+    offsets_behind_latest = EXCLUDED.offsets_behind_latest,
+    batch_duration_ms = EXCLUDED.batch_duration_ms
+"""
+
+
+def write_progress(conn: psycopg.Connection, rows: list[SourceProgress]) -> None:
+    """Upsert progress rows (a re-run batch id after a restart replaces its row)."""
+    if rows:
+        with conn.cursor() as cursor:
+            cursor.executemany(PROGRESS_UPSERT, [astuple(row) for row in rows])
+
+
+def write_sink_error(conn: psycopg.Connection, error: Any) -> None:
+    """One micro-batch's set-aside records (a ``spark_apps.sink_guard.SinkError``); a replayed
+    batch that sets them aside again updates its row."""
+    conn.execute(
+        "INSERT INTO speed_layer_errors (query, batch_id, error, records, disposition, "
+        "recorded_at) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (query, batch_id) DO UPDATE "
+        "SET error = EXCLUDED.error, records = EXCLUDED.records, "
+        "disposition = EXCLUDED.disposition, recorded_at = EXCLUDED.recorded_at",
+        (
+            error.query,
+            error.batch_id,
+            error.error,
+            error.records,
+            error.disposition,
+            error.recorded_at,
+        ),
+    )
+
+
+def record_batch_run(
+    conn: psycopg.Connection,
+    dag_id: str,
+    run_id: str,
+    interval_start: datetime | None,
+    interval_end: datetime | None,
+    details: Mapping[str, Any] | None = None,
+) -> None:
+    """Mark a DAG run successful; a cleared and re-run run updates its own row."""
+    conn.execute(
+        "INSERT INTO batch_runs (dag_id, run_id, interval_start, interval_end, details) "
+        "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (dag_id, run_id) DO UPDATE SET "
+        "interval_start = EXCLUDED.interval_start, interval_end = EXCLUDED.interval_end, "
+        "finished_at = now(), details = EXCLUDED.details",
+        (dag_id, run_id, interval_start, interval_end, json.dumps(details or {}, default=str)),
+    )
+
+
+def record_hot_store_stats(
+    conn: psycopg.Connection, client: redis.Redis, store: HotStore
+) -> tuple[int, int]:
+    """Sample the hot store's series count and Redis memory; returns (series, bytes)."""
+    series = len(store.query_index({"source": "ip"}))
+    used = int(client.info("memory")["used_memory"])
+    conn.execute(
+        "INSERT INTO hot_store_stats (sampled_at, backend, series, used_memory_bytes) "
+        "VALUES (now(), %s, %s, %s) ON CONFLICT (sampled_at) DO NOTHING",
+        (store.backend, series, used),
+    )
+    return series, used
+
+
+def finish_batch_run(
+    settings: Settings,
+    dag_id: str,
+    run_id: str,
+    interval_start: datetime | None,
+    interval_end: datetime | None,
+    details: Mapping[str, Any] | None = None,
+    sample_hot_store: bool = False,
+    secrets: Secrets | None = None,
+) -> None:
+    """A DAG's last task: record the successful run and, for the DAGs that change the hot
+    store (feed, archive), sample its size."""
+    with db.connect(settings, secrets) as conn:
+        conn.autocommit = True
+        record_batch_run(conn, dag_id, run_id, interval_start, interval_end, details)
+        if sample_hot_store:
+            client = redis_client(settings)
+            try:
+                record_hot_store_stats(conn, client, open_hot_store(client, settings))
+            finally:
+                client.close()

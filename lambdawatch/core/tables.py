@@ -1,0 +1,476 @@
+"""Every table and view of the platform database, declared once: name, columns, types, key.
+
+The migrations in ``sql/`` create them, and a test against the real database holds every
+migration's tables and ``v_*`` views to these declarations. Code derives from them rather than
+restating columns: the speed layer's sinks and output schemas (``Relation.names``,
+``Relation.spark_ddl``) and Superset's datasets (``lambdawatch.ops.dashboards``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+# PostgreSQL's names for the types used (as ``information_schema.columns.data_type`` says them)
+TEXT, TIMESTAMPTZ, DOUBLE, BIGINT, INTEGER, BOOLEAN, JSONB, NUMERIC = (
+    "text",
+    "timestamp with time zone",
+    "double precision",
+    "bigint",
+    "integer",
+    "boolean",
+    "jsonb",
+    "numeric",
+)
+SPARK_TYPES = {
+    TEXT: "string",
+    TIMESTAMPTZ: "timestamp",
+    DOUBLE: "double",
+    BIGINT: "long",
+    INTEGER: "int",
+    BOOLEAN: "boolean",
+    JSONB: "string",
+    NUMERIC: "double",
+}
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    nullable: bool = False
+
+
+@dataclass(frozen=True)
+class Relation:
+    """A table (with its natural ``key``) or a view."""
+
+    name: str
+    columns: tuple[Column, ...]
+    key: tuple[str, ...] = ()
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(column.name for column in self.columns)
+
+    def names_except(self, *excluded: str) -> tuple[str, ...]:
+        """The columns a writer supplies, when ``excluded`` ones have database defaults."""
+        return tuple(name for name in self.names if name not in excluded)
+
+    def column(self, name: str) -> Column:
+        for column in self.columns:
+            if column.name == name:
+                return column
+        raise KeyError(f"{self.name} has no column {name!r}")
+
+    def spark_ddl(self, names: Iterable[str] | None = None) -> str:
+        """A Spark DDL schema (``name type, ...``) for these columns, all or ``names``."""
+        chosen = [self.column(name) for name in names] if names is not None else self.columns
+        return ", ".join(f"{c.name} {SPARK_TYPES[c.type]}" for c in chosen)
+
+
+TABLES = {
+    relation.name: relation
+    for relation in (
+        Relation(
+            "anomalies",
+            (
+                Column("detector", TEXT),
+                Column("entity", TEXT),
+                Column("metric", TEXT),
+                Column("window_start", TIMESTAMPTZ),
+                Column("window_end", TIMESTAMPTZ),
+                Column("value", DOUBLE, nullable=True),
+                Column("expected", DOUBLE, nullable=True),
+                Column("score", DOUBLE, nullable=True),
+                Column("severity", TEXT),
+                Column("model_version", TEXT),
+                Column("detected_at", TIMESTAMPTZ),
+            ),
+            key=("detector", "entity", "metric", "window_start"),
+        ),
+        Relation(
+            "baselines",
+            (
+                Column("metric", TEXT),
+                Column("entity", TEXT),
+                Column("mean", DOUBLE),
+                Column("variance", DOUBLE),
+                Column("stddev", DOUBLE),
+                Column("samples", BIGINT),
+                Column("window_start", TIMESTAMPTZ),
+                Column("window_end", TIMESTAMPTZ),
+                Column("computed_at", TIMESTAMPTZ),
+            ),
+            key=("metric", "entity"),
+        ),
+        Relation(
+            "batch_runs",
+            (
+                Column("dag_id", TEXT),
+                Column("run_id", TEXT),
+                Column("interval_start", TIMESTAMPTZ, nullable=True),
+                Column("interval_end", TIMESTAMPTZ, nullable=True),
+                Column("finished_at", TIMESTAMPTZ),
+                Column("details", JSONB),
+            ),
+            key=("dag_id", "run_id"),
+        ),
+        Relation(
+            "forecast_quality",
+            (
+                Column("run_id", TEXT),
+                Column("ip", TEXT),
+                Column("feature", TEXT),
+                Column("model", TEXT),
+                Column("points", BIGINT),
+                Column("mape", DOUBLE, nullable=True),
+                Column("coverage", DOUBLE, nullable=True),
+                Column("mase", DOUBLE, nullable=True),
+                Column("mase_naive", DOUBLE, nullable=True),
+                Column("seasonality_mode", TEXT, nullable=True),
+                Column("reason", TEXT, nullable=True),
+                Column("created_at", TIMESTAMPTZ),
+            ),
+            key=("run_id", "ip", "feature"),
+        ),
+        Relation(
+            "ground_truth",
+            (
+                Column("label_id", TEXT),
+                Column("source", TEXT),
+                Column("entity", TEXT),
+                Column("kind", TEXT),
+                Column("start_ts", TIMESTAMPTZ),
+                Column("end_ts", TIMESTAMPTZ),
+                Column("details", JSONB),
+            ),
+            key=("label_id",),
+        ),
+        Relation(
+            "hot_store_stats",
+            (
+                Column("sampled_at", TIMESTAMPTZ),
+                Column("backend", TEXT),
+                Column("series", BIGINT),
+                Column("used_memory_bytes", BIGINT),
+            ),
+            key=("sampled_at",),
+        ),
+        Relation(
+            "ip_forecasts",
+            (
+                Column("ip", TEXT),
+                Column("feature", TEXT),
+                Column("ds", TIMESTAMPTZ),
+                Column("yhat", DOUBLE),
+                Column("yhat_lower", DOUBLE),
+                Column("yhat_upper", DOUBLE),
+                Column("model", TEXT),
+                Column("run_id", TEXT),
+                Column("created_at", TIMESTAMPTZ),
+            ),
+            key=("ip", "feature", "ds"),
+        ),
+        Relation(
+            "ip_history",
+            (
+                Column("ip", TEXT),
+                Column("feature", TEXT),
+                Column("ts", TIMESTAMPTZ),
+                Column("value", DOUBLE),
+            ),
+            key=("ip", "feature", "ts"),
+        ),
+        Relation(
+            "model_registry",
+            (
+                Column("model_name", TEXT),
+                Column("version", TEXT),
+                Column("path", TEXT),
+                Column("threshold", DOUBLE, nullable=True),
+                Column("metrics", JSONB),
+                Column("promoted", BOOLEAN),
+                Column("created_at", TIMESTAMPTZ),
+            ),
+            key=("model_name", "version"),
+        ),
+        Relation(
+            "rt_cdn_clusters",
+            (
+                Column("edge_id", TEXT),
+                Column("ts", TIMESTAMPTZ),
+                Column("pop", TEXT),
+                Column("region", TEXT),
+                Column("event_id", TEXT),
+                Column("cluster", INTEGER),
+                Column("distance", DOUBLE),
+                Column("threshold", DOUBLE),
+                Column("anomalous", BOOLEAN),
+                Column("model_version", TEXT),
+            ),
+            key=("edge_id", "ts"),
+        ),
+        Relation(
+            "rt_cpu_windows",
+            (
+                Column("server_id", TEXT),
+                Column("window_start", TIMESTAMPTZ),
+                Column("window_end", TIMESTAMPTZ),
+                Column("mean_cpu", DOUBLE),
+                Column("std_cpu", DOUBLE, nullable=True),
+                Column("samples", BIGINT),
+                Column("expected_mean", DOUBLE),
+                Column("expected_std", DOUBLE),
+                Column("z", DOUBLE),
+                Column("status", TEXT),
+            ),
+            key=("server_id", "window_start"),
+        ),
+        Relation(
+            "rt_ip_windows",
+            (
+                Column("window_start", TIMESTAMPTZ),
+                Column("window_end", TIMESTAMPTZ),
+                Column("src_ip", TEXT),
+                Column("feature", TEXT),
+                Column("samples", BIGINT),
+                Column("total", DOUBLE),
+                Column("mean", DOUBLE),
+            ),
+            key=("window_start", "src_ip", "feature"),
+        ),
+        Relation(
+            "rt_server_status",
+            (
+                Column("window_start", TIMESTAMPTZ),
+                Column("window_end", TIMESTAMPTZ),
+                Column("country_code", TEXT),
+                Column("country_name", TEXT),
+                Column("city", TEXT),
+                Column("datacenter", TEXT),
+                Column("status_color", TEXT),
+                Column("severity_level", INTEGER),
+                Column("messages", BIGINT),
+                Column("total_resolution_time", BIGINT),
+                Column("updated_at", TIMESTAMPTZ),
+            ),
+            key=("window_start", "datacenter", "status_color", "severity_level"),
+        ),
+        Relation(
+            "rt_weather",
+            (
+                Column("city", TEXT),
+                Column("ts", TIMESTAMPTZ),
+                Column("lat", DOUBLE),
+                Column("lon", DOUBLE),
+                Column("temperature", DOUBLE),
+                Column("feels_like", DOUBLE),
+                Column("temperature_minus_feels_like", DOUBLE),
+                Column("event_id", TEXT),
+            ),
+            key=("city", "ts"),
+        ),
+        Relation(
+            "speed_layer_errors",
+            (
+                Column("query", TEXT),
+                Column("batch_id", BIGINT),
+                Column("error", TEXT),
+                Column("records", INTEGER),
+                Column("disposition", TEXT),
+                Column("recorded_at", TIMESTAMPTZ),
+            ),
+            key=("query", "batch_id"),
+        ),
+        Relation(
+            "speed_layer_progress",
+            (
+                Column("query", TEXT),
+                Column("batch_id", BIGINT),
+                Column("source", TEXT),
+                Column("batch_ts", TIMESTAMPTZ),
+                Column("input_rows", BIGINT),
+                Column("input_rows_per_second", DOUBLE, nullable=True),
+                Column("processed_rows_per_second", DOUBLE, nullable=True),
+                Column("offsets_behind_latest", BIGINT, nullable=True),
+                Column("batch_duration_ms", BIGINT, nullable=True),
+            ),
+            key=("query", "batch_id", "source"),
+        ),
+    )
+}
+
+VIEWS = {
+    relation.name: relation
+    for relation in (
+        Relation(
+            "v_anomalies",
+            (
+                Column("detector", TEXT, nullable=True),
+                Column("entity", TEXT, nullable=True),
+                Column("metric", TEXT, nullable=True),
+                Column("window_start", TIMESTAMPTZ, nullable=True),
+                Column("window_end", TIMESTAMPTZ, nullable=True),
+                Column("value", DOUBLE, nullable=True),
+                Column("expected", DOUBLE, nullable=True),
+                Column("score", DOUBLE, nullable=True),
+                Column("severity", TEXT, nullable=True),
+                Column("model_version", TEXT, nullable=True),
+                Column("detected_at", TIMESTAMPTZ, nullable=True),
+                Column("detection_delay_s", NUMERIC, nullable=True),
+            ),
+        ),
+        Relation(
+            "v_batch_runs",
+            (
+                Column("dag_id", TEXT, nullable=True),
+                Column("run_id", TEXT, nullable=True),
+                Column("interval_start", TIMESTAMPTZ, nullable=True),
+                Column("interval_end", TIMESTAMPTZ, nullable=True),
+                Column("finished_at", TIMESTAMPTZ, nullable=True),
+                Column("minutes_since", NUMERIC, nullable=True),
+            ),
+        ),
+        Relation(
+            "v_cdn_clusters",
+            (
+                Column("edge_id", TEXT, nullable=True),
+                Column("ts", TIMESTAMPTZ, nullable=True),
+                Column("pop", TEXT, nullable=True),
+                Column("region", TEXT, nullable=True),
+                Column("cluster", INTEGER, nullable=True),
+                Column("distance", DOUBLE, nullable=True),
+                Column("threshold", DOUBLE, nullable=True),
+                Column("anomalous", BOOLEAN, nullable=True),
+                Column("model_version", TEXT, nullable=True),
+                Column("distance_ratio", DOUBLE, nullable=True),
+            ),
+        ),
+        Relation(
+            "v_cpu_windows",
+            (
+                Column("server_id", TEXT, nullable=True),
+                Column("window_start", TIMESTAMPTZ, nullable=True),
+                Column("window_end", TIMESTAMPTZ, nullable=True),
+                Column("mean_cpu", DOUBLE, nullable=True),
+                Column("std_cpu", DOUBLE, nullable=True),
+                Column("samples", BIGINT, nullable=True),
+                Column("expected_mean", DOUBLE, nullable=True),
+                Column("expected_std", DOUBLE, nullable=True),
+                Column("z", DOUBLE, nullable=True),
+                Column("status", TEXT, nullable=True),
+            ),
+        ),
+        Relation(
+            "v_hot_store_stats",
+            (
+                Column("sampled_at", TIMESTAMPTZ, nullable=True),
+                Column("backend", TEXT, nullable=True),
+                Column("series", BIGINT, nullable=True),
+                Column("used_memory_mib", NUMERIC, nullable=True),
+            ),
+        ),
+        Relation(
+            "v_ip_scans",
+            (
+                Column("window_start", TIMESTAMPTZ, nullable=True),
+                Column("window_end", TIMESTAMPTZ, nullable=True),
+                Column("ip", TEXT, nullable=True),
+                Column("feature", TEXT, nullable=True),
+                Column("value", DOUBLE, nullable=True),
+                Column("expected", DOUBLE, nullable=True),
+                Column("score", DOUBLE, nullable=True),
+                Column("severity", TEXT, nullable=True),
+                Column("model_version", TEXT, nullable=True),
+                Column("detected_at", TIMESTAMPTZ, nullable=True),
+            ),
+        ),
+        Relation(
+            "v_ip_traffic",
+            (
+                Column("ip", TEXT, nullable=True),
+                Column("feature", TEXT, nullable=True),
+                Column("ts", TIMESTAMPTZ, nullable=True),
+                Column("actual", DOUBLE, nullable=True),
+                Column("forecast", DOUBLE, nullable=True),
+                Column("forecast_lower", DOUBLE, nullable=True),
+                Column("forecast_upper", DOUBLE, nullable=True),
+            ),
+        ),
+        Relation(
+            "v_ip_windows",
+            (
+                Column("window_start", TIMESTAMPTZ, nullable=True),
+                Column("window_end", TIMESTAMPTZ, nullable=True),
+                Column("ip", TEXT, nullable=True),
+                Column("feature", TEXT, nullable=True),
+                Column("samples", BIGINT, nullable=True),
+                Column("total", DOUBLE, nullable=True),
+                Column("mean", DOUBLE, nullable=True),
+            ),
+        ),
+        Relation(
+            "v_models",
+            (
+                Column("model_name", TEXT, nullable=True),
+                Column("version", TEXT, nullable=True),
+                Column("threshold", DOUBLE, nullable=True),
+                Column("promoted", BOOLEAN, nullable=True),
+                Column("created_at", TIMESTAMPTZ, nullable=True),
+                Column("metrics", TEXT, nullable=True),
+            ),
+        ),
+        Relation(
+            "v_server_status",
+            (
+                Column("window_start", TIMESTAMPTZ, nullable=True),
+                Column("window_end", TIMESTAMPTZ, nullable=True),
+                Column("country_code", TEXT, nullable=True),
+                Column("country_name", TEXT, nullable=True),
+                Column("city", TEXT, nullable=True),
+                Column("datacenter", TEXT, nullable=True),
+                Column("status_color", TEXT, nullable=True),
+                Column("severity_level", INTEGER, nullable=True),
+                Column("messages", BIGINT, nullable=True),
+                Column("total_resolution_time", BIGINT, nullable=True),
+            ),
+        ),
+        Relation(
+            "v_speed_layer_errors",
+            (
+                Column("query", TEXT, nullable=True),
+                Column("batch_id", BIGINT, nullable=True),
+                Column("error", TEXT, nullable=True),
+                Column("records", INTEGER, nullable=True),
+                Column("disposition", TEXT, nullable=True),
+                Column("recorded_at", TIMESTAMPTZ, nullable=True),
+            ),
+        ),
+        Relation(
+            "v_speed_layer_set_aside",
+            (
+                Column("query", TEXT, nullable=True),
+                Column("records_set_aside", BIGINT, nullable=True),
+                Column("batches", BIGINT, nullable=True),
+                Column("last_at", TIMESTAMPTZ, nullable=True),
+                Column("last_disposition", TEXT, nullable=True),
+                Column("last_error", TEXT, nullable=True),
+            ),
+        ),
+        Relation(
+            "v_stream_progress",
+            (
+                Column("query", TEXT, nullable=True),
+                Column("batch_id", BIGINT, nullable=True),
+                Column("source", TEXT, nullable=True),
+                Column("batch_ts", TIMESTAMPTZ, nullable=True),
+                Column("input_rows", BIGINT, nullable=True),
+                Column("input_rows_per_second", DOUBLE, nullable=True),
+                Column("processed_rows_per_second", DOUBLE, nullable=True),
+                Column("offsets_behind_latest", BIGINT, nullable=True),
+                Column("batch_duration_ms", BIGINT, nullable=True),
+            ),
+        ),
+    )
+}

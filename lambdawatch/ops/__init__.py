@@ -1,0 +1,1 @@
+"""Operating the platform: CLI, demo, health, the local stack, REST clients, dashboards."""

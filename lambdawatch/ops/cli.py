@@ -1,0 +1,494 @@
+"""The ``lambdawatch`` command line: run the local stack and operate the platform."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from lambdawatch.core.secrets import Secrets, ensure_secrets_file, secrets_for
+from lambdawatch.core.settings import ConfigError, Settings, load_settings
+
+app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False)
+config_app = typer.Typer(help="Inspect and validate config.json and .env.")
+app.add_typer(config_app, name="config")
+dashboards_app = typer.Typer(help="Superset dashboards as code (superset/).")
+app.add_typer(dashboards_app, name="dashboards")
+console = Console()
+# What ``lambdawatch check`` probes (lambdawatch.ops.health.SERVICES, kept import-free here).
+SERVICE_NAMES = ("postgres", "redis", "kafka", "airflow", "superset", "speed-layer")
+errors = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        errors.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+def _secrets(settings: Settings) -> Secrets:
+    """The secrets for these settings; a missing one (distributed mode) exits 2, named."""
+    try:
+        return secrets_for(settings)
+    except ConfigError as exc:
+        errors.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+def _human_bytes(value: int) -> str:
+    size = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
+
+
+ComponentsOption = Annotated[
+    list[str] | None,
+    typer.Option("--only", help="Start only these components (repeatable)."),
+]
+
+
+@app.command()
+def up(only: ComponentsOption = None) -> None:
+    """Start the local stack (idempotent) and wait until every component is healthy."""
+    from lambdawatch.ops.stack.local import LocalStack
+
+    settings = _settings()
+    if settings.stack_mode == "distributed":
+        console.print("STACK_MODE=distributed: nothing to start locally; checking endpoints.")
+        status(only)
+        return
+    stack = LocalStack(settings)
+    unknown = sorted(set(only or []) - {c.name for c in stack.components})
+    if unknown:
+        errors.print(f"[red]unknown component(s): {', '.join(unknown)}[/red]")
+        raise typer.Exit(2)
+    try:
+        with console.status("starting the local stack…"):
+            stack.up(only, on_event=lambda message: console.print(f"  [green]✓[/green] {message}"))
+    except (RuntimeError, FileNotFoundError) as exc:
+        errors.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    console.print(
+        f"State and logs: {settings.var_path}  (secrets: {settings.var_path}/secrets.env)"
+    )
+    _print_status(stack)
+    if only is None or any(name.startswith("airflow") for name in only):
+        password = stack.secrets.airflow_admin_password.get_secret_value()
+        console.print(
+            f"Airflow UI: {settings.airflow_base_url}  "
+            f"(login {settings.airflow_admin_user} / {password}; trigger InitialDag first)"
+        )
+    if only is None or "superset" in only:
+        password = stack.secrets.superset_admin_password.get_secret_value()
+        console.print(
+            f"Superset:   {settings.superset_base_url}  "
+            f"(login {settings.superset_admin_user} / {password})"
+        )
+
+
+@app.command()
+def demo(
+    minutes: Annotated[float, typer.Option(help="How long to feed events live.")] = 3.0,
+    anomaly_rate: Annotated[
+        float,
+        typer.Option(
+            help="Share of generator slots with an injected anomaly (slots are 20-30 minutes "
+            "per entity, so a few minutes need a high rate to show every kind)."
+        ),
+    ] = 0.3,
+    history_hours: Annotated[
+        int, typer.Option(help="Hours of hourly IP history to seed for the forecast.")
+    ] = 72,
+) -> None:
+    """Start the stack, trigger InitialDag, feed anomalies live, run the batch DAGs, report."""
+    from lambdawatch.ops.demo import report_rows, run_demo
+    from lambdawatch.ops.stack.local import LocalStack
+
+    settings = _settings()
+    if not 0 <= anomaly_rate <= 1:
+        errors.print("[red]--anomaly-rate must be between 0 and 1[/red]")
+        raise typer.Exit(2)
+    stack = LocalStack(settings)
+    try:
+        with console.status("starting the local stack…"):
+            stack.up(on_event=lambda message: console.print(f"  [green]✓[/green] {message}"))
+        with console.status("demo running…") as status:
+            report = run_demo(
+                settings,
+                stack.secrets,
+                minutes,
+                anomaly_rate,
+                history_hours,
+                say=lambda message: console.print(f"[bold]→[/bold] {message}"),
+                on_feed=lambda source, counts: status.update(
+                    f"feeding: {source} {sum(counts.events.values()):,} events"
+                ),
+            )
+    except (RuntimeError, FileNotFoundError, TimeoutError) as exc:
+        errors.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    table = Table(title="lambdawatch demo")
+    table.add_column("what")
+    table.add_column("result")
+    for what, value in report_rows(report):
+        table.add_row(what, str(value))
+    console.print(table)
+    console.print(
+        f"Logins: Airflow {settings.airflow_admin_user} / "
+        f"{stack.secrets.airflow_admin_password.get_secret_value()}, Superset "
+        f"{settings.superset_admin_user} / "
+        f"{stack.secrets.superset_admin_password.get_secret_value()}. "
+        "The stack keeps running: `lambdawatch down` stops it."
+    )
+
+
+@app.command()
+def down() -> None:
+    """Stop everything ``up`` started (and only that)."""
+    from lambdawatch.ops.stack.local import LocalStack
+
+    LocalStack(_settings()).down()
+    console.print("local stack stopped")
+
+
+@app.command()
+def status(only: ComponentsOption = None) -> None:
+    """Components, health, pid, port and memory; exit 1 if a (selected) component is unhealthy."""
+    from lambdawatch.ops.stack.local import LocalStack
+
+    settings = _settings()
+    if settings.stack_mode == "distributed":
+        if not _print_endpoints(settings, only):
+            raise typer.Exit(1)
+        return
+    stack = LocalStack(settings)
+    if not _print_status(stack, only):
+        raise typer.Exit(1)
+
+
+def _print_endpoints(settings: Settings, only: list[str] | None = None) -> bool:
+    """Distributed mode: probe each service where the settings say it is."""
+    from lambdawatch.ops.health import check_service
+
+    secrets = _secrets(settings)
+    table = Table(title="lambdawatch services (STACK_MODE=distributed)")
+    table.add_column("service")
+    table.add_column("health")
+    healthy = True
+    for name in SERVICE_NAMES:
+        if only and name not in only:
+            continue
+        problem = check_service(name, settings, secrets)
+        healthy = healthy and problem is None
+        table.add_row(name, "[green]ok[/green]" if problem is None else f"[red]{problem}[/red]")
+    console.print(table)
+    return healthy
+
+
+def _print_status(stack: object, only: list[str] | None = None) -> bool:
+    from lambdawatch.ops.stack.local import LocalStack
+
+    assert isinstance(stack, LocalStack)
+    table = Table(title="lambdawatch local stack")
+    for column in ("component", "state", "health", "pid", "port", "memory"):
+        table.add_column(column)
+    rows = [row for row in stack.status() if not only or row.name in only]
+    for row in rows:
+        health = "[green]ok[/green]" if row.healthy else f"[red]{row.detail}[/red]"
+        if row.notice:
+            health += f"\n[yellow]{escape(row.notice)}[/yellow]"
+        table.add_row(
+            row.name,
+            row.state,
+            health,
+            str(row.pid or "-"),
+            str(row.port or "-"),
+            _human_bytes(row.rss_bytes) if row.rss_bytes else "-",
+        )
+    console.print(table)
+    return all(row.healthy for row in rows)
+
+
+@app.command()
+def secrets(
+    output: Annotated[
+        Path | None, typer.Option(help="Where to write (default: var/secrets.env).")
+    ] = None,
+) -> None:
+    """Generate the untracked secrets file (keeps existing values, adds missing ones)."""
+    settings = _settings()
+    path = ensure_secrets_file(output or settings.var_path / "secrets.env")
+    console.print(f"secrets in {path} (mode 600, not tracked by git)")
+    console.print(f"docker-compose reads them with: docker compose --env-file {path} up -d")
+
+
+@app.command()
+def prepare() -> None:
+    """Create the databases, roles and platform schema (the compose init service runs this;
+    ``up`` does the same in local mode). Idempotent."""
+    from lambdawatch.ops.stack.databases import prepare_databases
+    from lambdawatch.pipelines.platform_init import SCHEDULES_MODULE, write_schedules
+
+    settings = _settings()
+    if write_schedules(settings):
+        console.print(f"schedules rendered from config.json into {SCHEDULES_MODULE}")
+    applied = prepare_databases(settings, _secrets(settings))
+    console.print(
+        f"databases ready at {settings.postgres_host}:{settings.postgres_port}; "
+        f"migrations applied now: {', '.join(applied) or 'none (up to date)'}"
+    )
+
+
+@app.command("airflow-login")
+def airflow_login() -> None:
+    """Write Airflow's admin login file from the secrets (the compose airflow-init runs this;
+    ``up`` does it in local mode)."""
+    from lambdawatch.ops.stack.airflow_node import write_password_file
+
+    settings = _settings()
+    path = write_password_file(settings, _secrets(settings))
+    console.print(f"Airflow login for {settings.airflow_admin_user} written to {path}")
+
+
+@app.command()
+def check(
+    service: Annotated[str, typer.Argument(help="One of: " + ", ".join(SERVICE_NAMES))],
+) -> None:
+    """Probe one service at the configured endpoints; exit 1 with the reason if unhealthy."""
+    from lambdawatch.ops.health import check_service
+
+    settings = _settings()
+    if service not in SERVICE_NAMES:
+        errors.print(f"[red]unknown service {service!r}; expected one of {SERVICE_NAMES}[/red]")
+        raise typer.Exit(2)
+    problem = check_service(service, settings, _secrets(settings))
+    if problem:
+        errors.print(problem)
+        raise typer.Exit(1)
+    console.print(f"{service}: ok")
+
+
+@app.command()
+def feed(
+    source: Annotated[str, typer.Option(help="ip | server | cdn | weather")],
+    rate: Annotated[
+        float | None, typer.Option(help="Events/s (simulated clock runs faster; ends at now).")
+    ] = None,
+    duration: Annotated[float, typer.Option(help="Seconds to run.")] = 60.0,
+    max_rate: Annotated[bool, typer.Option("--max-rate", help="Send as fast as possible.")] = False,
+    client: Annotated[str, typer.Option(help="kafka-python | confluent")] = "kafka-python",
+    hot_store: Annotated[bool, typer.Option(help="Also write IP features to Redis.")] = True,
+) -> None:
+    """Run a generator live into Kafka (and, for IP events, the hot store)."""
+    import time
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from generators.registry import SOURCES, entities_per_interval, make_generator
+    from lambdawatch.core.db import connect
+    from lambdawatch.core.hot_store import open_hot_store, redis_client
+    from lambdawatch.core.producers import make_producer
+    from lambdawatch.pipelines.live_feed import plan_feed, run_feed, run_live_weather
+
+    settings = _settings()
+    if source not in SOURCES:
+        errors.print(f"[red]--source must be one of {', '.join(SOURCES)}[/red]")
+        raise typer.Exit(2)
+    generator = make_generator(source, settings)
+    natural = entities_per_interval(source, settings) * 1000 / generator.interval_ms
+    plan = plan_feed(natural, rate, duration, int(time.time() * 1000), max_rate=max_rate)
+    producer = make_producer(settings.kafka_bootstrap, client)  # type: ignore[arg-type]
+    store = (
+        open_hot_store(redis_client(settings), settings) if hot_store and source == "ip" else None
+    )
+    columns = (
+        TextColumn(f"[bold]{source}[/bold]"),
+        BarColumn(),
+        TextColumn("{task.fields[sent]:>10,} events"),
+        TextColumn("{task.fields[rate]:>9,.0f} ev/s"),
+        TextColumn("{task.fields[labels]:>5} labels"),
+        TextColumn("errors {task.fields[errors]}"),
+        TimeElapsedColumn(),
+    )
+    with connect(settings) as conn, Progress(*columns, console=console) as progress:
+        task = progress.add_task(source, total=duration, sent=0, rate=0.0, labels=0, errors=0)
+
+        def report(counts, elapsed: float) -> None:
+            sent = sum(counts.events.values())
+            progress.update(
+                task,
+                completed=min(elapsed, duration),
+                sent=sent,
+                rate=sent / elapsed if elapsed else 0.0,
+                labels=counts.labels,
+                errors=producer.failures,
+            )
+
+        try:
+            if source == "weather" and settings.openweather_api_key is not None:
+                from generators.openweather import OpenWeatherPoller
+
+                poller = OpenWeatherPoller(
+                    settings.openweather_api_key.get_secret_value(),
+                    settings.openweather_url,
+                    settings.openweather_calls_per_minute,
+                )
+                console.print(f"live weather from {settings.openweather_url}")
+                totals = run_live_weather(settings, producer, poller, duration, on_progress=report)
+                if poller.stats.failures:
+                    console.print(
+                        f"OpenWeatherMap trouble (counted, not fatal): {poller.stats.failures}"
+                    )
+            else:
+                totals = run_feed(settings, source, producer, plan, store, conn, on_progress=report)
+        finally:
+            producer.close()
+    console.print(
+        f"sent {sum(totals.events.values()):,} {source} events, {totals.labels} anomaly labels, "
+        f"{totals.hot_samples:,} hot-store samples"
+    )
+
+
+@app.command()
+def replay(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV with a header.")],
+    topic: Annotated[str | None, typer.Option(help="Target topic (default: metrics).")] = None,
+    entity: Annotated[str | None, typer.Option(help="Entity name (default: file name).")] = None,
+    entity_column: Annotated[
+        str | None, typer.Option(help="Take the entity from a column.")
+    ] = None,
+    time_column: Annotated[
+        str | None, typer.Option(help="Timestamp column (auto-detected).")
+    ] = None,
+    value_column: Annotated[str | None, typer.Option(help="The one metric column to send.")] = None,
+    speed: Annotated[float, typer.Option(help="Replay at real time × speed.")] = 1.0,
+    max_rate: Annotated[bool, typer.Option("--max-rate", help="Send as fast as possible.")] = False,
+    on_error: Annotated[str, typer.Option(help="skip | stop on a malformed row.")] = "stop",
+    client: Annotated[str, typer.Option(help="kafka-python | confluent")] = "kafka-python",
+) -> None:
+    """Stream a CSV into Kafka in timestamp order (generic metric events by default)."""
+    import orjson
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from generators.replay import ReplayError, ReplayOptions, paced, plan_replay
+    from lambdawatch.core.producers import make_producer
+
+    settings = _settings()
+    if on_error not in {"skip", "stop"}:
+        errors.print("[red]--on-error must be skip or stop[/red]")
+        raise typer.Exit(2)
+    if speed <= 0:
+        errors.print("[red]--speed must be positive[/red]")
+        raise typer.Exit(2)
+    options = ReplayOptions(
+        entity=entity,
+        time_column=time_column,
+        value_column=value_column,
+        entity_column=entity_column,
+        as_rows=topic is not None and value_column is None,
+        on_error=on_error,  # type: ignore[arg-type]
+    )
+    try:
+        plan = plan_replay(file, options)
+    except ReplayError as exc:
+        errors.print(
+            f"[red]{file}: {exc} (nothing was sent; --on-error skip skips such rows)[/red]"
+        )
+        raise typer.Exit(1) from None
+    target = topic or settings.topic("metrics").name
+    producer = make_producer(settings.kafka_bootstrap, client)  # type: ignore[arg-type]
+    columns = (
+        TextColumn(f"[bold]{file.name}[/bold] → {target}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    try:
+        with Progress(*columns, console=console) as progress:
+            task = progress.add_task("replay", total=len(plan.events))
+            for index, (key, event) in enumerate(paced(plan, None if max_rate else speed), 1):
+                producer.send(target, key.encode(), orjson.dumps(event), None)
+                if index % 1000 == 0:
+                    progress.update(task, completed=index)
+            producer.flush()
+            progress.update(task, completed=len(plan.events))
+    finally:
+        producer.close()
+    if producer.failures:
+        errors.print(f"[red]{producer.failures} deliveries failed[/red]")
+        raise typer.Exit(1)
+    console.print(
+        f"replayed {plan.rows:,} rows as {len(plan.events):,} events to {target}; "
+        f"skipped {len(plan.skipped)} malformed rows"
+    )
+    for problem in plan.skipped[:10]:
+        console.print(f"  skipped {problem}")
+
+
+@app.command("fetch-jars")
+def fetch_jars() -> None:
+    """Resolve the JVM artifacts (Kafka) from Maven Central into the local cache."""
+    from lambdawatch.ops.stack.kafka_node import resolve_classpath
+
+    settings = _settings()
+    libs = resolve_classpath(settings.root / "jvm" / "kafka" / "pom.xml")
+    console.print(f"Kafka classpath: {libs} ({len(list(libs.glob('*.jar')))} jars)")
+
+
+@dashboards_app.command("render")
+def dashboards_render(
+    output: Annotated[
+        Path | None, typer.Option(help="Asset folder (default: superset/ in the project).")
+    ] = None,
+) -> None:
+    """Render the dashboards declared in lambdawatch.ops.dashboards to Superset's YAML."""
+    from lambdawatch.ops.dashboards import write
+
+    root = output or _settings().root / "superset"
+    written = write(root)
+    console.print(f"{len(written)} asset files in {root}; `lambdawatch up` imports them")
+
+
+@dashboards_app.command("import")
+def dashboards_import() -> None:
+    """Import superset/ into the running stack's Superset now (also done by ``up``)."""
+    from lambdawatch.ops.stack import superset_node
+
+    settings = _settings()
+    secrets = _secrets(settings)
+    with console.status("importing dashboards…"):
+        superset_node.provision(settings, secrets, force=True)
+    console.print(f"imported; dashboards at {settings.superset_base_url}/dashboard/list/")
+
+
+@config_app.command("check")
+def config_check() -> None:
+    """Validate config.json and .env; exit 2 naming every bad field."""
+    settings = _settings()
+    console.print(
+        f"config ok: {len(settings.topics)} topics, {len(settings.ips.resolved_addresses)} IPs, "
+        f"Kafka at {settings.kafka_bootstrap}"
+    )
+
+
+@config_app.command("show")
+def config_show() -> None:
+    """Print the resolved settings (secrets excluded), including the IP→partition map."""
+    settings = _settings()
+    data = settings.model_dump(mode="json", exclude={"openweather_api_key"})
+    data["ip_partitions"] = settings.ip_partitions
+    console.print_json(json.dumps(data))
+
+
+if __name__ == "__main__":
+    app()

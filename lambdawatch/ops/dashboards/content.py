@@ -1,0 +1,367 @@
+"""The dashboards' content: every dataset (a view in ``sql/``) and every dashboard's charts.
+
+To change a dashboard, edit it here, then ``lambdawatch dashboards render`` (the committed YAML
+in ``superset/`` is checked against this by a unit test) and ``lambdawatch dashboards import``.
+"""
+
+from __future__ import annotations
+
+from lambdawatch.ops.dashboards.model import (
+    LAST_HOUR,
+    WEEK_AND_NEXT_DAY,
+    Chart,
+    Dashboard,
+    Dataset,
+    line_chart,
+)
+
+DATASETS = {
+    d.view: d
+    for d in [
+        Dataset(
+            "v_ip_traffic",
+            "Per-IP features: archived history and live windows next to the Prophet forecast.",
+            "ts",
+            {
+                "actual": "AVG(actual)",
+                "forecast": "AVG(forecast)",
+                "forecast_lower": "AVG(forecast_lower)",
+                "forecast_upper": "AVG(forecast_upper)",
+            },
+        ),
+        Dataset(
+            "v_ip_windows",
+            "The speed layer's per-IP feature windows.",
+            "window_start",
+            {"total": "SUM(total)", "samples": "SUM(samples)"},
+        ),
+        Dataset(
+            "v_ip_scans",
+            "Destination fan-out beyond the forecast interval: scans.",
+            "window_start",
+            {"scans": "COUNT(*)"},
+        ),
+        Dataset(
+            "v_server_status",
+            "Server status messages per datacenter and 1-minute window.",
+            "window_start",
+            {"messages": "SUM(messages)"},
+        ),
+        Dataset(
+            "v_cpu_windows",
+            "CPU usage per server and window, with its baseline z-score.",
+            "window_start",
+            {"mean_cpu": "AVG(mean_cpu)"},
+        ),
+        Dataset(
+            "v_anomalies",
+            "Every detector's findings in one shape.",
+            "window_start",
+            {"anomalies": "COUNT(*)"},
+        ),
+        Dataset(
+            "v_cdn_clusters",
+            "CDN events with their KMeans cluster and distance to its centroid.",
+            "ts",
+            {
+                "events": "COUNT(*)",
+                "anomalous_edges": "COUNT(DISTINCT CASE WHEN anomalous THEN edge_id END)",
+            },
+        ),
+        Dataset(
+            "v_models",
+            "Every trained model version and whether it is promoted.",
+            "created_at",
+        ),
+        Dataset(
+            "v_stream_progress",
+            "Speed-layer micro-batches per query and Kafka topic: throughput and lag.",
+            "batch_ts",
+            {
+                "events_per_second": "SUM(input_rows_per_second)",
+                "lag": "MAX(offsets_behind_latest)",
+            },
+        ),
+        Dataset(
+            "v_batch_runs",
+            "Successful batch DAG runs.",
+            "finished_at",
+            {"last_success": "MAX(finished_at)", "runs": "COUNT(*)"},
+        ),
+        Dataset(
+            "v_speed_layer_set_aside",
+            "Per speed-layer query: records it could not write and set aside in the last week "
+            "(dead letters or quarantine), zero when none.",
+            None,
+        ),
+        Dataset(
+            "v_hot_store_stats",
+            "The hot store's size over time.",
+            "sampled_at",
+            {"used_memory_mib": "MAX(used_memory_mib)", "series": "MAX(series)"},
+        ),
+    ]
+}
+
+
+DASHBOARDS = (
+    Dashboard(
+        "Network traffic",
+        "network-traffic",
+        60,
+        (
+            (
+                line_chart(
+                    "IP traffic: actual vs forecast",
+                    DATASETS["v_ip_traffic"],
+                    ("actual", "forecast", "forecast_lower", "forecast_upper"),
+                    time_grain="PT1H",
+                    time_range=WEEK_AND_NEXT_DAY,
+                    where="feature = 'bytesin'",
+                    width=12,
+                ),
+            ),
+            (
+                Chart(
+                    "Top talkers (bytes out)",
+                    DATASETS["v_ip_windows"],
+                    "table",
+                    metrics=("total",),
+                    groupby=("ip",),
+                    order_by=("total", False),
+                    where="feature = 'bytesout'",
+                    row_limit=10,
+                ),
+                line_chart(
+                    "IP features per window",
+                    DATASETS["v_ip_windows"],
+                    ("total",),
+                    groupby=("feature",),
+                    time_grain="PT1M",
+                    time_range=LAST_HOUR,
+                    options={"logAxis": True},  # counts and byte totals on one axis
+                ),
+            ),
+            (
+                Chart(
+                    "Scans detected",
+                    DATASETS["v_ip_scans"],
+                    "table",
+                    columns=("window_start", "ip", "feature", "value", "expected", "severity"),
+                    order_by=("window_start", False),
+                    row_limit=100,
+                    width=12,
+                ),
+            ),
+        ),
+        "Per-IP features over time with the Prophet forecast overlaid, top talkers, scans.",
+    ),
+    Dashboard(
+        "Data center",
+        "data-center",
+        30,
+        (
+            (
+                Chart(
+                    "Servers by status",
+                    DATASETS["v_server_status"],
+                    "pie",
+                    metrics=("messages",),
+                    groupby=("status_color",),
+                    width=4,
+                ),
+                Chart(
+                    "Status by country and datacenter",
+                    DATASETS["v_server_status"],
+                    "bar",
+                    metrics=("messages",),
+                    x_axis="country_name",
+                    groupby=("datacenter",),
+                    width=8,
+                    options={"stack": "Stack"},
+                ),
+            ),
+            (
+                Chart(
+                    "Status over time",
+                    DATASETS["v_server_status"],
+                    "timeseries_bar",
+                    metrics=("messages",),
+                    groupby=("status_color",),
+                    width=12,
+                    options={"stack": "Stack"},
+                ),
+            ),
+            (
+                Chart(
+                    "CPU heat-map",
+                    DATASETS["v_cpu_windows"],
+                    "heatmap",
+                    metrics=("mean_cpu",),
+                    groupby=("server_id",),
+                    width=12,
+                    height=80,
+                ),
+            ),
+        ),
+        "Server status (the classic pie and bar views) and the CPU of every server.",
+    ),
+    Dashboard(
+        "Anomalies",
+        "anomalies",
+        30,
+        (
+            (
+                Chart(
+                    "WARN/ERROR per detector",
+                    DATASETS["v_anomalies"],
+                    "timeseries_bar",
+                    metrics=("anomalies",),
+                    groupby=("detector", "severity"),
+                    width=8,
+                    options={"stack": "Stack"},
+                ),
+                Chart(
+                    "Anomalies (last day)",
+                    DATASETS["v_anomalies"],
+                    "big_number",
+                    metrics=("anomalies",),
+                    width=4,
+                ),
+            ),
+            (
+                Chart(
+                    "Latest anomalies",
+                    DATASETS["v_anomalies"],
+                    "table",
+                    columns=(
+                        "window_start",
+                        "detector",
+                        "entity",
+                        "metric",
+                        "value",
+                        "expected",
+                        "score",
+                        "severity",
+                        "model_version",
+                    ),
+                    order_by=("window_start", False),
+                    row_limit=200,
+                    width=12,
+                    height=70,
+                ),
+            ),
+        ),
+        "Every detector's WARN and ERROR findings over time, and the latest ones in detail.",
+    ),
+    Dashboard(
+        "CDN",
+        "cdn",
+        60,
+        (
+            (
+                Chart(
+                    "Cluster sizes over time",
+                    DATASETS["v_cdn_clusters"],
+                    "timeseries_bar",
+                    metrics=("events",),
+                    groupby=("cluster",),
+                    time_grain="PT5M",
+                    options={"stack": "Stack"},
+                ),
+                Chart(
+                    "Distance to centroid (÷ threshold)",
+                    DATASETS["v_cdn_clusters"],
+                    "histogram",
+                    columns=("distance_ratio",),
+                ),
+            ),
+            (
+                Chart(
+                    "Edges anomalous now",
+                    DATASETS["v_cdn_clusters"],
+                    "table",
+                    metrics=("events",),
+                    groupby=("edge_id", "pop", "region"),
+                    where="anomalous",
+                    time_range=LAST_HOUR,
+                    order_by=("events", False),
+                    row_limit=50,
+                ),
+                Chart(
+                    "Model versions",
+                    DATASETS["v_models"],
+                    "table",
+                    columns=("model_name", "version", "promoted", "threshold", "created_at"),
+                    time_range="No filter",
+                    order_by=("created_at", False),
+                    row_limit=20,
+                ),
+            ),
+        ),
+        "How the live KMeans model groups CDN edges, how far events sit from their centroid.",
+    ),
+    Dashboard(
+        "Pipeline health",
+        "pipeline-health",
+        30,
+        (
+            (
+                line_chart(
+                    "Events/s per topic",
+                    DATASETS["v_stream_progress"],
+                    ("events_per_second",),
+                    groupby=("source",),
+                    time_range=LAST_HOUR,
+                    where="query IN ('ip_averages', 'server_status', 'cdn_clusters', "
+                    "'weather_derived', 'metric_scores')",
+                ),
+                line_chart(
+                    "Speed-layer consumer lag",
+                    DATASETS["v_stream_progress"],
+                    ("lag",),
+                    groupby=("query",),
+                    time_range=LAST_HOUR,
+                ),
+            ),
+            (
+                Chart(
+                    "Last successful run per DAG",
+                    DATASETS["v_batch_runs"],
+                    "table",
+                    metrics=("last_success", "runs"),
+                    groupby=("dag_id",),
+                    time_range="No filter",
+                    order_by=("last_success", False),
+                ),
+                line_chart(
+                    "Hot-store memory (MiB)",
+                    DATASETS["v_hot_store_stats"],
+                    ("used_memory_mib",),
+                    time_grain="PT5M",
+                ),
+            ),
+            (
+                Chart(
+                    "Records set aside per query (last week)",
+                    DATASETS["v_speed_layer_set_aside"],
+                    "table",
+                    columns=(
+                        "query",
+                        "records_set_aside",
+                        "batches",
+                        "last_at",
+                        "last_disposition",
+                        "last_error",
+                    ),
+                    time_range="No filter",
+                    order_by=("records_set_aside", False),
+                    row_limit=50,
+                    width=12,
+                ),
+            ),
+        ),
+        "Is data flowing: events/s and lag per topic, batch DAG freshness, hot-store size, and "
+        "the records a query could not write and set aside (dead letters or quarantine).",
+    ),
+)

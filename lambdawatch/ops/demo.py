@@ -1,0 +1,582 @@
+"""``lambdawatch demo``: the whole lambda architecture, end to end, on this machine.
+
+Brings the local stack up, triggers ``InitialDag`` through Airflow's REST API, seeds a few days
+of hourly IP history (so the forecast has seasons to fit), feeds every generator live with
+injected anomalies for a few minutes, runs each batch DAG once, and reports what landed where:
+events per topic, anomalies per detector scored against the ground truth, forecasts written,
+the CDN model in use, and the URLs to look at.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar, cast
+
+import pandas as pd
+from kafka import KafkaConsumer, TopicPartition
+
+from generators.ip import IpGenerator
+from generators.registry import SOURCES, make_generator
+from lambdawatch.core import db
+from lambdawatch.core.airflow_api import AirflowClient
+from lambdawatch.core.catalog import CPU_WINDOW_COLUMNS
+from lambdawatch.core.hot_store import open_hot_store, redis_client
+from lambdawatch.core.model_registry import promoted_model
+from lambdawatch.core.producers import make_producer
+from lambdawatch.core.secrets import Secrets
+from lambdawatch.core.settings import Settings
+from lambdawatch.ops.dashboards import DASHBOARDS
+from lambdawatch.pipelines.archive import store_history
+from lambdawatch.pipelines.event_feed import feed_batch
+from lambdawatch.pipelines.live_feed import FeedCounts, plan_feed, run_feed
+from lambdawatch.pipelines.platform_init import SCHEDULED_DAGS, create_topics
+from lambdawatch.pipelines.quality import (
+    Interval,
+    Label,
+    Quality,
+    detector_for,
+    detector_quality,
+)
+
+HOUR_MS = 3_600_000
+# The models train beside the live feed, on seeded history, so most of the feed is judged by
+# them; the others run after the feed, on what it produced. baseline_stats is first: the CPU
+# detector judges by the .env fallback until it has run.
+BASELINE_DAG, FORECAST_DAG, MODEL_DAG = (
+    "baseline_stats",
+    "forecast_ip_traffic",
+    "retrain_cdn_kmeans",
+)
+DAGS_WITH_FEED = (BASELINE_DAG, FORECAST_DAG, MODEL_DAG)
+DAGS_AFTER_FEED = ("archive_hot_store", BASELINE_DAG)
+CDN_HISTORY = timedelta(minutes=30)
+CPU_HISTORY = timedelta(minutes=10)
+BATCH_DAGS = DAGS_WITH_FEED + DAGS_AFTER_FEED
+CDN_MODEL = "cdn_kmeans"
+FIRST_ANOMALY_HEAD_START = 90.0  # seconds the feed runs alone, at most, before the batch jobs
+T = TypeVar("T")
+
+
+@dataclass
+class DemoReport:
+    started_at: datetime
+    initial_dag: str = ""
+    history_rows: int = 0
+    fed: dict[str, int] = field(default_factory=dict)
+    batch_runs: dict[str, str] = field(default_factory=dict)
+    events_per_topic: dict[str, int] = field(default_factory=dict)
+    anomalies: dict[str, dict[str, int]] = field(default_factory=dict)  # detector → severity
+    quality: dict[str, Quality] = field(default_factory=dict)
+    forecasts: int = 0
+    model_version: str | None = None
+    urls: dict[str, str] = field(default_factory=dict)
+
+
+def with_anomaly_rate(settings: Settings, rate: float) -> Settings:
+    """The same settings, with the generators injecting anomalies at ``rate``."""
+    generators = settings.generators.model_copy(update={"anomaly_rate": rate})
+    return settings.model_copy(update={"generators": generators})
+
+
+FORECAST_LEAD = timedelta(minutes=2)  # the forecast job runs while the feed has started
+
+
+# Which traffic anomalies to watch first: scans show on the network dashboard's scan table.
+WATCH_PRIORITY = ("port_scan", "ddos", "exfiltration")
+
+
+def ips_to_watch(settings: Settings, start: datetime, minutes: float, count: int) -> list[str]:
+    """``count`` IPs to seed history for: first those the generator will give a traffic
+    anomaly (scan, DDoS, exfiltration) that lasts past the forecast's lead time, scans first,
+    then the longest judged; then the first configured IPs.
+
+    Generators are pure functions of time, so the feed's episodes are known beforehand; the
+    forecast detector can only judge IPs that have a forecast, i.e. history, and only samples
+    that arrive once the forecast is written. Every watched IP costs one Prophet fit per
+    feature, which must finish while the feed still runs: hence a fixed count.
+    """
+    start_ms = int(start.timestamp() * 1000)
+    batch = make_generator("ip", settings).generate(start_ms, start_ms + int(minutes * 60_000))
+    judged_from = start + FORECAST_LEAD
+    best: dict[str, tuple[int, float]] = {}
+    for label in batch.labels:
+        if label["kind"] not in WATCH_PRIORITY:
+            continue
+        judged = (_when(label["end_ts"]) - judged_from).total_seconds()
+        if judged <= 0:
+            continue
+        rank = (WATCH_PRIORITY.index(label["kind"]), -judged)
+        best[label["entity"]] = min(best.get(label["entity"], rank), rank)
+    chosen = sorted(best, key=lambda ip: (best[ip], ip))[:count]
+    for ip in settings.ips.resolved_addresses:
+        if len(chosen) >= count:
+            break
+        if ip not in chosen:
+            chosen.append(ip)
+    return chosen
+
+
+def _when(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def seed_history(
+    settings: Settings, secrets: Secrets, end: datetime, hours: int, ips: list[str]
+) -> int:
+    """Hourly features of ``ips`` for the ``hours`` before the hot window, straight into
+    ip_history.
+
+    A stand-in for days of archived traffic, which a fresh laptop does not have; written the
+    way the archive writes (insert-if-absent), so a second demo adds nothing. A few IPs are
+    enough to watch forecasts; every IP × feature with history is one Prophet fit.
+    """
+    last = int(end.timestamp() * 1000) - int(settings.hot_store.hot_window_hours * HOUR_MS)
+    last -= last % HOUR_MS
+    batch = IpGenerator(tuple(ips), interval_ms=HOUR_MS, seed=settings.generators.seed).generate(
+        last - hours * HOUR_MS, last
+    )
+    rows = []
+    for event in batch.events:
+        ts = datetime.fromisoformat(event["timestamp"].replace("Z", "+00:00"))
+        ms = int(ts.timestamp() * 1000)
+        rows.extend(
+            (event["src_ip"], feature, ms, float(event[feature]))
+            for feature in settings.ips.features
+        )
+    with db.connect(settings, secrets) as conn:
+        inserted, _already = store_history(conn, rows)
+    return inserted
+
+
+def seed_cdn_events(settings: Settings, secrets: Secrets, end: datetime) -> int:
+    """The last half hour of CDN events into their topic, for the first KMeans model to learn
+    from (a fresh stack has none; the speed layer clusters only once a model is promoted).
+
+    At the stack's own anomaly rate, not the demo's: a model trained on a feed full of error
+    storms would take them for normal traffic and flag none."""
+    end_ms = int(end.timestamp() * 1000)
+    start_ms = end_ms - int(CDN_HISTORY.total_seconds() * 1000)
+    batch = make_generator("cdn", settings).generate(start_ms, end_ms)
+    producer = make_producer(settings.kafka_bootstrap)
+    try:
+        with db.connect(settings, secrets) as conn:
+            counts = feed_batch(batch, settings, producer, None, conn)
+    finally:
+        producer.close()
+    return sum(counts.events.values())
+
+
+def cpu_window_rows(
+    events: list[dict[str, Any]], window_ms: int, settings: Settings
+) -> list[tuple[Any, ...]]:
+    """Server events → ``rt_cpu_windows`` rows, as the speed layer would have written them
+    before any baseline existed (judged against the ``.env`` fallback)."""
+    frame = pd.DataFrame(
+        {
+            "server_id": [e["server_id"] for e in events],
+            "ts": pd.to_datetime([e["timestamp"] for e in events], utc=True, format="ISO8601"),
+            "cpu": [float(e["cpu_usage"]) for e in events],
+        }
+    )
+    frame["window_start"] = frame["ts"].dt.floor(f"{window_ms}ms")
+    windows = (
+        frame.groupby(["server_id", "window_start"])["cpu"]
+        .agg(mean_cpu="mean", std_cpu="std", samples="count")
+        .reset_index()
+    )
+    config = settings.models.cpu_anomaly
+    mean, std = settings.normal_mean, settings.normal_stddev
+    rows = []
+    for row in windows.itertuples(index=False):
+        z = abs(row.mean_cpu - mean) / std
+        status = "ERROR" if z > config.error_sigma else "WARN" if z > config.warn_sigma else "SAFE"
+        start = row.window_start.to_pydatetime()
+        std_cpu = None if pd.isna(row.std_cpu) else float(row.std_cpu)
+        rows.append(
+            (row.server_id, start, start + timedelta(milliseconds=window_ms),
+             float(row.mean_cpu), std_cpu, int(row.samples), mean, std, z, status)
+        )  # fmt: skip
+    return rows
+
+
+def seed_cpu_windows(settings: Settings, secrets: Secrets, end: datetime) -> int:
+    """The last minutes of server CPU windows into ``rt_cpu_windows``, for ``baseline_stats``
+    to learn each server's normal mean and σ from before the live feed (a fresh stack has
+    none, and one fallback mean for every server misjudges the quiet and the busy ones)."""
+    end_ms = int(end.timestamp() * 1000)
+    start_ms = end_ms - int(CPU_HISTORY.total_seconds() * 1000)
+    batch = make_generator("server", settings).generate(start_ms, end_ms)
+    window_ms = int(pd.Timedelta(settings.models.cpu_anomaly.window).total_seconds() * 1000)
+    rows = cpu_window_rows(batch.events, window_ms, settings)
+    with db.connect(settings, secrets) as conn:
+        return db.upsert_rows(
+            conn, "rt_cpu_windows", CPU_WINDOW_COLUMNS, rows, ("server_id", "window_start"),
+            update=False,
+        )  # fmt: skip
+
+
+def has_promoted_model(settings: Settings, secrets: Secrets) -> bool:
+    with db.connect(settings, secrets) as conn:
+        return promoted_model(conn, CDN_MODEL) is not None
+
+
+def feed_all_sources(
+    settings: Settings,
+    secrets: Secrets,
+    seconds: float,
+    on_progress: Callable[[str, FeedCounts], None] = lambda _s, _c: None,
+    gates: dict[str, Callable[[], bool]] | None = None,
+) -> dict[str, int]:
+    """Every generator live (real time) until ``seconds`` from now, one thread per source.
+
+    A source with a gate starts once its gate opens (polled every two seconds): CDN events
+    wait for a promoted model, since the speed layer does not cluster without one.
+    """
+    totals: dict[str, int] = {}
+    failures: list[BaseException] = []
+    ends_at = time.time() + seconds
+
+    def feed(source: str) -> None:
+        try:
+            gate = (gates or {}).get(source)
+            while gate is not None and not gate() and time.time() < ends_at:
+                time.sleep(2)
+            remaining = ends_at - time.time()
+            if remaining <= 0:
+                totals[source] = 0
+                return
+            producer = make_producer(settings.kafka_bootstrap)
+            client = redis_client(settings) if source == "ip" else None
+            store = open_hot_store(client, settings) if client is not None else None
+            plan = plan_feed(1.0, None, remaining, int(time.time() * 1000))
+            try:
+                with db.connect(settings, secrets) as conn:
+                    counts = run_feed(
+                        settings,
+                        source,
+                        producer,
+                        plan,
+                        store,
+                        conn,
+                        on_progress=lambda c, _elapsed: on_progress(source, c),
+                    )
+            finally:
+                producer.close()
+                if client is not None:
+                    client.close()
+            totals[source] = sum(counts.events.values())
+        except BaseException as error:  # re-raised in the caller's thread
+            failures.append(error)
+
+    threads = [threading.Thread(target=feed, args=(s,), name=f"feed-{s}") for s in SOURCES]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise failures[0]
+    return totals
+
+
+def run_dags(client: AirflowClient, dag_ids: tuple[str, ...], timeout: float) -> dict[str, str]:
+    """Trigger each DAG once, in order, each after the previous finished."""
+    states = {}
+    for dag_id in dag_ids:
+        run_id = client.trigger(dag_id)
+        states[dag_id] = client.wait_for_run(dag_id, run_id, timeout=timeout)
+    return states
+
+
+def topic_end_offsets(settings: Settings) -> dict[str, int]:
+    """Records per topic (summed end offsets): what went through Kafka."""
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    try:
+        totals = {}
+        for topic in settings.topics:
+            partitions = consumer.partitions_for_topic(topic.name) or set()
+            offsets = consumer.end_offsets([TopicPartition(topic.name, p) for p in partitions])
+            totals[topic.name] = sum(offsets.values())
+        return totals
+    finally:
+        consumer.close()
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """When each detector could first judge: the feed's start, the baselines, the forecast,
+    the model."""
+
+    feed_started: datetime
+    forecast_ips: frozenset[str] = frozenset()
+    forecast_at: datetime | None = None
+    model_at: datetime | None = None
+    baselines_at: datetime | None = None
+
+    def judging_since(self, detector: str) -> datetime | None:
+        """From when ``detector``'s findings are its own (``None``: never in this run).
+
+        Before its baselines exist the CPU detector judges every server by the one ``.env``
+        mean, which flags the quiet and the busy ones: the warm-up is shown, not scored.
+        """
+        return {
+            "cpu_anomalies": self.baselines_at,
+            "forecast_deviations": self.forecast_at,
+            "cdn_clusters": self.model_at,
+        }.get(detector, self.feed_started)
+
+
+def judgeable(labels: list[Label], ready: Readiness) -> list[Label]:
+    """The episodes a detector could have caught; counting the others as missed would measure
+    the demo's warm-up, not the detector.
+
+    Traffic anomalies need a forecast for their IP, written before they end; CPU and CDN
+    anomalies baselines or a promoted model before they end; an outage must begin once the
+    feed runs (silence is relative to an entity's earlier events).
+    """
+    kept = []
+    for label in labels:
+        detector = detector_for(label.kind)
+        if detector is not None:
+            since = ready.judging_since(detector)
+            if since is None or label.end <= since:
+                continue
+            if detector == "forecast_deviations" and label.entity not in ready.forecast_ips:
+                continue
+            if detector == "silence" and label.start < since:
+                continue
+        kept.append(label)
+    return kept
+
+
+def judged_detections(
+    detections: dict[str, list[Interval]], ready: Readiness
+) -> dict[str, list[Interval]]:
+    """Each detector's findings from when it could judge (see ``Readiness.judging_since``)."""
+    kept = {}
+    for detector, found in detections.items():
+        since = ready.judging_since(detector)
+        kept[detector] = [] if since is None else [d for d in found if d.start >= since]
+    return kept
+
+
+def summarize(
+    settings: Settings,
+    secrets: Secrets,
+    report: DemoReport,
+    since: datetime,
+    horizon: datetime,
+    baselines_at: datetime | None,
+) -> None:
+    """Fill the report from what is in Kafka and PostgreSQL now; ``since`` is the feed's
+    start, ``baselines_at`` when the first baselines were written."""
+    report.events_per_topic = topic_end_offsets(settings)
+    with db.connect(settings, secrets) as conn:
+        for detector, severity, count in conn.execute(
+            "SELECT detector, severity, count(*) FROM anomalies WHERE window_start >= %s "
+            "GROUP BY 1, 2 ORDER BY 1, 2",
+            (since,),
+        ).fetchall():
+            report.anomalies.setdefault(detector, {})[severity] = count
+        labels = [  # every episode the feed overlapped (one may have begun before it)
+            Label(*row)
+            for row in conn.execute(
+                "SELECT entity, kind, start_ts, end_ts FROM ground_truth WHERE end_ts > %s",
+                (since,),
+            ).fetchall()
+        ]
+        # Scored on ERROR findings, what an operator is paged for; WARN marks the unusual.
+        detections: dict[str, list[Interval]] = {}
+        for detector, entity, start, end in conn.execute(
+            "SELECT detector, entity, window_start, window_end FROM anomalies "
+            "WHERE window_start >= %s AND severity = 'ERROR'",
+            (since,),
+        ).fetchall():
+            detections.setdefault(detector, []).append(Interval(entity, start, end))
+        latest = conn.execute(
+            "SELECT run_id, max(created_at) FROM forecast_quality GROUP BY run_id "
+            "ORDER BY 2 DESC LIMIT 1"
+        ).fetchone()
+        ips: list[str] = []
+        if latest and latest[0]:
+            count, ips = conn.execute(
+                "SELECT count(*), coalesce(array_agg(DISTINCT ip), '{}') FROM ip_forecasts "
+                "WHERE run_id = %s",
+                (latest[0],),
+            ).fetchone() or (0, [])
+            report.forecasts = int(count)
+        promoted_at = conn.execute(
+            "SELECT min(created_at) FROM model_registry WHERE model_name = %s AND promoted",
+            (CDN_MODEL,),
+        ).fetchone()
+        ready = Readiness(
+            feed_started=since,
+            forecast_ips=frozenset(ips),
+            forecast_at=latest[1] if latest and latest[0] else None,
+            model_at=promoted_at[0] if promoted_at else None,
+            baselines_at=baselines_at,
+        )
+        report.quality = detector_quality(
+            judgeable(labels, ready), judged_detections(detections, ready), horizon
+        )
+        model = promoted_model(conn, CDN_MODEL)
+        report.model_version = model.version if model else None
+    report.urls = {"Airflow": settings.airflow_base_url}
+    for dashboard in DASHBOARDS:
+        report.urls[dashboard.title] = (
+            f"{settings.superset_base_url}/superset/dashboard/{dashboard.slug}/"
+        )
+
+
+def in_background(work: Callable[[], T], name: str) -> Callable[[], T]:
+    """Start ``work`` in a daemon thread; the returned function waits for its result (or
+    raises its error). A daemon, so a failed demo or Ctrl-C does not wait for the feed."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = work()
+        except BaseException as error:  # re-raised in the waiting thread
+            outcome["error"] = error
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+
+    def wait() -> T:
+        thread.join()
+        if "error" in outcome:
+            raise outcome["error"]
+        return cast(T, outcome["result"])
+
+    return wait
+
+
+def wait_for_first_anomaly(
+    settings: Settings, secrets: Secrets, since: datetime, timeout: float
+) -> float | None:
+    """Seconds until the speed layer recorded an anomaly detected after ``since`` (``None``
+    after ``timeout``).
+
+    The batch jobs' JVMs and InitialDag's tasks take both cores while they start; the speed
+    layer gets the machine to itself until its first finding is on the dashboards.
+    """
+    deadline = time.monotonic() + timeout
+    with db.connect(settings, secrets) as conn:
+        conn.autocommit = True
+        while time.monotonic() < deadline:
+            if conn.execute(
+                "SELECT 1 FROM anomalies WHERE detected_at >= %s LIMIT 1", (since,)
+            ).fetchone():
+                return (datetime.now(UTC) - since).total_seconds()
+            time.sleep(1)
+    return None
+
+
+def trigger_now(client: AirflowClient, dag_id: str) -> str:
+    """A manual run that starts at once: unpaused first, as InitialDag would, which may still
+    be running."""
+    client.set_paused(dag_id, paused=False)
+    return client.trigger(dag_id)
+
+
+def run_demo(
+    settings: Settings,
+    secrets: Secrets,
+    minutes: float,
+    anomaly_rate: float,
+    history_hours: int,
+    history_ips: int = 4,
+    say: Callable[[str], None] = print,
+    on_feed: Callable[[str, FeedCounts], None] = lambda _s, _c: None,
+    dag_timeout: float = 1800,
+) -> DemoReport:
+    """Everything after ``up``: live feed, InitialDag, history, batch DAGs, summary.
+
+    The feed starts first (it needs only the topics, created here as InitialDag would, and the
+    tables ``up`` migrated), so anomalies show within a minute. InitialDag, the seeding and the
+    first batch jobs run beside it; until their results exist the speed layer judges by its
+    fallbacks, and the summary scores each detector only from when it had what it needs.
+    """
+    report = DemoReport(started_at=datetime.now(UTC))
+    create_topics(settings)  # InitialDag's first step, idempotent
+    feed_settings = with_anomaly_rate(settings, anomaly_rate)
+    say(f"feeding every generator live for {minutes:g} min (anomaly rate {anomaly_rate:g})")
+    feed_started = datetime.now(UTC)
+    feed = in_background(
+        lambda: feed_all_sources(
+            feed_settings,
+            secrets,
+            minutes * 60,
+            on_feed,
+            gates={"cdn": lambda: has_promoted_model(settings, secrets)},
+        ),
+        name="demo-feed",
+    )
+    waited = wait_for_first_anomaly(settings, secrets, feed_started, FIRST_ANOMALY_HEAD_START)
+    say(
+        f"first anomaly recorded {waited:.0f} s into the feed"
+        if waited is not None
+        else f"no anomaly yet after {FIRST_ANOMALY_HEAD_START:.0f} s; going on"
+    )
+    client = AirflowClient.from_settings(settings, secrets)
+    client.wait_for_dags(["InitialDag", *SCHEDULED_DAGS])
+    say("triggering InitialDag through Airflow's REST API")
+    initial_run = client.trigger("InitialDag")
+    runs: dict[str, str] = {}
+    seeded_cpu = seed_cpu_windows(settings, secrets, datetime.now(UTC))
+    say(f"seeded {seeded_cpu:,} CPU windows (last {CPU_HISTORY}) for the first baselines")
+    runs[BASELINE_DAG] = trigger_now(client, BASELINE_DAG)
+    watched = ips_to_watch(feed_settings, feed_started, minutes, history_ips)
+    report.history_rows = seed_history(settings, secrets, report.started_at, history_hours, watched)
+    say(
+        f"seeded {report.history_rows:,} hourly history rows: "
+        f"{len(watched)} IPs × {history_hours} h"
+    )
+    runs[FORECAST_DAG] = trigger_now(client, FORECAST_DAG)
+    if not has_promoted_model(settings, secrets):
+        seeded_cdn = seed_cdn_events(settings, secrets, datetime.now(UTC))
+        say(f"seeded {seeded_cdn:,} CDN events (last {CDN_HISTORY}) for the first KMeans model")
+    runs[MODEL_DAG] = trigger_now(client, MODEL_DAG)
+    report.initial_dag = client.wait_for_run("InitialDag", initial_run, timeout=dag_timeout)
+    if report.initial_dag != "success":
+        raise RuntimeError(
+            f"InitialDag {initial_run} failed: {client.task_states('InitialDag', initial_run)}"
+        )
+    report.fed = feed()
+    # The speed layer judges an episode once its watermark (driven by event time, which stops
+    # with the feed) has passed the episode's end: later episodes are not counted as missed.
+    horizon = datetime.now(UTC) - timedelta(minutes=1)
+    for dag_id, run_id in runs.items():
+        report.batch_runs[dag_id] = client.wait_for_run(dag_id, run_id, timeout=dag_timeout)
+    baselines_at = client.run_ended_at(BASELINE_DAG, runs[BASELINE_DAG])
+    say("running the batch DAGs on what was fed: " + ", ".join(DAGS_AFTER_FEED))
+    report.batch_runs |= run_dags(client, DAGS_AFTER_FEED, dag_timeout)
+    summarize(settings, secrets, report, feed_started, horizon, baselines_at)
+    return report
+
+
+def report_rows(report: DemoReport) -> list[tuple[str, Any]]:
+    """The report as (what, value) lines, for the CLI and the logs."""
+    rows: list[tuple[str, Any]] = [("InitialDag", report.initial_dag)]
+    rows += [(f"fed: {source}", f"{count:,} events") for source, count in report.fed.items()]
+    rows += [(f"topic: {topic}", f"{n:,} records") for topic, n in report.events_per_topic.items()]
+    rows += [(f"DAG: {dag}", state) for dag, state in report.batch_runs.items()]
+    for detector, counts in sorted(report.anomalies.items()):
+        quality = report.quality.get(detector)
+        judged = ""
+        if quality:
+            precision = f"{quality.precision:.2f}" if quality.detections else "n/a"
+            recall = f"{quality.recall:.2f}" if quality.episodes else "n/a"
+            judged = (
+                f"; ERROR precision {precision}, recall {recall} "
+                f"({quality.episodes} labelled episodes judged)"
+            )
+        severities = ", ".join(f"{n} {severity}" for severity, n in sorted(counts.items()))
+        rows.append((f"anomalies: {detector}", severities + judged))
+    rows.append(("forecasts written (latest run)", f"{report.forecasts:,}"))
+    rows.append(("CDN model in use", report.model_version or "none promoted"))
+    rows += [(f"url: {name}", url) for name, url in report.urls.items()]
+    return rows

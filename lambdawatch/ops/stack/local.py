@@ -1,0 +1,367 @@
+"""Local mode: every service as a supervised local process with its state under ``var/``.
+
+``up`` prepares what a first run needs (initdb, KRaft format, configs), starts the programs
+under supervisord, waits until each answers a real health check, then runs post-start steps
+(databases, migrations). ``down`` stops only the supervisord instance ``up`` started.
+Components start in waves ordered by ``depends_on``; each wave is prepared (initdb, KRaft
+format, Airflow's metadata migration) only once what it depends on is healthy.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from lambdawatch.core import db
+from lambdawatch.core.catalog import SPEED_LAYER_QUERIES
+from lambdawatch.core.secrets import Secrets, load_secrets
+from lambdawatch.core.settings import Settings
+from lambdawatch.ops.health import (
+    check_airflow,
+    check_kafka,
+    check_postgres,
+    check_redis,
+    check_speed_layer,
+    check_superset,
+    speed_layer_notice,
+)
+from lambdawatch.ops.stack import airflow_node, kafka_node, postgres, redis_node, superset_node
+from lambdawatch.ops.stack.supervisor import ProgramSpec, Supervisor, SupervisorPaths
+
+HealthCheck = Callable[[], str | None]
+
+
+@dataclass(frozen=True)
+class Component:
+    """A service of the local stack: how to prepare, run, probe and finish setting it up."""
+
+    name: str
+    port: int
+    program: Callable[[], ProgramSpec]
+    health: HealthCheck
+    prepare: Callable[[], None] = lambda: None
+    after_start: Callable[[], None] = lambda: None
+    start_timeout: float = 90.0
+    depends_on: tuple[str, ...] = field(default_factory=tuple)
+    # what a healthy component wants an operator to know (None: nothing)
+    notice: HealthCheck = lambda: None
+
+
+@dataclass(frozen=True)
+class ComponentStatus:
+    name: str
+    state: str
+    healthy: bool
+    detail: str
+    pid: int | None
+    port: int
+    rss_bytes: int
+    notice: str | None = None
+
+
+INFRASTRUCTURE = ("postgres", "redis", "kafka")
+AIRFLOW = tuple(airflow_node.AIRFLOW_PROGRAMS)
+
+
+class LocalStack:
+    """The services ``lambdawatch up`` runs on this machine, described from settings."""
+
+    def __init__(self, settings: Settings, secrets: Secrets | None = None) -> None:
+        self.settings = settings
+        self.var = settings.var_path
+        self.secrets = secrets or load_secrets(self.var / "secrets.env")
+        self.supervisor = Supervisor(SupervisorPaths(self.var))
+        self.service_user = postgres.run_as_user(settings.service_user)
+        self.components = self._components()
+
+    # --- component definitions ----------------------------------------------------------------
+    def _components(self) -> list[Component]:
+        s, pw = self.settings, self.secrets.postgres_password.get_secret_value()
+        return [
+            Component(
+                name="postgres",
+                port=s.postgres_port,
+                program=lambda: postgres.postgres_program(
+                    self.var / "postgres" / "data", s.bind_host, s.postgres_port, self.service_user
+                ),
+                prepare=lambda: self._prepare_postgres(pw),
+                health=lambda: check_postgres(
+                    s.postgres_host, s.postgres_port, s.postgres_user, pw, "postgres"
+                ),
+                after_start=self.bootstrap_database,
+                start_timeout=90,
+            ),
+            Component(
+                name="redis",
+                port=s.redis_port,
+                program=lambda: redis_node.redis_program(self.var / "redis" / "redis.conf"),
+                prepare=self._prepare_redis,
+                health=lambda: check_redis(s.redis_host, s.redis_port),
+                start_timeout=30,
+            ),
+            Component(
+                name="kafka",
+                port=s.kafka_port,
+                program=lambda: kafka_node.kafka_program(
+                    self._kafka_libs(),
+                    self.var / "kafka" / "server.properties",
+                    self.var / "kafka" / "log4j2.yaml",
+                    s.kafka_heap_mb,
+                ),
+                prepare=self._prepare_kafka,
+                health=lambda: check_kafka(s.kafka_bootstrap),
+                start_timeout=120,
+            ),
+            Component(
+                name="speed-layer",
+                port=s.spark_ui_port,
+                program=self._speed_layer_program,
+                health=lambda: check_speed_layer(
+                    self.var / "run" / "speed_layer.json",
+                    SPEED_LAYER_QUERIES,
+                    self.supervisor.info("speed-layer")["pid"] or None,
+                ),
+                start_timeout=300,  # the first start resolves the Kafka connector from Maven
+                depends_on=("postgres", "kafka"),
+                notice=lambda: speed_layer_notice(
+                    self.var / "run" / "speed_layer.json",
+                    self.supervisor.info("speed-layer")["pid"] or None,
+                ),
+            ),
+            *self._airflow_components(),
+            Component(
+                name=superset_node.PROGRAM,
+                port=s.superset_port,
+                program=lambda: superset_node.superset_program(s, self.secrets),
+                prepare=self._prepare_superset,
+                health=lambda: check_superset(s.superset_base_url),
+                start_timeout=180,
+                depends_on=("postgres",),
+            ),
+        ]
+
+    def _airflow_components(self) -> list[Component]:
+        """The api-server migrates the metadata database first; the rest follow it."""
+        components = []
+        for name, part in airflow_node.HEALTH_KEYS.items():
+            is_api = name == "airflow-api-server"
+            components.append(
+                Component(
+                    name=name,
+                    port=self.settings.airflow_port if is_api else 0,
+                    program=lambda name=name: airflow_node.airflow_program(
+                        name, self.settings, self.secrets
+                    ),
+                    prepare=self._prepare_airflow if is_api else lambda: None,
+                    health=lambda part=part: check_airflow(self.settings.airflow_base_url, part),
+                    start_timeout=180,
+                    depends_on=("postgres",) if is_api else ("airflow-api-server",),
+                )
+            )
+        return components
+
+    def _prepare_airflow(self) -> None:
+        with db.connect(self.settings, self.secrets, "postgres") as admin:
+            airflow_node.prepare_metadata_database(self.settings, self.secrets, admin)
+
+    def _prepare_superset(self) -> None:
+        """Metadata database, read access to the platform database, then the assets."""
+        with db.connect(self.settings, self.secrets, "postgres") as admin:
+            superset_node.prepare_metadata_database(self.settings, self.secrets, admin)
+        with db.connect(self.settings, self.secrets) as conn:
+            superset_node.grant_read_access(conn, self.settings)
+        superset_node.provision(self.settings, self.secrets)
+
+    def _speed_layer_program(self) -> ProgramSpec:
+        """The Spark driver (local mode) in the core environment, bound to loopback."""
+        return ProgramSpec(
+            name="speed-layer",
+            command=[sys.executable, "-m", "spark_apps.speed_layer"],
+            directory=self.settings.root,
+            environment={
+                "SPARK_LOCAL_IP": self.settings.bind_host,
+                "PYSPARK_PYTHON": sys.executable,
+                "LAMBDAWATCH_VAR_DIR": str(self.var),
+                "PYTHONUNBUFFERED": "1",
+            },
+            stop_signal="TERM",
+            stop_wait_seconds=60,
+            start_seconds=5,
+        )
+
+    # --- first-run preparation ----------------------------------------------------------------
+    def _prepare_postgres(self, password: str) -> None:
+        postgres.init_cluster(
+            self.var / "postgres" / "data", self.settings.postgres_user, password, self.service_user
+        )
+
+    def _prepare_redis(self) -> None:
+        data = self.var / "redis"
+        data.mkdir(parents=True, exist_ok=True)
+        conf = redis_node.render_redis_conf(self.settings.bind_host, self.settings.redis_port, data)
+        (data / "redis.conf").write_text(conf)
+
+    def _kafka_libs(self) -> Path:
+        return kafka_node.resolve_classpath(self.settings.root / "jvm" / "kafka" / "pom.xml")
+
+    def _prepare_kafka(self) -> None:
+        home = self.var / "kafka"
+        home.mkdir(parents=True, exist_ok=True)
+        properties, log4j = home / "server.properties", home / "log4j2.yaml"
+        log4j.write_text(kafka_node.LOG4J2_YAML)
+        properties.write_text(
+            kafka_node.render_server_properties(
+                1,
+                self.settings.bind_host,
+                self.settings.kafka_port,
+                self.settings.kafka_controller_port,
+                home / "data",
+            )
+        )
+        kafka_node.format_storage(self._kafka_libs(), properties, home / "data", log4j)
+
+    # --- post-start steps -----------------------------------------------------------------------
+    def bootstrap_database(self) -> None:
+        """Create the platform database and bring its schema up to date."""
+        s = self.settings
+        with db.connect(s, self.secrets, "postgres") as c:
+            postgres.ensure_database(c, s.postgres_db)
+        with db.connect(s, self.secrets) as c:
+            db.apply_migrations(c, s.root / "sql")
+
+    # --- lifecycle ------------------------------------------------------------------------------
+    def up(self, names: list[str] | None = None, on_event: Callable[[str], None] = print) -> None:
+        """Bring the selected components (default: all) to healthy; harmless when already up."""
+        chosen = [c for c in self.components if names is None or c.name in names]
+        for directory in ("log", "run"):
+            (self.var / directory).mkdir(parents=True, exist_ok=True)
+        self.var.chmod(0o755)
+        self.supervisor.ensure_started([c.program() for c in self.components])
+        for wave in start_waves(chosen):
+            for component in wave:  # after the previous wave: a step may need its services
+                component.prepare()
+            for component in wave:
+                self.supervisor.start_async(component.name)
+            with ThreadPoolExecutor(max_workers=len(wave)) as pool:
+                waits = {c.name: pool.submit(self._wait_healthy, c) for c in wave}
+                for name, future in waits.items():
+                    future.result()
+                    on_event(f"{name} healthy")
+            for component in wave:
+                component.after_start()
+
+    def _wait_healthy(self, component: Component) -> None:
+        deadline = time.monotonic() + component.start_timeout
+        reason: str | None = "not checked yet"
+        while time.monotonic() < deadline:
+            info = self.supervisor.info(component.name)
+            if info["statename"] in {"FATAL", "EXITED"}:
+                reason = f"process {info['statename'].lower()}"
+                break
+            reason = component.health()
+            if reason is None and info["statename"] == "RUNNING":
+                return  # healthy, and past supervisord's startsecs: ``status`` agrees
+            if reason is None:
+                reason = f"healthy, supervisord still says {info['statename']}"
+            time.sleep(0.5)
+        log = self.var / "log" / f"{component.name}.log"
+        excerpt = failure_excerpt(log.read_text(errors="replace")) if log.exists() else ""
+        raise RuntimeError(f"{component.name} did not become healthy ({reason}); {log}:\n{excerpt}")
+
+    def down(self) -> None:
+        self.supervisor.shutdown()
+
+    def status(self) -> list[ComponentStatus]:
+        info = {entry["name"]: entry for entry in self.supervisor.all_info()}
+        rows = []
+        for component in self.components:
+            entry = info.get(component.name, {})
+            pid = entry.get("pid") or None
+            state = entry.get("statename", "STOPPED" if not info else "UNKNOWN")
+            problem = component.health() if state == "RUNNING" else state.lower()
+            notice = component.notice() if state == "RUNNING" else None
+            rows.append(
+                ComponentStatus(
+                    name=component.name,
+                    state=state,
+                    healthy=problem is None,
+                    detail=problem or "ok",
+                    pid=pid,
+                    port=component.port,
+                    rss_bytes=process_tree_rss(pid),
+                    notice=notice,
+                )
+            )
+        return rows
+
+
+def start_waves(components: list[Component]) -> list[list[Component]]:
+    """Group components so each starts after what it depends on is healthy (and set up).
+
+    Dependencies outside ``components`` are assumed to be up already (``up --only x``).
+    """
+    names = {c.name for c in components}
+    done: set[str] = set()
+    waves: list[list[Component]] = []
+    remaining = list(components)
+    while remaining:
+        ready = [c for c in remaining if all(d in done or d not in names for d in c.depends_on)]
+        if not ready:
+            cycle = ", ".join(c.name for c in remaining)
+            raise ValueError(f"dependency cycle among: {cycle}")
+        waves.append(ready)
+        done.update(c.name for c in ready)
+        remaining = [c for c in remaining if c.name not in done]
+    return waves
+
+
+ERROR_START = re.compile(
+    r"^(Traceback \(most recent call last\)|Caused by: |\S*(Error|Exception)\b|.* (ERROR|FATAL) )"
+)
+
+
+def failure_excerpt(log_text: str, window: int = 500, context: int = 12, tail: int = 15) -> str:
+    """The first error block among a log's last ``window`` lines, and its last lines.
+
+    A JVM or Python process that dies prints its cause first and then pages of plans and
+    shutdown noise, so the last lines alone rarely say why it died. The window keeps an earlier
+    run's errors (a supervised program appends to one log) out of the excerpt.
+    """
+    lines = log_text.splitlines()[-window:]
+    last = lines[-tail:]
+    first_error = next((i for i, line in enumerate(lines) if ERROR_START.match(line)), None)
+    if first_error is None or first_error >= len(lines) - tail:
+        return "\n".join(last)
+    cause = [line[:500] for line in lines[first_error : first_error + context]]
+    return "\n".join(["first error:", *cause, "...", "last lines:", *last])
+
+
+def process_tree_rss(pid: int | None) -> int:
+    """Memory of a process and its children (postmasters fork), as PSS where readable.
+
+    PSS splits shared pages between the processes that map them, so PostgreSQL's shared
+    buffers are counted once rather than once per backend.
+    """
+    if not pid:
+        return 0
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0
+    total = 0
+    for process in processes:
+        try:
+            total += process.memory_full_info().pss
+        except psutil.AccessDenied:
+            total += process.memory_info().rss
+        except psutil.NoSuchProcess:
+            continue
+    return total

@@ -1,0 +1,61 @@
+"""Forecast deviations: live IP features against the batch layer's Prophet forecast.
+
+The lambda join: each sample is compared with the forecast for its IP, feature and hour.
+Outside the prediction interval is WARN; more than ``error_factor`` interval half-widths from
+the point forecast, on the side(s) ``error_direction`` names, is ERROR (as an anomaly monitor's
+"above / below / above or below the bounds"). Samples of hours with no forecast are not judged.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from spark_apps.detectors.anomaly import anomaly_columns
+
+FORECAST_LOOKUP_SCHEMA = (
+    "ip string, feature string, ds timestamp, yhat double, yhat_lower double, "
+    "yhat_upper double, run_id string"
+)
+
+
+def judge_against_forecast(samples: DataFrame, forecasts: DataFrame) -> DataFrame:
+    """``timestamp, src_ip, feature, value`` samples with their hour's forecast and a score:
+    the distance from ``yhat`` in interval half-widths (1 = on the interval's edge)."""
+    lookup = forecasts.select(
+        F.col("ip").alias("src_ip"), "feature", F.col("ds").alias("hour"),
+        "yhat", "yhat_lower", "yhat_upper", "run_id",
+    )  # fmt: skip
+    half_width = F.greatest((F.col("yhat_upper") - F.col("yhat_lower")) / 2, F.lit(1e-9))
+    return (
+        samples.withColumn("hour", F.date_trunc("hour", "timestamp"))
+        .join(F.broadcast(lookup), ["src_ip", "feature", "hour"])
+        .withColumn("score", F.abs(F.col("value") - F.col("yhat")) / half_width)
+        .withColumn(
+            "outside",
+            (F.col("value") < F.col("yhat_lower")) | (F.col("value") > F.col("yhat_upper")),
+        )
+    )
+
+
+def forecast_deviations(judged: DataFrame, error_factor: float, error_direction: str) -> DataFrame:
+    flagged = judged.where(F.col("outside"))
+    side = {
+        "above": F.col("value") > F.col("yhat"),
+        "below": F.col("value") < F.col("yhat"),
+        "both": F.lit(True),
+    }[error_direction]
+    return flagged.select(
+        *anomaly_columns(
+            "forecast_deviations",
+            entity=F.col("src_ip"),
+            metric=F.col("feature"),
+            window_start=F.col("timestamp"),
+            window_end=F.col("timestamp"),
+            value=F.col("value"),
+            expected=F.col("yhat"),
+            score=F.col("score"),
+            severity=F.when((F.col("score") > error_factor) & side, "ERROR").otherwise("WARN"),
+            model_version=F.col("run_id"),
+        )
+    )

@@ -1,0 +1,254 @@
+"""Kafka and PostgreSQL for the Spark applications: source and sink options, JDBC reads, upserts.
+
+``StreamIO`` is what a streaming query is built on: its Kafka source, its parsing, its sinks
+(Kafka sinks held to each topic's size limit with a producer sized from config.json;
+``foreachBatch`` sinks guarded by ``spark_apps.sink_guard``), the upserts into PostgreSQL and
+the lookups a query joins against.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.streaming import StreamingQuery
+
+from lambdawatch.core import db
+from lambdawatch.core.catalog import QUERY_VERSIONS, SPEED_LAYER_QUERIES
+from lambdawatch.core.secrets import Secrets
+from lambdawatch.core.settings import Settings
+from lambdawatch.core.tables import TABLES
+from spark_apps.detectors.anomaly import ANOMALY_COLUMNS, anomalies_to_kafka
+from spark_apps.sink_guard import BatchSink, SinkError, SinkGuard
+from spark_apps.transforms.parsing import (
+    bound_kafka_records,
+    dead_letters_to_kafka,
+    parse_events,
+)
+
+log = logging.getLogger("lambdawatch.speed_layer")
+
+# A small micro-batch's Kafka read stalled for up to the consumer's fetch.max.wait.ms (500 ms by
+# default: measured, tasks of 270-550 ms reading 10-70 records, against at most 150 ms with a
+# 10 ms wait): the broker holds a fetch at the log end that long before answering empty.
+KAFKA_SOURCE_OPTIONS = {"kafka.fetch.max.wait.ms": "10"}
+
+
+def jdbc_url(settings: Settings) -> str:
+    return f"jdbc:postgresql://{settings.postgres_host}:{settings.postgres_port}/{settings.postgres_db}"
+
+
+def read_query(
+    spark: SparkSession,
+    settings: Settings,
+    secrets: Secrets,
+    query: str,
+    partition_column: str | None = None,
+    partitions: int = 1,
+) -> DataFrame:
+    """A PostgreSQL query as a DataFrame through the JDBC driver.
+
+    With ``partition_column`` (an integer in [0, partitions)), executors read slices in parallel.
+    """
+    reader = (
+        spark.read.format("jdbc")
+        .option("url", jdbc_url(settings))
+        .option("driver", "org.postgresql.Driver")
+        .option("user", settings.postgres_user)
+        .option("password", secrets.postgres_password.get_secret_value())
+        .option("fetchsize", "10000")
+    )
+    if partition_column and partitions > 1:
+        return (
+            reader.option("dbtable", f"({query}) AS source")
+            .option("partitionColumn", partition_column)
+            .option("lowerBound", "0")
+            .option("upperBound", str(partitions))
+            .option("numPartitions", str(partitions))
+            .load()
+        )
+    return reader.option("query", query).load()
+
+
+class StreamIO:
+    """Sources, sinks and lookups of the speed layer's queries, from one settings object."""
+
+    def __init__(
+        self,
+        spark: SparkSession,
+        settings: Settings,
+        secrets: Secrets,
+        checkpoint_root: Path,
+        trigger: dict[str, Any] | None = None,
+        max_offsets_per_trigger: int = 50_000,
+        on_sink_error: Callable[[SinkError], None] = lambda _error: None,
+        starting_offsets: str = "earliest",
+    ) -> None:
+        self.spark, self.settings, self.secrets = spark, settings, secrets
+        self.checkpoint_root = checkpoint_root
+        self.trigger = trigger
+        self.max_offsets = max_offsets_per_trigger
+        self.starting_offsets = starting_offsets  # for a query without a checkpoint yet
+        self.dead_letter_topic = settings.topic("dead_letters").name
+        # Kept connections for the foreachBatch sinks (driver threads, one per query) and the
+        # progress recorder (``ProgressTable``).
+        self.pool = db.connection_pool(settings, secrets, max_size=len(SPEED_LAYER_QUERIES) + 1)
+        self.guard = SinkGuard(
+            spark, settings.var_path / "quarantine", self.dead_letter_rows, on_sink_error
+        )
+
+    def close(self) -> None:
+        """Close the sinks' database connections (once the queries have stopped)."""
+        self.pool.close()
+
+    # --- sources and sinks ------------------------------------------------------------------
+    def parse(self, raw: DataFrame, schema: Any, query: str) -> tuple[DataFrame, DataFrame]:
+        return parse_events(
+            raw, schema, query, max_event_bytes=self.settings.dead_letters.max_raw_bytes
+        )
+
+    def kafka_sink_options(self, topics: tuple[str, ...]) -> dict[str, str]:
+        """The producer of a sink writing to ``topics`` (dead letters included), sized from
+        config.json: ``max.request.size`` is the largest of their ``max.message.bytes``."""
+        return {
+            "kafka.bootstrap.servers": self.settings.kafka_bootstrap,
+            "kafka.max.request.size": str(
+                self.settings.producer_max_request_bytes(*topics, self.dead_letter_topic)
+            ),
+        }
+
+    def bounded(self, records: DataFrame, query: str, topics: tuple[str, ...]) -> DataFrame:
+        """Records for ``topics`` (one topic, or a ``topic`` column naming one of them) with
+        every record over its topic's limit turned into a dead letter."""
+        limits = {name: self.settings.record_limit(name) for name in topics}
+        return bound_kafka_records(
+            records,
+            limits,
+            self.dead_letter_topic,
+            query,
+            topic=topics[0] if len(topics) == 1 and "topic" not in records.columns else None,
+            max_raw_bytes=self.settings.dead_letters.max_raw_bytes,
+        )
+
+    def kafka_source(self, *roles: str) -> DataFrame:
+        topics = ",".join(self.settings.topic(role).name for role in roles)
+        return (
+            self.spark.readStream.format("kafka")
+            .option("kafka.bootstrap.servers", self.settings.kafka_bootstrap)
+            .option("subscribe", topics)
+            .option("startingOffsets", self.starting_offsets)
+            .option("maxOffsetsPerTrigger", self.max_offsets)
+            .options(**KAFKA_SOURCE_OPTIONS)
+            .load()
+        )
+
+    def start(
+        self,
+        name: str,
+        frame: DataFrame,
+        output_mode: str = "append",
+        kafka_topics: tuple[str, ...] = (),
+        batch_sink: BatchSink | None = None,
+        interval: str = "2 seconds",
+    ) -> StreamingQuery:
+        """A Kafka sink when ``kafka_topics`` names the topics its records go to (through
+        ``bounded``), else the guarded ``batch_sink``."""
+        writer = (
+            frame.writeStream.queryName(name)
+            .outputMode(output_mode)
+            .option(
+                "checkpointLocation", str(self.checkpoint_root / f"{name}-v{QUERY_VERSIONS[name]}")
+            )
+        )
+        writer = (
+            writer.trigger(**self.trigger)
+            if self.trigger
+            else writer.trigger(processingTime=interval)
+        )
+        if kafka_topics:
+            return writer.format("kafka").options(**self.kafka_sink_options(kafka_topics)).start()
+        assert batch_sink is not None
+        return writer.foreachBatch(self.guard.wrap(name, batch_sink)).start()
+
+    def write_kafka(self, frame: DataFrame, role: str, query: str) -> None:
+        topic = self.settings.topic(role).name
+        (
+            self.bounded(frame, query, (topic,))
+            .write.format("kafka")
+            .options(**self.kafka_sink_options((topic,)))
+            .save()
+        )
+
+    def dead_letter_rows(
+        self, query: str, batch_id: int, rows: list[tuple[dict[str, Any], str]]
+    ) -> None:
+        """Rows a sink could not write, as dead letters (the row's JSON is the raw record)."""
+        frame = self.spark.createDataFrame(
+            [
+                (json.dumps(row, default=str).encode(), query, f"{reason} (batch {batch_id})")
+                for row, reason in rows
+            ],
+            "raw binary, query string, reason string",
+        ).select(
+            "*",
+            F.lit(None).cast("string").alias("source_topic"),
+            F.lit(None).cast("int").alias("partition"),
+            F.lit(None).cast("long").alias("offset"),
+            F.current_timestamp().alias("dead_at"),
+        )
+        letters = dead_letters_to_kafka(frame, self.settings.dead_letters.max_raw_bytes)
+        (
+            letters.write.format("kafka")
+            .options(**self.kafka_sink_options((self.dead_letter_topic,)))
+            .option("topic", self.dead_letter_topic)
+            .save()
+        )
+
+    def upsert(self, frame: DataFrame, table: str, update: bool = True) -> int:
+        """Rows upserted on ``table``'s declared natural key (``lambdawatch.core.tables``)."""
+        # collected through Arrow and COPYed as Arrow-rendered CSV: no Python object per value
+        rows = frame.toArrow()
+        if rows.num_rows == 0:
+            return 0
+        with self.pool.connection() as conn:
+            return db.upsert_rows(
+                conn, table, rows.column_names, rows, TABLES[table].key, update=update
+            )
+
+    def baselines(self) -> DataFrame:
+        """The baselines table through JDBC. As the static side of a stream-static join it is
+        scanned again every micro-batch, so the batch layer's new baselines apply without a
+        restart."""
+        return read_query(
+            self.spark,
+            self.settings,
+            self.secrets,
+            "SELECT metric, entity, mean, stddev FROM baselines",
+        )
+
+    def forecasts(self, first_us: int, last_us: int) -> list[tuple[Any, ...]]:
+        """Forecast rows for the hours a micro-batch spans."""
+        with self.pool.connection() as conn:
+            return conn.execute(
+                "SELECT ip, feature, ds, yhat, yhat_lower, yhat_upper, run_id FROM ip_forecasts "
+                "WHERE ds >= date_trunc('hour', to_timestamp(%s / 1e6)) "
+                "AND ds <= to_timestamp(%s / 1e6)",
+                (first_us, last_us),
+            ).fetchall()
+
+    def record_anomalies(self, anomalies: DataFrame, query: str) -> None:
+        """To the ``anomalies`` table and topic."""
+        anomalies = anomalies.persist()
+        try:
+            if self.store_anomalies(anomalies):
+                self.write_kafka(anomalies_to_kafka(anomalies), "anomalies", query)
+        finally:
+            anomalies.unpersist()
+
+    def store_anomalies(self, anomalies: DataFrame) -> int:
+        return self.upsert(anomalies.select(*ANOMALY_COLUMNS), "anomalies")

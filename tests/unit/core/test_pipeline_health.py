@@ -1,0 +1,68 @@
+"""Parsing Spark's query progress into per-source throughput and consumer-lag rows."""
+
+from __future__ import annotations
+
+import json
+
+from lambdawatch.core.pipeline_health import offsets_behind, progress_rows, source_name
+
+PROGRESS = {
+    "id": "5f2b...",
+    "name": "ip_averages",
+    "timestamp": "2026-11-23T10:00:00.000Z",
+    "batchId": 41,
+    "batchDuration": 812,
+    "sources": [
+        {
+            "description": "KafkaV2[Subscribe[ip-events]]",
+            "startOffset": {"ip-events": {"0": 10, "1": 20}},
+            "endOffset": json.dumps({"ip-events": {"0": 15, "1": 30}}),
+            "latestOffset": json.dumps({"ip-events": {"0": 18, "1": 30}}),
+            "numInputRows": 15,
+            "inputRowsPerSecond": 7.5,
+            "processedRowsPerSecond": "NaN",
+            "metrics": {"maxOffsetsBehindLatest": "3"},
+        },
+        {
+            "description": "KafkaV2[Subscribe[cdn-events]]",
+            "endOffset": {"cdn-events": {"0": 5}},
+            "numInputRows": 0,
+            "metrics": {"maxOffsetsBehindLatest": "9.0"},
+        },
+    ],
+}
+
+
+def test_source_name_is_the_subscribed_topic() -> None:
+    assert source_name("KafkaV2[Subscribe[ip-events]]") == "ip-events"
+    assert source_name("KafkaV2[SubscribePattern[ip-.*]]") == "ip-.*"
+    assert source_name("MemoryStream[value]") == "MemoryStream[value]"
+
+
+def test_lag_is_latest_minus_processed_summed_over_partitions() -> None:
+    assert offsets_behind(PROGRESS["sources"][0]) == 3  # (18 - 15) + (30 - 30)
+    # without latest offsets, the connector's own metric
+    assert offsets_behind(PROGRESS["sources"][1]) == 9
+    assert offsets_behind({"description": "RateStream"}) is None
+
+
+def test_a_partition_the_batch_has_not_seen_claims_no_lag() -> None:
+    source = {"endOffset": {"t": {"0": 5}}, "latestOffset": {"t": {"0": 5, "1": 4}}}
+    assert offsets_behind(source) == 0  # partition 1 unknown to the batch: no lag claimed
+
+
+def test_one_row_per_source_with_non_finite_rates_dropped() -> None:
+    rows = progress_rows(PROGRESS)
+    assert [(r.query, r.batch_id, r.source) for r in rows] == [
+        ("ip_averages", 41, "ip-events"),
+        ("ip_averages", 41, "cdn-events"),
+    ]
+    first = rows[0]
+    assert (first.input_rows, first.input_rows_per_second) == (15, 7.5)
+    assert first.processed_rows_per_second is None  # Spark's "NaN" for an empty interval
+    assert first.batch_duration_ms == 812
+    assert rows[1].input_rows == 0
+
+
+def test_a_progress_without_sources_gives_no_rows() -> None:
+    assert progress_rows({"name": "q", "batchId": 0, "timestamp": "t", "sources": []}) == []

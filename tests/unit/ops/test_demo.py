@@ -1,0 +1,132 @@
+"""The demo's pure parts: which IPs get history, the seeded CPU windows, the rate override."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from generators.registry import make_generator
+from lambdawatch.core.catalog import CPU_WINDOW_COLUMNS
+from lambdawatch.core.settings import load_settings
+from lambdawatch.ops.demo import (
+    FORECAST_LEAD,
+    WATCH_PRIORITY,
+    Readiness,
+    cpu_window_rows,
+    ips_to_watch,
+    judgeable,
+    judged_detections,
+    with_anomaly_rate,
+)
+from lambdawatch.pipelines.quality import DETECTOR_TARGETS, Interval, Label
+
+START = datetime(2026, 4, 1, 12, tzinfo=UTC)
+HALF_SECOND = timedelta(milliseconds=500)
+
+
+def test_a_fixed_number_of_ips_with_traffic_anomalies_during_the_feed_get_history() -> None:
+    settings = with_anomaly_rate(load_settings(), 0.5)
+    start_ms = int(START.timestamp() * 1000)
+    labels = make_generator("ip", settings).generate(start_ms, start_ms + 10 * 60_000).labels
+    judged_from = START + FORECAST_LEAD  # earlier samples arrive before any forecast exists
+    judged = [
+        label
+        for label in labels
+        if label["kind"] in DETECTOR_TARGETS["forecast_deviations"]
+        and datetime.fromisoformat(label["end_ts"].replace("Z", "+00:00")) > judged_from
+    ]
+    scanned = {label["entity"] for label in judged if label["kind"] == "port_scan"}
+    assert len(scanned) > 3, "at this rate the generator injects scans in 10 minutes"
+    watched = ips_to_watch(settings, START, 10, count=3)
+    assert len(watched) == 3  # one Prophet fit per feature each: the count is a budget
+    assert set(watched) <= scanned  # scans first: the network dashboard lists them
+    fewer = ips_to_watch(with_anomaly_rate(settings, 0.01), START, 10, count=3)
+    assert len(fewer) == len(set(fewer)) == 3  # topped up with the configured IPs
+    assert set(WATCH_PRIORITY) == DETECTOR_TARGETS["forecast_deviations"]
+
+
+def test_without_anomalies_the_first_configured_ips_are_watched() -> None:
+    settings = with_anomaly_rate(load_settings(), 0.0)
+    assert ips_to_watch(settings, START, 5, count=3) == settings.ips.resolved_addresses[:3]
+
+
+def test_anomaly_rate_override_leaves_the_rest_alone() -> None:
+    settings = load_settings()
+    changed = with_anomaly_rate(settings, 0.3)
+    assert changed.generators.anomaly_rate == 0.3
+    assert changed.generators.seed == settings.generators.seed
+    assert settings.generators.anomaly_rate == load_settings().generators.anomaly_rate
+
+
+def test_only_episodes_a_detector_could_have_caught_are_judged() -> None:
+    start = datetime(2026, 4, 1, 12, tzinfo=UTC)
+
+    def at(minutes: float) -> datetime:
+        return start + timedelta(minutes=minutes)
+
+    ready = Readiness(
+        feed_started=start,
+        forecast_ips=frozenset({"10.0.0.1"}),
+        forecast_at=at(2),
+        model_at=at(1),
+        baselines_at=at(0.5),
+    )
+    labels = [
+        Label("10.0.0.1", "port_scan", at(0), at(3)),  # forecast written while it ran: kept
+        Label("10.0.0.1", "ddos", at(0), at(1.5)),  # over before the forecast existed
+        Label("10.0.0.2", "port_scan", at(0), at(3)),  # no forecast for this IP
+        Label("edge-1", "error_storm", at(0), at(2)),  # the model came mid-storm: kept
+        Label("edge-2", "latency_spike", at(-1), at(0.5)),  # over before any model
+        Label("srv-1", "outage", at(1), at(2)),  # began while the feed ran: kept
+        Label("srv-2", "outage", at(-1), at(2)),  # silent since before the feed
+        Label("srv-3", "cpu_spike", at(-1), at(0.1)),  # over before any baseline
+        Label("srv-4", "cpu_spike", at(0), at(1)),  # baselines came mid-spike: kept
+        Label("srv-5", "drift", at(-1), at(0)),  # no detector targets drift: kept for precision
+    ]
+    kept = judgeable(labels, ready)
+    assert [(label.entity, label.kind) for label in kept] == [
+        ("10.0.0.1", "port_scan"),
+        ("edge-1", "error_storm"),
+        ("srv-1", "outage"),
+        ("srv-4", "cpu_spike"),
+        ("srv-5", "drift"),
+    ]
+    assert judgeable(labels[3:5], Readiness(start)) == []  # no model promoted at all
+    assert judgeable(labels[8:], Readiness(start)) == [labels[9]]  # no baselines at all
+
+
+def test_findings_before_a_detector_could_judge_are_shown_but_not_scored() -> None:
+    start = datetime(2026, 4, 1, 12, tzinfo=UTC)
+    ready = Readiness(feed_started=start, baselines_at=start + timedelta(minutes=1))
+    early = Interval("srv-1", start + timedelta(seconds=10), start + timedelta(seconds=11))
+    late = Interval("srv-1", start + timedelta(minutes=2), start + timedelta(minutes=2, seconds=1))
+    kept = judged_detections(
+        {"cpu_anomalies": [early, late], "silence": [early], "cdn_clusters": [late]}, ready
+    )
+    # the CPU fallback's finding, before baselines, is dropped; silence judges from the start;
+    # with no model promoted, no CDN finding is the detector's own
+    assert kept == {"cpu_anomalies": [late], "silence": [early], "cdn_clusters": []}
+
+
+def test_seeded_cpu_windows_are_what_the_speed_layer_writes_before_any_baseline() -> None:
+    settings = load_settings()  # fallback 45 ± 12; WARN beyond 1 σ, ERROR beyond 2 σ
+    events = [
+        {"server_id": "srv-1", "timestamp": "2026-04-01T12:00:00.000Z", "cpu_usage": 40.0},
+        {"server_id": "srv-1", "timestamp": "2026-04-01T12:00:00.250Z", "cpu_usage": 50.0},
+        {"server_id": "srv-1", "timestamp": "2026-04-01T12:00:00.500Z", "cpu_usage": 99.0},
+        {"server_id": "srv-2", "timestamp": "2026-04-01T12:00:00.499Z", "cpu_usage": 60.0},
+    ]
+    rows = sorted(cpu_window_rows(events, 500, settings))
+    assert [dict(zip(CPU_WINDOW_COLUMNS, row, strict=True)) for row in rows] == [
+        {"server_id": "srv-1", "window_start": START, "window_end": START + HALF_SECOND,
+         "mean_cpu": 45.0, "std_cpu": pytest.approx(7.0710678), "samples": 2,
+         "expected_mean": 45.0, "expected_std": 12.0, "z": 0.0, "status": "SAFE"},
+        {"server_id": "srv-1", "window_start": START + HALF_SECOND,
+         "window_end": START + 2 * HALF_SECOND, "mean_cpu": 99.0, "std_cpu": None,
+         "samples": 1, "expected_mean": 45.0, "expected_std": 12.0, "z": 4.5,
+         "status": "ERROR"},
+        {"server_id": "srv-2", "window_start": START, "window_end": START + HALF_SECOND,
+         "mean_cpu": 60.0, "std_cpu": None, "samples": 1, "expected_mean": 45.0,
+         "expected_std": 12.0, "z": 1.25, "status": "WARN"},
+    ]  # fmt: skip

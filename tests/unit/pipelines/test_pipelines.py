@@ -1,0 +1,121 @@
+"""Pure pieces of the orchestration layer: intervals, archival rows, spark-submit commands,
+Airflow's rendered environment, model promotion."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from lambdawatch.core.secrets import Secrets
+from lambdawatch.core.settings import load_settings
+from lambdawatch.ops.stack.airflow_node import airflow_environment, metadata_url
+from lambdawatch.ops.stack.superset_node import superset_environment, superset_program
+from lambdawatch.pipelines.archive import archive_cutoff_ms, history_rows
+from lambdawatch.pipelines.event_feed import interval_ms
+from lambdawatch.pipelines.spark_jobs import spark_submit_command
+from spark_apps.detectors.cdn_kmeans import should_promote
+
+END = datetime(2026, 5, 1, 12, tzinfo=UTC)
+SECRETS = Secrets(
+    postgres_password="p",  # type: ignore[arg-type]
+    airflow_db_password="a b/c@d",  # type: ignore[arg-type]
+    superset_db_password="s",  # type: ignore[arg-type]
+    airflow_admin_password="adm",  # type: ignore[arg-type]
+    superset_admin_password="sadm",  # type: ignore[arg-type]
+    superset_secret_key="k",  # type: ignore[arg-type]
+    airflow_fernet_key="f",  # type: ignore[arg-type]
+    airflow_jwt_secret="j",  # type: ignore[arg-type]
+    airflow_api_secret_key="api",  # type: ignore[arg-type]
+)
+
+
+def test_interval_bounds_are_milliseconds_and_validated() -> None:
+    assert interval_ms(END - timedelta(minutes=5), END) == (
+        int(END.timestamp() * 1000) - 300_000,
+        int(END.timestamp() * 1000),
+    )
+    with pytest.raises(ValueError, match="empty data interval"):
+        interval_ms(END, END)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        interval_ms(datetime(2026, 5, 1), datetime(2026, 5, 2))
+
+
+def test_archive_cutoff_counts_back_from_the_interval_not_now() -> None:
+    assert archive_cutoff_ms(END, 6) == int((END - timedelta(hours=6)).timestamp() * 1000)
+    assert archive_cutoff_ms(END, 0.5) == int((END - timedelta(minutes=30)).timestamp() * 1000)
+
+
+def test_history_rows_need_an_identity_for_every_series() -> None:
+    rows = history_rows({"k1": [(0, 1.5), (60_000, 2.5)]}, {"k1": ("10.0.0.1", "unq_dst_ip")})
+    assert rows == [
+        ("10.0.0.1", "unq_dst_ip", 0, 1.5),
+        ("10.0.0.1", "unq_dst_ip", 60_000, 2.5),
+    ]
+    with pytest.raises(KeyError, match="no ip/feature identity"):
+        history_rows({"mystery": [(0, 1.0)]}, {})
+
+
+def test_spark_submit_targets_the_configured_master_with_matching_packages() -> None:
+    settings = load_settings(
+        spark_master="spark://spark-master:7077", spark_driver_host="airflow-scheduler"
+    )
+    command = spark_submit_command(settings, "retrain_cdn_kmeans", "4.2.0", ["--x", "1"])
+    assert command[0].endswith("/spark-submit")
+    assert command[command.index("--master") + 1] == "spark://spark-master:7077"
+    assert "spark.driver.host=airflow-scheduler" in command  # executors connect back to it
+    assert not settings.spark_is_local
+    packages = command[command.index("--packages") + 1].split(",")
+    assert "org.apache.spark:spark-sql-kafka-0-10_2.13:4.2.0" in packages
+    assert any(p.startswith("org.postgresql:postgresql:") for p in packages)
+    assert command[-3].endswith("spark_apps/jobs/retrain_cdn_kmeans.py")
+    assert command[-2:] == ["--x", "1"]
+    baseline = spark_submit_command(settings, "baseline_stats", "4.2.0")
+    assert "spark-sql-kafka" not in baseline[baseline.index("--packages") + 1]
+    with pytest.raises(ValueError, match="unknown batch job"):
+        spark_submit_command(settings, "rm -rf", "4.2.0")
+
+
+def test_airflow_environment_avoids_the_known_traps() -> None:
+    settings = load_settings(airflow_port=18123, airflow_log_server_port=18124)
+    env = airflow_environment(settings, SECRETS)
+    assert env["PATH"].split(":")[0] == str(settings.airflow_venv_path / "bin")
+    assert env["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == "http://127.0.0.1:18123/execution/"
+    assert env["AIRFLOW__API__PORT"] == "18123"
+    assert env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"] == "18124"
+    assert env["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    assert env["AIRFLOW__CORE__LOAD_EXAMPLES"] == "False"
+    assert env["LAMBDAWATCH_VAR_DIR"] == str(settings.var_path)
+    # passwords are URL-quoted; psycopg 3 serves the sync and async engines alike
+    assert metadata_url(settings, SECRETS).startswith("postgresql+psycopg://airflow:a%20b%2Fc%40d@")
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"].startswith("postgresql+psycopg_async")
+
+
+def test_superset_runs_our_config_against_two_databases() -> None:
+    settings = load_settings(superset_port=18555, postgres_port=15999)
+    env = superset_environment(settings, SECRETS)
+    config = Path(env["SUPERSET_CONFIG_PATH"])
+    assert config.is_file()
+    assert config.parent == settings.root / "superset"
+    assert env["SUPERSET_METADATA_URL"].endswith("@127.0.0.1:15999/superset")
+    assert env["LAMBDAWATCH_DATABASE_URI"].endswith(f"@127.0.0.1:15999/{settings.postgres_db}")
+    assert env["SUPERSET_SECRET_KEY"] == "k"
+    assert env["PATH"].split(":")[0] == str(settings.superset_venv_path / "bin")
+    command = superset_program(settings, SECRETS).command
+    assert command[command.index("--bind") + 1] == "127.0.0.1:18555"
+    assert command[-1] == "superset.app:create_app()"
+
+
+@pytest.mark.parametrize(
+    ("candidate", "current", "promote"),
+    [
+        (0.40, None, True),  # first model
+        (0.40, 0.30, True),  # better
+        (0.29, 0.30, True),  # within the tolerance: fresh data wins
+        (0.20, 0.30, False),  # worse on the same held-out set: kept out
+    ],
+)
+def test_promotion_rule(candidate: float, current: float | None, promote: bool) -> None:
+    incumbent = None if current is None else {"silhouette": current}
+    assert should_promote({"silhouette": candidate}, incumbent) is promote

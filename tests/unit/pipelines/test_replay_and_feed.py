@@ -1,0 +1,189 @@
+"""CSV replay parsing and live-feed planning: pure functions, small literal inputs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+
+import orjson
+import pytest
+
+from generators.registry import make_generator
+from generators.replay import ReplayError, ReplayOptions, paced, parse_time, plan_replay
+from lambdawatch.core.settings import load_settings
+from lambdawatch.pipelines.live_feed import FeedPlan, plan_feed, run_feed
+
+T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-01-01T00:00:00Z", T0),
+        ("2026-01-01T01:00:00+01:00", T0),
+        ("2026-01-01 00:00:00", T0),  # naive means UTC
+        ("1767225600", T0),  # epoch seconds
+        ("1767225600000", T0),  # epoch milliseconds
+        ("1767225600.5", T0 + 500),
+    ],
+)
+def test_parse_time_accepts_common_formats(text: str, expected: int) -> None:
+    assert parse_time(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "yesterday", "nan", "2026-13-01T00:00:00"])
+def test_parse_time_rejects_garbage(text: str) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011 - any parse failure is the point
+        parse_time(text)
+
+
+def _csv(tmp_path: Path, text: str, name: str = "host-a.csv") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_metrics_mode_sorts_by_time_and_names_entity_after_file(tmp_path: Path) -> None:
+    path = _csv(tmp_path, "time,cpu,mem\n2026-01-01T00:00:02Z,3,30\n2026-01-01T00:00:01Z,1,10\n")
+    plan = plan_replay(path, ReplayOptions())
+    assert [(e["metric"], e["value"]) for _, _, e in plan.events] == [
+        ("cpu", 1.0),
+        ("mem", 10.0),
+        ("cpu", 3.0),
+        ("mem", 30.0),
+    ]
+    first = plan.events[0][2]
+    assert first["entity"] == "host-a"
+    assert first["timestamp"] == "2026-01-01T00:00:01.000Z"
+    assert first["event_id"] == f"metric:host-a:cpu:{T0 + 1000}"
+    assert {key for _, key, _ in plan.events} == {"host-a"}
+
+
+def test_value_and_entity_columns(tmp_path: Path) -> None:
+    path = _csv(tmp_path, "ts,host,load,other\n1767225600,web-1,0.5,x\n1767225601,web-2,0.7,y\n")
+    plan = plan_replay(path, ReplayOptions(value_column="load", entity_column="host"))
+    assert [(e["entity"], e["value"]) for _, _, e in plan.events] == [
+        ("web-1", 0.5),
+        ("web-2", 0.7),
+    ]
+
+
+def test_row_mode_sends_typed_objects(tmp_path: Path) -> None:
+    path = _csv(tmp_path, "timestamp,src_ip,allow\n2026-01-01T00:00:00Z,198.18.0.1,12\n")
+    plan = plan_replay(path, ReplayOptions(as_rows=True))
+    assert plan.events[0][2] == {
+        "timestamp": "2026-01-01T00:00:00.000Z",
+        "src_ip": "198.18.0.1",
+        "allow": 12,
+    }
+
+
+BAD = (
+    "timestamp,cpu\n"
+    "2026-01-01T00:00:00Z,1\n"
+    "not-a-time,2\n"
+    "2026-01-01T00:00:02Z,abc\n"
+    "2026-01-01T00:00:03Z\n"
+    "2026-01-01T00:00:04Z,5\n"
+)
+
+
+def test_bad_rows_stop_with_their_line_number(tmp_path: Path) -> None:
+    with pytest.raises(ReplayError, match=r"line 3: bad timestamp"):
+        plan_replay(_csv(tmp_path, BAD), ReplayOptions(on_error="stop"))
+
+
+def test_bad_rows_are_skipped_and_counted(tmp_path: Path) -> None:
+    plan = plan_replay(_csv(tmp_path, BAD), ReplayOptions(on_error="skip"))
+    assert plan.rows == 5
+    assert [e["value"] for _, _, e in plan.events] == [1.0, 5.0]
+    assert [(error.line, error.reason.split(":")[0]) for error in plan.skipped] == [
+        (3, "bad timestamp in 'timestamp'"),
+        (4, "column 'cpu' is not a number"),
+        (5, "expected 2 columns"),
+    ]
+
+
+def test_unknown_columns_are_reported(tmp_path: Path) -> None:
+    path = _csv(tmp_path, "timestamp,cpu\n2026-01-01T00:00:00Z,1\n")
+    with pytest.raises(ReplayError, match="value column 'mem' not in header"):
+        plan_replay(path, ReplayOptions(value_column="mem"))
+
+
+def test_pacing_waits_for_event_gaps_divided_by_speed(tmp_path: Path) -> None:
+    path = _csv(tmp_path, "timestamp,v\n2026-01-01T00:00:00Z,1\n2026-01-01T00:00:10Z,2\n")
+    plan = plan_replay(path, ReplayOptions())
+    now = [0.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    sent = list(paced(plan, speed=5.0, clock=lambda: now[0], sleep=sleep))
+    assert len(sent) == 2
+    assert slept == [pytest.approx(2.0)]
+    assert list(paced(plan, speed=None, clock=lambda: 0.0, sleep=sleep)) == sent
+
+
+def test_feed_plan_ends_at_now_and_never_in_the_future() -> None:
+    plan = plan_feed(natural_rate=10.0, rate=1000.0, duration_s=60, now_ms=T0)
+    assert plan.speed == 100.0
+    assert plan.start_ms == T0 - 60 * 1000 * 100
+    assert plan.target_ms(30, T0) == T0 - 30 * 1000 * 100
+    assert plan.target_ms(120, T0) == T0
+    live = plan_feed(natural_rate=10.0, rate=None, duration_s=60, now_ms=T0)
+    assert (live.start_ms, live.speed) == (T0, 1.0)
+    with pytest.raises(ValueError, match="positive"):
+        plan_feed(natural_rate=10.0, rate=0, duration_s=60, now_ms=T0)
+
+
+class RecordingProducer:
+    """Keeps what was sent, and when by the feed's clock: this test is about pacing only."""
+
+    client = "recording"
+    failures = 0
+
+    def __init__(self, clock: list[float]) -> None:
+        self.clock = clock
+        self.sent: list[tuple[float, dict[str, object]]] = []
+
+    def send_many(
+        self, topic: str, records: Iterable[tuple[bytes | None, bytes, int | None]]
+    ) -> int:
+        batch = [(self.clock[0], orjson.loads(value)) for _key, value, _partition in records]
+        self.sent += batch
+        return len(batch)
+
+    def send(self, topic: str, key: bytes | None, value: bytes, partition: int | None) -> None:
+        self.send_many(topic, [(key, value, partition)])
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("tick_s", [0.5, 0.05])
+def test_live_feed_sends_each_event_within_a_tick_of_its_timestamp(tick_s: float) -> None:
+    now = [T0 / 1000]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    producer = RecordingProducer(now)
+    plan = FeedPlan(T0, 1.0, 3.0)
+    run_feed(load_settings(), "server", producer, plan, clock=lambda: now[0], sleep=sleep,
+             tick_s=tick_s)  # fmt: skip
+    sent = [(at, e) for at, e in producer.sent if "server_id" in e]  # events, not labels
+    stamped = [datetime.fromisoformat(str(e["timestamp"])).timestamp() for _at, e in sent]
+    lags = [at - stamp for (at, _e), stamp in zip(sent, stamped, strict=True)]
+    assert min(lags) > 0
+    assert max(lags) <= tick_s + 1e-6, "an event waited longer than a tick"
+    # cut into ticks, the feed sends exactly what one generation of the same span gives
+    events = [e for _at, e in sent]
+    last_ms = round(max(stamped) * 1000)
+    whole = make_generator("server", load_settings()).generate(T0, last_ms + 1).events
+    assert sorted(orjson.dumps(e) for e in events) == sorted(orjson.dumps(e) for e in whole)
