@@ -141,8 +141,11 @@ def _feed_footprint(settings: Settings, stack: LocalStack) -> dict[str, object]:
     ids: list[str] = []
     for role in ("ip_events", "cdn_events"):
         for record in read_topic(settings.kafka_bootstrap, settings.topic(role).name):
-            event = orjson.loads(record.value)
-            if event["timestamp"].startswith("2026-02-03T04:0"):
+            try:  # the shared topic also holds other modules' records, bad ones included
+                event = orjson.loads(record.value)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(event, dict) and event.get("timestamp", "").startswith("2026-02-03T04:0"):
                 ids.append(event["event_id"])
     return {
         "hot_samples": sum(len(points) for points in series.values()),

@@ -41,7 +41,8 @@ from lambdawatch.pipelines.event_feed import feed_batch
 from tests.integration.kafka_reading import end_offsets, read_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-START = 1_767_571_200_000  # 2026-01-05T00:00:00Z: this module's own interval
+START = 1_767_571_200_000  # 2026-01-05T00:00:00Z: this module's own interval, after the
+# modules before it (a later event time first would hold their windows behind the watermark)
 EVENT_ROLES = ("ip_events", "server_events", "cdn_events", "weather_events", "metrics")
 EVENT_TOPIC_LIMIT = 8 * 1024 * 1024
 SIZES = (600_000, 5_000_000)
