@@ -12,7 +12,10 @@ from pyspark.sql import functions as F
 from spark_apps.transforms.baselines import BASELINE_COLUMNS, pooled_baselines, sample_baselines
 
 START, END = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)
-BOUNDS = (F.lit(START).cast("timestamp"), F.lit(END).cast("timestamp"))
+
+
+def _bounds() -> tuple:
+    return F.lit(START).cast("timestamp"), F.lit(END).cast("timestamp")
 
 
 def _by_entity(frame) -> dict[str, dict]:
@@ -23,7 +26,7 @@ def test_sample_statistics_per_entity(spark: SparkSession) -> None:
     samples = spark.createDataFrame(
         [("paris", 10.0), ("paris", 12.0), ("paris", 17.0), ("lyon", 5.0)], "city string, t double"
     )
-    found = _by_entity(sample_baselines(samples, "temperature", "city", "t", *BOUNDS))
+    found = _by_entity(sample_baselines(samples, "temperature", "city", "t", *_bounds()))
     assert tuple(found["paris"]) == BASELINE_COLUMNS
     assert found["paris"]["mean"] == pytest.approx(13.0)
     assert found["paris"]["variance"] == pytest.approx(statistics.variance([10, 12, 17]))
@@ -50,7 +53,9 @@ def test_pooled_windows_equal_the_raw_samples(spark: SparkSession, groups: list)
         ],
         "server_id string, n long, m double, s double",
     )
-    pooled = _by_entity(pooled_baselines(windows, "cpu_usage", "server_id", "n", "m", "s", *BOUNDS))
+    pooled = _by_entity(
+        pooled_baselines(windows, "cpu_usage", "server_id", "n", "m", "s", *_bounds())
+    )
     raw = [x for g in groups for x in g]
     found = pooled["srv-1"]
     assert found["samples"] == len(raw)

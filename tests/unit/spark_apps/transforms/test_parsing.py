@@ -56,7 +56,7 @@ def test_generated_events_parse_without_dead_letters(spark: SparkSession, source
         ),
         (json.dumps(server_event(cpu_usage="high")), "invalid value for field: cpu_usage"),
         (json.dumps(server_event(timestamp="yesterday")), "invalid value for field: timestamp"),
-        (json.dumps(server_event(timestamp=FUTURE)), "timestamp more than 300s in the FUTURE"),
+        (json.dumps(server_event(timestamp=FUTURE)), "timestamp more than 300s in the future"),
     ],
 )
 def test_bad_records_become_dead_letters_with_a_reason(
