@@ -147,7 +147,7 @@ class StreamIO:
             .load()
         )
 
-    def start(
+    def start_query(
         self,
         name: str,
         frame: DataFrame,

@@ -55,4 +55,4 @@ def start(io: StreamIO) -> StreamingQuery:
         finally:
             rows.unpersist()
 
-    return io.start("cdn_clusters", events, batch_sink=sink)
+    return io.start_query("cdn_clusters", events, batch_sink=sink)

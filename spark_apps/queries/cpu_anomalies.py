@@ -38,7 +38,7 @@ def start(io: StreamIO) -> StreamingQuery:
     )
     topics = (io.settings.topic("cpu_status").name, io.settings.topic("anomalies").name)
     records = cpu_records_to_kafka(classified, *topics)
-    return io.start(
+    return io.start_query(
         "cpu_anomalies",
         io.bounded(records, "cpu_anomalies", topics),
         output_mode="update",

@@ -46,4 +46,4 @@ def start(io: StreamIO) -> StreamingQuery:
             db.upsert_rows(conn, "anomalies", ANOMALY_COLUMNS, writes.anomalies, ANOMALY_KEY)
             db.delete_rows(conn, "anomalies", ANOMALY_KEY, writes.withdrawn)
 
-    return io.start("cpu_windows_store", statuses, batch_sink=sink)
+    return io.start_query("cpu_windows_store", statuses, batch_sink=sink)

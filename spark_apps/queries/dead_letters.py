@@ -35,7 +35,7 @@ def start(io: StreamIO) -> StreamingQuery:
     assert dead is not None
     letters = dead_letters_to_kafka(dead, io.settings.dead_letters.max_raw_bytes)
     topics = (io.dead_letter_topic,)
-    return io.start(
+    return io.start_query(
         "dead_letters",
         io.bounded(letters, "dead_letters", topics),
         kafka_topics=topics,

@@ -54,4 +54,4 @@ def start(io: StreamIO) -> StreamingQuery:
         finally:
             frame.unpersist()
 
-    return io.start("forecast_deviations", samples, batch_sink=sink)
+    return io.start_query("forecast_deviations", samples, batch_sink=sink)

@@ -29,7 +29,7 @@ def start(io: StreamIO) -> StreamingQuery:
         "partition", F.element_at(partitions, F.col("key").cast("string"))
     )
     topics = (io.settings.topic("ip_averages").name,)
-    return io.start(
+    return io.start_query(
         "ip_averages",
         io.bounded(records, "ip_averages", topics),
         output_mode="update",

@@ -21,7 +21,7 @@ def start(io: StreamIO) -> StreamingQuery:
     features = io.settings.ips.features
     events, _dead = io.parse(io.kafka_source("ip_events"), IP_SCHEMA, "ip_windows")
     windows = ip_window_aggregates(events, features, "5 minutes", "2 minutes")
-    return io.start(
+    return io.start_query(
         "ip_windows",
         windows,
         output_mode="update",

@@ -47,4 +47,4 @@ def start(io: StreamIO) -> StreamingQuery:
         finally:
             frame.unpersist()
 
-    return io.start("metric_scores", score_metrics(events, params), batch_sink=sink)
+    return io.start_query("metric_scores", score_metrics(events, params), batch_sink=sink)

@@ -23,7 +23,7 @@ log = logging.getLogger("lambdawatch.speed_layer")
 def start(io: StreamIO) -> StreamingQuery:
     events, _dead = io.parse(io.kafka_source("server_events"), SERVER_SCHEMA, "server_status")
     counts = server_status_counts(events, "1 minute", "30 seconds")
-    return io.start(
+    return io.start_query(
         "server_status",
         counts,
         output_mode="update",

@@ -33,6 +33,6 @@ def start(io: StreamIO) -> StreamingQuery:
     gaps = detect_silences(
         source_signals(per_source, config.watermark), intervals, config.missed_intervals
     )
-    return io.start(
+    return io.start_query(
         "silence", gaps, batch_sink=lambda frame, _id: io.record_anomalies(frame, "silence")
     )

@@ -20,7 +20,7 @@ log = logging.getLogger("lambdawatch.speed_layer")
 def start(io: StreamIO) -> StreamingQuery:
     events, _dead = io.parse(io.kafka_source("weather_events"), WEATHER_SCHEMA, "weather_derived")
     derived = weather_derived(events).withColumnRenamed("timestamp", "ts")
-    return io.start(
+    return io.start_query(
         "weather_derived",
         derived,
         batch_sink=lambda frame, _id: io.upsert(frame, "rt_weather"),
