@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
 
-import pandas as pd
 from kafka import KafkaConsumer, TopicPartition
+from pyspark import SparkContext
+from pyspark.sql import SparkSession
 
 from generators.ip import IpGenerator
 from generators.registry import SOURCES, make_generator
@@ -29,6 +30,7 @@ from lambdawatch.core.model_registry import promoted_model
 from lambdawatch.core.producers import make_producer
 from lambdawatch.core.secrets import Secrets
 from lambdawatch.core.settings import Settings
+from lambdawatch.core.tables import TABLES
 from lambdawatch.ops.dashboards import DASHBOARDS
 from lambdawatch.pipelines.archive import store_history
 from lambdawatch.pipelines.event_feed import feed_batch
@@ -41,6 +43,8 @@ from lambdawatch.pipelines.quality import (
     detector_for,
     detector_quality,
 )
+from spark_apps.detectors.cpu import BASELINES_READ_SCHEMA, classify_cpu, cpu_window_stats
+from spark_apps.session import build_session
 
 HOUR_MS = 3_600_000
 # The models train beside the live feed, on seeded history, so most of the feed is judged by
@@ -170,37 +174,27 @@ def seed_cdn_events(settings: Settings, secrets: Secrets, end: datetime) -> int:
     return sum(counts.events.values())
 
 
-def cpu_window_rows(
-    events: list[dict[str, Any]], window_ms: int, settings: Settings
-) -> list[tuple[Any, ...]]:
-    """Server events → ``rt_cpu_windows`` rows, as the speed layer would have written them
-    before any baseline existed (judged against the ``.env`` fallback)."""
-    frame = pd.DataFrame(
-        {
-            "server_id": [e["server_id"] for e in events],
-            "ts": pd.to_datetime([e["timestamp"] for e in events], utc=True, format="ISO8601"),
-            "cpu": [float(e["cpu_usage"]) for e in events],
-        }
-    )
-    frame["window_start"] = frame["ts"].dt.floor(f"{window_ms}ms")
-    windows = (
-        frame.groupby(["server_id", "window_start"])["cpu"]
-        .agg(mean_cpu="mean", std_cpu="std", samples="count")
-        .reset_index()
+def cpu_window_rows(spark: SparkSession, events: list[dict[str, Any]], settings: Settings) -> Any:
+    """Server events → ``rt_cpu_windows`` rows (an Arrow table) by the speed layer's own CPU
+    detector, run in batch, as it judges before any baseline exists (the ``.env`` fallback)."""
+    frame = spark.createDataFrame(
+        [
+            (e["event_id"], e["server_id"], float(e["cpu_usage"]), _when(e["timestamp"]))
+            for e in events
+        ],
+        "event_id string, server_id string, cpu_usage double, timestamp timestamp",
     )
     config = settings.models.cpu_anomaly
-    mean, std = settings.normal_mean, settings.normal_stddev
-    rows = []
-    for row in windows.itertuples(index=False):
-        z = abs(row.mean_cpu - mean) / std
-        status = "ERROR" if z > config.error_sigma else "WARN" if z > config.warn_sigma else "SAFE"
-        start = row.window_start.to_pydatetime()
-        std_cpu = None if pd.isna(row.std_cpu) else float(row.std_cpu)
-        rows.append(
-            (row.server_id, start, start + timedelta(milliseconds=window_ms),
-             float(row.mean_cpu), std_cpu, int(row.samples), mean, std, z, status)
-        )  # fmt: skip
-    return rows
+    no_baselines = spark.createDataFrame([], BASELINES_READ_SCHEMA)
+    judged = classify_cpu(
+        cpu_window_stats(frame, config.window, config.watermark),
+        no_baselines,
+        settings.normal_mean,
+        settings.normal_stddev,
+        config.warn_sigma,
+        config.error_sigma,
+    )
+    return judged.select(*CPU_WINDOW_COLUMNS).toArrow()
 
 
 def seed_cpu_windows(settings: Settings, secrets: Secrets, end: datetime) -> int:
@@ -210,11 +204,23 @@ def seed_cpu_windows(settings: Settings, secrets: Secrets, end: datetime) -> int
     end_ms = int(end.timestamp() * 1000)
     start_ms = end_ms - int(CPU_HISTORY.total_seconds() * 1000)
     batch = make_generator("server", settings).generate(start_ms, end_ms)
-    window_ms = int(pd.Timedelta(settings.models.cpu_anomaly.window).total_seconds() * 1000)
-    rows = cpu_window_rows(batch.events, window_ms, settings)
+    # a session of its own, stopped after, unless this process runs Spark already (tests)
+    own_session = SparkContext._active_spark_context is None
+    spark = build_session(
+        "lambdawatch-demo-seed",
+        master="local[1]",
+        with_kafka=False,
+        shuffle_partitions=1,
+        extra={"spark.ui.enabled": "false"},
+    )  # getOrCreate: the running session, if there is one
+    try:
+        rows = cpu_window_rows(spark, batch.events, settings)
+    finally:
+        if own_session:
+            spark.stop()
     with db.connect(settings, secrets) as conn:
         return db.upsert_rows(
-            conn, "rt_cpu_windows", CPU_WINDOW_COLUMNS, rows, ("server_id", "window_start"),
+            conn, "rt_cpu_windows", CPU_WINDOW_COLUMNS, rows, TABLES["rt_cpu_windows"].key,
             update=False,
         )  # fmt: skip
 

@@ -39,6 +39,8 @@ METRIC = "cpu_usage"
 # ``latest_event_at`` is the newest sample the verdict includes: with ``detected_at``, how
 # fresh the verdict is (and, for an anomaly, the event that raised it at the latest).
 CPU_STATUS_FIELDS = (*CPU_WINDOW_COLUMNS, "baseline_source", "latest_event_at", "detected_at")
+# what ``classify_cpu`` reads of the ``baselines`` table
+BASELINES_READ_SCHEMA = TABLES["baselines"].spark_ddl(("metric", "entity", "mean", "stddev"))
 CPU_STATUS_SCHEMA = (
     TABLES["rt_cpu_windows"].spark_ddl()
     + ", baseline_source string, latest_event_at timestamp, detected_at timestamp"

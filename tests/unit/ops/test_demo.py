@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from pyspark.sql import SparkSession
 
 from generators.registry import make_generator
 from lambdawatch.core.catalog import CPU_WINDOW_COLUMNS
@@ -109,16 +110,29 @@ def test_findings_before_a_detector_could_judge_are_shown_but_not_scored() -> No
     assert kept == {"cpu_anomalies": [late], "silence": [early], "cdn_clusters": []}
 
 
-def test_seeded_cpu_windows_are_what_the_speed_layer_writes_before_any_baseline() -> None:
+def test_seeded_cpu_windows_are_what_the_cpu_detector_writes_before_any_baseline(
+    spark: SparkSession,
+) -> None:
+    """The demo seeds with the speed layer's own detector (``detectors.cpu``), run in batch."""
     settings = load_settings()  # fallback 45 ± 12; WARN beyond 1 σ, ERROR beyond 2 σ
     events = [
-        {"server_id": "srv-1", "timestamp": "2026-04-01T12:00:00.000Z", "cpu_usage": 40.0},
-        {"server_id": "srv-1", "timestamp": "2026-04-01T12:00:00.250Z", "cpu_usage": 50.0},
-        {"server_id": "srv-1", "timestamp": "2026-04-01T12:00:00.500Z", "cpu_usage": 99.0},
-        {"server_id": "srv-2", "timestamp": "2026-04-01T12:00:00.499Z", "cpu_usage": 60.0},
-    ]
-    rows = sorted(cpu_window_rows(events, 500, settings))
-    assert [dict(zip(CPU_WINDOW_COLUMNS, row, strict=True)) for row in rows] == [
+        {"event_id": "a", "server_id": "srv-1", "timestamp": "2026-04-01T12:00:00.000Z",
+         "cpu_usage": 40.0},
+        {"event_id": "b", "server_id": "srv-1", "timestamp": "2026-04-01T12:00:00.250Z",
+         "cpu_usage": 50.0},
+        {"event_id": "b", "server_id": "srv-1", "timestamp": "2026-04-01T12:00:00.250Z",
+         "cpu_usage": 50.0},  # re-sent: counted once
+        {"event_id": "c", "server_id": "srv-1", "timestamp": "2026-04-01T12:00:00.500Z",
+         "cpu_usage": 99.0},
+        {"event_id": "d", "server_id": "srv-2", "timestamp": "2026-04-01T12:00:00.499Z",
+         "cpu_usage": 60.0},
+    ]  # fmt: skip
+    rows = sorted(
+        cpu_window_rows(spark, events, settings).to_pylist(),
+        key=lambda row: (row["server_id"], row["window_start"]),
+    )
+    assert [tuple(row) for row in rows] == [CPU_WINDOW_COLUMNS] * 3
+    assert rows == [
         {"server_id": "srv-1", "window_start": START, "window_end": START + HALF_SECOND,
          "mean_cpu": 45.0, "std_cpu": pytest.approx(7.0710678), "samples": 2,
          "expected_mean": 45.0, "expected_std": 12.0, "z": 0.0, "status": "SAFE"},
