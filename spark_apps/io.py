@@ -20,11 +20,12 @@ from pyspark.sql.streaming import StreamingQuery
 
 from lambdawatch.core import db
 from lambdawatch.core.catalog import QUERY_VERSIONS, SPEED_LAYER_QUERIES
+from lambdawatch.core.pipeline_health import SinkError
 from lambdawatch.core.secrets import Secrets
 from lambdawatch.core.settings import Settings
 from lambdawatch.core.tables import TABLES
 from spark_apps.detectors.anomaly import ANOMALY_COLUMNS, anomalies_to_kafka
-from spark_apps.sink_guard import BatchSink, SinkError, SinkGuard
+from spark_apps.sink_guard import BatchSink, SinkGuard
 from spark_apps.transforms.parsing import (
     bound_kafka_records,
     dead_letters_to_kafka,
@@ -202,12 +203,7 @@ class StreamIO:
             F.current_timestamp().alias("dead_at"),
         )
         letters = dead_letters_to_kafka(frame, self.settings.dead_letters.max_raw_bytes)
-        (
-            letters.write.format("kafka")
-            .options(**self.kafka_sink_options((self.dead_letter_topic,)))
-            .option("topic", self.dead_letter_topic)
-            .save()
-        )
+        self.write_kafka(letters, "dead_letters", query)
 
     def upsert(self, frame: DataFrame, table: str, update: bool = True) -> int:
         """Rows upserted on ``table``'s declared natural key (``lambdawatch.core.tables``)."""

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+
+from lambdawatch.core.pipeline_health import SinkError
 
 log = logging.getLogger("lambdawatch.speed_layer")
 
@@ -40,18 +41,6 @@ KAFKA_RECORD_ERRORS = (
 )
 MAX_ERROR_TEXT = 300
 SetAside = list[tuple[dict[str, Any], str]]  # rows, each with the reason it was set aside
-
-
-@dataclass(frozen=True)
-class SinkError:
-    """What a guarded sink set aside in one micro-batch (a row of ``speed_layer_errors``)."""
-
-    query: str
-    batch_id: int
-    error: str
-    records: int
-    disposition: str  # dead_letters | quarantine
-    recorded_at: str
 
 
 def is_record_error(error: BaseException) -> bool:
@@ -173,6 +162,6 @@ class SinkGuard:
                 error=bad[0][1],
                 records=len(bad),
                 disposition=disposition,
-                recorded_at=datetime.fromtimestamp(time.time(), tz=UTC).isoformat(),
+                recorded_at=datetime.now(UTC).isoformat(),
             )
         )

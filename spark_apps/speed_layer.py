@@ -33,13 +33,17 @@ from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
 
 from lambdawatch.core.catalog import DOWNSTREAM_QUERIES, SPEED_LAYER_QUERIES
 from lambdawatch.core.kafka_admin import admin_client, ensure_topics
-from lambdawatch.core.pipeline_health import progress_rows, write_progress, write_sink_error
+from lambdawatch.core.pipeline_health import (
+    SinkError,
+    progress_rows,
+    write_progress,
+    write_sink_error,
+)
 from lambdawatch.core.secrets import secrets_for
 from lambdawatch.core.settings import Settings, load_settings
 from spark_apps.io import StreamIO
 from spark_apps.queries import STARTERS
 from spark_apps.session import build_session
-from spark_apps.sink_guard import SinkError
 
 if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
@@ -247,10 +251,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     progress_table = ProgressTable(layer.pool)
     listener = ProgressFile(settings.var_path / "run" / "speed_layer.json", progress_table.record)
-    layer.guard.on_error = lambda error: (
-        listener.record_error(error),
-        progress_table.record_error(error),
-    )
+
+    def record_sink_error(error: SinkError) -> None:  # for status and for Pipeline health
+        listener.record_error(error)
+        progress_table.record_error(error)
+
+    layer.guard.on_error = record_sink_error
     spark.streams.addListener(listener)
     names = tuple(name for name in args.queries.split(",") if name)
     try:

@@ -42,6 +42,18 @@ class SourceProgress:
     batch_duration_ms: int | None
 
 
+@dataclass(frozen=True)
+class SinkError:
+    """What a guarded sink set aside in one micro-batch (a row of ``speed_layer_errors``)."""
+
+    query: str
+    batch_id: int
+    error: str
+    records: int
+    disposition: str  # dead_letters | quarantine
+    recorded_at: str
+
+
 def source_name(description: str) -> str:
     """``KafkaV2[Subscribe[ip-events]]`` → ``ip-events``; other sources keep their description."""
     match = SUBSCRIPTION.search(description)
@@ -124,22 +136,15 @@ def write_progress(conn: psycopg.Connection, rows: list[SourceProgress]) -> None
             cursor.executemany(PROGRESS_UPSERT, [astuple(row) for row in rows])
 
 
-def write_sink_error(conn: psycopg.Connection, error: Any) -> None:
-    """One micro-batch's set-aside records (a ``spark_apps.sink_guard.SinkError``); a replayed
-    batch that sets them aside again updates its row."""
+def write_sink_error(conn: psycopg.Connection, error: SinkError) -> None:
+    """One micro-batch's set-aside records; a replayed batch that sets them aside again updates
+    its row."""
     conn.execute(
         "INSERT INTO speed_layer_errors (query, batch_id, error, records, disposition, "
         "recorded_at) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (query, batch_id) DO UPDATE "
         "SET error = EXCLUDED.error, records = EXCLUDED.records, "
         "disposition = EXCLUDED.disposition, recorded_at = EXCLUDED.recorded_at",
-        (
-            error.query,
-            error.batch_id,
-            error.error,
-            error.records,
-            error.disposition,
-            error.recorded_at,
-        ),
+        astuple(error),
     )
 
 

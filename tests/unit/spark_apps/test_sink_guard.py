@@ -10,9 +10,9 @@ import psycopg
 import pytest
 from pyspark.sql import DataFrame, SparkSession
 
+from lambdawatch.core.pipeline_health import SinkError
 from spark_apps.sink_guard import (
     SetAside,
-    SinkError,
     SinkGuard,
     error_summary,
     is_record_error,
