@@ -9,6 +9,7 @@ Partitions are never removed (Kafka cannot), so a lower count is reported, not a
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -76,6 +77,7 @@ def ensure_topics(admin: KafkaAdminClient, topics: Iterable[TopicConfig]) -> lis
     }
     if grow:
         admin.create_partitions(grow)
+        _await_partitions(admin, {name: wanted[name].partitions for name in grow})
         changes += [TopicChange(name, "partitions_increased") for name in grow]
     for name, count in existing.items():
         if wanted[name].partitions < count:
@@ -114,6 +116,18 @@ def _current_configs(
         name: {key: str(entry.get("value")) for key, entry in entries.items()}
         for name, entries in described.items()
     }
+
+
+def _await_partitions(
+    admin: KafkaAdminClient, wanted: dict[str, int], timeout_s: float = 15.0
+) -> None:
+    """Until metadata shows the new partitions: the broker answers ``create_partitions`` before
+    its metadata does (as ``create_topics(wait_for_metadata=True)`` waits for new topics)."""
+    deadline = time.monotonic() + timeout_s
+    while partition_counts(admin, list(wanted)) != wanted:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"partitions not visible after {timeout_s:.0f}s: {wanted}")
+        time.sleep(0.2)
 
 
 def partition_counts(admin: KafkaAdminClient, names: list[str]) -> dict[str, int]:
