@@ -41,7 +41,7 @@ QUERY_VERSIONS = {
     "cdn_clusters": 1,
     "forecast_deviations": 1,
     "silence": 1,
-    "metric_scores": 1,
+    "metric_scores": 2,
 }
 
 # JVM packages resolved from Maven Central (jvm/spark/ivysettings.xml) into the ivy cache.

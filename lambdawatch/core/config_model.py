@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import random
 import re
+from datetime import timedelta
 from functools import cached_property
 from typing import Annotated, Literal
 
@@ -257,19 +258,35 @@ class SilenceConfig(StrictModel):
 
 
 class MetricScoresConfig(StrictModel):
-    """Online per-series scorer for the generic metrics topic (EWMA level/σ + hour-of-day)."""
+    """The online scorer of the generic metrics topic (``spark_apps/detectors/metric_model``):
+    nearest-neighbour discord, seasonal and spike channels turned into one calibrated score.
 
-    alpha: Annotated[float, Field(gt=0, lt=1)] = 0.05
-    season_beta: Annotated[float, Field(gt=0, lt=1)] = 0.1
-    warmup: Annotated[int, Field(ge=2)] = 30
-    clip_sigma: Annotated[float, Field(gt=0)] = 4.0
-    warn_score: Annotated[float, Field(gt=0, lt=1)] = 0.99
-    error_score: Annotated[float, Field(gt=0, lt=1)] = 0.9999
+    ``warn_score`` and ``error_score`` are on the calibrated score: a score s means a deviation
+    this unusual has probability about 10^(-10 s) in the series' recent history (0.3: one in a
+    thousand, 0.5: one in 100,000). The defaults are the thresholds the NAB scorer found best
+    on the development corpus (``bench/real_corpus``): WARN the low-false-negative profile's,
+    ERROR the low-false-positive profile's.
+    """
+
+    history: Annotated[int, Field(ge=64, le=3000)] = 2016
+    window: Annotated[int, Field(ge=2, le=64)] = 8
+    seasonal_days: Annotated[int, Field(ge=0, le=28)] = 7
+    warmup: Annotated[int, Field(ge=10)] = 300
+    likelihood_memory: Annotated[float, Field(ge=10)] = 1000.0
+    average: Annotated[int, Field(ge=1, le=100)] = 20
+    rest: Annotated[int, Field(ge=0)] = 75
+    rest_level: Annotated[float, Field(gt=0, le=1)] = 0.3
+    warn_score: Annotated[float, Field(gt=0, le=1)] = 0.313
+    error_score: Annotated[float, Field(gt=0, le=1)] = 0.5
+    # processing time: a series silent this long (wall clock) forgets its model
+    idle_ttl: timedelta = timedelta(days=7)
 
     @model_validator(mode="after")
     def _ordered(self) -> MetricScoresConfig:
         if self.error_score <= self.warn_score:
             raise ValueError("error_score must be greater than warn_score")
+        if self.idle_ttl <= timedelta(0):
+            raise ValueError("idle_ttl must be positive")
         return self
 
 

@@ -1,129 +1,94 @@
-"""Anomaly scores for any ``{entity, metric, timestamp, value}`` stream: an online model per series.
+"""Anomaly scores for any ``{entity, metric, timestamp, value}`` stream: the Spark side.
 
-Each series keeps an exponentially weighted level and variance plus an hour-of-day profile
-(the seasonality of infrastructure metrics is mostly daily). A sample's score is the
-two-sided normal probability of its deviation from ``level + profile[hour]``:
-``erf(|z| / √2)``, in [0, 1), 0.99 at |z| ≈ 2.6. The model learns from each sample after
-scoring it, with the residual clipped so an incident does not teach the model that the
-incident is normal. No score is given (0) until ``warmup`` samples have been seen.
-
-``score_series`` is pure (a model and a frame in, scores and the new model out): the streaming
-query keeps the model as Spark state, a backtest over a replayed file calls it directly.
+The model is ``metric_model`` (pure; ``lambdawatch backtest`` runs it on a file). Here each
+``(entity, metric)`` series keeps its ``SeriesState`` as Spark state, every micro-batch's
+samples are scored in time order, and a series not seen for ``idle_ttl`` (processing time: an
+event-time timeout would drop replayed old timestamps) loses its state.
 """
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
 
+import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.streaming.state import GroupState, GroupStateTimeout
 
 from spark_apps.detectors.anomaly import TIMESTAMP_FORMAT, anomaly_columns
+from spark_apps.detectors.metric_model import ScoringParams, SeriesState, Thresholds, score_samples
 
 DETECTOR = "metric_scores"
-HOURS = 24
-STATE_SCHEMA = "model string"
+STATE_SCHEMA = "model binary"
+SCORE_COLUMNS = (
+    "entity", "metric", "timestamp", "value", "expected", "score", "severity", "samples",
+)  # fmt: skip
 SCORE_SCHEMA = (
     "entity string, metric string, timestamp timestamp, value double, expected double, "
-    "sigma double, score double, samples long"
+    "score double, severity string, samples long"
 )
 
 
-@dataclass(frozen=True)
-class ScoringParams:
-    alpha: float = 0.05  # level/variance smoothing: ~20-sample memory
-    season_beta: float = 0.1  # hour-of-day profile smoothing
-    warmup: int = 30
-    season_min: int = 3  # samples in an hour bucket before its offset is trusted
-    clip_sigma: float = 4.0
-    version: str = "ewma-hod-v1"
+def epoch_seconds(stamps: pd.Series) -> np.ndarray:
+    """Epoch seconds at millisecond precision, the same from a Spark timestamp and a CSV."""
+    millis = pd.to_datetime(stamps, utc=True).astype("datetime64[ms, UTC]").astype("int64")
+    return millis.to_numpy() / 1000.0
 
 
-@dataclass
-class SeriesModel:
-    samples: int = 0
-    level: float = 0.0
-    variance: float = 0.0
-    season: list[float] = field(default_factory=lambda: [0.0] * HOURS)
-    season_samples: list[int] = field(default_factory=lambda: [0] * HOURS)
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self))
-
-    @classmethod
-    def from_json(cls, text: str) -> SeriesModel:
-        return cls(**json.loads(text))
+def in_time_order(frame: pd.DataFrame) -> pd.DataFrame:
+    """Samples of one series in time order (ties by value, so both paths agree)."""
+    return frame.sort_values(["timestamp", "value"], kind="stable", ignore_index=True)
 
 
-def score_series(
-    model: SeriesModel, frame: pd.DataFrame, params: ScoringParams
-) -> tuple[pd.DataFrame, SeriesModel]:
-    """Score ``timestamp, value`` rows in time order and learn from them; returns the rows with
-    ``expected, sigma, score, samples`` and the updated model (the input model is not changed)."""
-    m = SeriesModel.from_json(model.to_json())
-    ordered = frame.sort_values("timestamp", kind="stable")
-    hours = pd.to_datetime(ordered["timestamp"]).dt.hour.to_numpy()
-    expected, sigmas, scores, seen = [], [], [], []
-    for value, hour in zip(ordered["value"].to_numpy(float), hours, strict=True):
-        offset = m.season[hour] if m.season_samples[hour] >= params.season_min else 0.0
-        guess = m.level + offset if m.samples else value
-        sigma = math.sqrt(m.variance)
-        floor = 1e-6 * max(1.0, abs(guess))
-        residual = value - guess
-        warmed = m.samples >= params.warmup
-        z = abs(residual) / max(sigma, floor)
-        expected.append(guess)
-        sigmas.append(sigma)
-        scores.append(math.erf(z / math.sqrt(2)) if warmed else 0.0)
-        seen.append(m.samples)
-        # Learn, with the residual clipped once the model is warm.
-        if warmed:
-            limit = params.clip_sigma * max(sigma, floor)
-            residual = max(-limit, min(limit, residual))
-        if m.samples == 0:
-            m.level = value
-        else:
-            m.level += params.alpha * residual
-            m.variance = (1 - params.alpha) * m.variance + params.alpha * residual * residual
-        m.season[hour] += params.season_beta * ((guess + residual - m.level) - m.season[hour])
-        m.season_samples[hour] += 1
-        m.samples += 1
-    scored = ordered.assign(expected=expected, sigma=sigmas, score=scores, samples=seen)
-    return scored, m
+def score_frame(
+    state: SeriesState, frame: pd.DataFrame, thresholds: Thresholds
+) -> tuple[pd.DataFrame, SeriesState]:
+    """One series' ``timestamp, value`` rows scored: adds ``expected, score, severity,
+    samples`` (samples seen before each row) and returns the new state."""
+    ordered = in_time_order(frame)
+    scores, new_state = score_samples(
+        state, epoch_seconds(ordered["timestamp"]), ordered["value"].to_numpy(float)
+    )
+    scored = ordered.assign(
+        expected=scores.expected,
+        score=scores.score,
+        severity=[thresholds.severity(s) for s in scores.score],
+        samples=np.arange(state.samples, state.samples + len(ordered), dtype=np.int64),
+    )
+    return scored, new_state
 
 
-def score_metrics(events: DataFrame, params: ScoringParams) -> DataFrame:
+def score_metrics(
+    events: DataFrame, params: ScoringParams, thresholds: Thresholds, idle_ttl_ms: int
+) -> DataFrame:
     """Streaming: per (entity, metric) series, every sample scored by its online model."""
 
     def step(
         key: tuple[str, str], batches: Iterator[pd.DataFrame], state: GroupState
     ) -> Iterator[pd.DataFrame]:
+        if state.hasTimedOut:
+            state.remove()
+            return
         entity, metric = key
         frame = pd.concat(list(batches), ignore_index=True)
-        model = SeriesModel.from_json(state.get[0]) if state.exists else SeriesModel()
-        scored, model = score_series(model, frame[["timestamp", "value"]], params)
-        state.update((model.to_json(),))
-        yield scored.assign(entity=entity, metric=metric)[
-            [part.split(" ")[0] for part in SCORE_SCHEMA.split(", ")]
-        ]
+        model = SeriesState.from_bytes(params, bytes(state.get[0]) if state.exists else None)
+        scored, model = score_frame(model, frame[["timestamp", "value"]], thresholds)
+        state.update((model.to_bytes(),))
+        state.setTimeoutDuration(idle_ttl_ms)
+        yield scored.assign(entity=entity, metric=metric)[list(SCORE_COLUMNS)]
 
     return (
         events.select("entity", "metric", "timestamp", "value")
         .groupBy("entity", "metric")
         .applyInPandasWithState(
-            step, SCORE_SCHEMA, STATE_SCHEMA, "append", GroupStateTimeout.NoTimeout
+            step, SCORE_SCHEMA, STATE_SCHEMA, "append", GroupStateTimeout.ProcessingTimeTimeout
         )
     )
 
 
-def metric_anomalies(scored: DataFrame, warn: float, error: float, version: str) -> DataFrame:
-    flagged = scored.where(F.col("score") >= warn)
-    return flagged.select(
+def metric_anomalies(scored: DataFrame, version: str) -> DataFrame:
+    return scored.where(F.col("severity") != "SAFE").select(
         *anomaly_columns(
             DETECTOR,
             entity=F.col("entity"),
@@ -133,7 +98,7 @@ def metric_anomalies(scored: DataFrame, warn: float, error: float, version: str)
             value=F.col("value"),
             expected=F.col("expected"),
             score=F.col("score"),
-            severity=F.when(F.col("score") >= error, "ERROR").otherwise("WARN"),
+            severity=F.col("severity"),
             model_version=F.lit(version),
         )
     )
@@ -142,7 +107,7 @@ def metric_anomalies(scored: DataFrame, warn: float, error: float, version: str)
 def scores_to_kafka(scored: DataFrame, version: str) -> DataFrame:
     body = F.to_json(
         F.struct(
-            "entity", "metric", "timestamp", "value", "expected", "score",
+            "entity", "metric", "timestamp", "value", "expected", "score", "severity",
             F.lit(version).alias("model_version"),
         ),
         {"timestampFormat": TIMESTAMP_FORMAT},

@@ -1,0 +1,296 @@
+"""The per-series model behind ``metric_scores``: pure numpy/numba, no Spark, no I/O.
+
+Each sample is scored on arrival from its series' state, in three steps:
+
+1. **Raw deviation, three channels.**
+   - *Discord*: the distance from the newest ``window`` values to their nearest neighbour among
+     every earlier subsequence of the trailing ``history`` (the left matrix-profile value of
+     Yeh et al. 2016, "Matrix Profile I"; the nearest-neighbour score of KNN-CAD), divided by the
+     history's range so it is unit-free. A spike, a level never seen, a new shape: far from
+     every neighbour.
+   - *Seasonal*: the same distance, but only to the subsequences that ended at the same time of
+     day on each of the last ``seasonal_days`` days. A daily peak that does not come, or comes
+     higher, is near *some* past shape but far from yesterday's.
+   - *Spike*: the discord channel without averaging (below), so one wild sample counts at once.
+2. **Anomaly likelihood** (Ahmad et al. 2017, "Unsupervised real-time anomaly detection for
+   streaming data"; the constant-state variant of htm.core): each channel's raw score, averaged
+   over the last ``average`` samples, is compared with the running mean and variance of that
+   average (EWMA over about ``likelihood_memory`` samples, floored as in HTM); its Gaussian tail
+   is the probability of a score this unusual in this series' recent history. The smallest tail
+   of the three channels, times three (Bonferroni), is the sample's tail ``p``.
+3. **Calibrated score** ``log(p) / log(1e-10)`` in [0, 1] (HTM's log-likelihood score): 0.3 means
+   a one-in-a-thousand deviation *for this series*, 0.5 one in 100,000, 1.0 one in 10^10; it does
+   not saturate, so one threshold means the same on every series. Only the first of consecutive
+   very unlikely samples stays high (HTM's red-point filter), and after a score of
+   ``rest_level`` the series rests for ``rest`` samples (scores capped below it), as the top
+   detectors do: one incident, one alarm.
+
+The whole state of a series fits in one float64 vector (``SeriesState``): the last
+``history + window`` values and timestamps and a few numbers per channel, 32 KB with the
+defaults. ``score_samples`` carries it from call to call, so scoring a stream in micro-batches
+gives exactly the scores of scoring it at once: the streaming query and ``lambdawatch
+backtest`` run this same code.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from numba import njit
+
+from lambdawatch.core.config_model import MetricScoresConfig
+
+Severity = Literal["SAFE", "WARN", "ERROR"]
+CHANNELS = 3  # discord (averaged), seasonal (averaged), spike (discord, not averaged)
+DAY_SECONDS = 86_400
+RED_TAIL = 1e-5  # HTM: a tail this small twice in a row ...
+RED_REPORT = 1e-3  # ... is reported as this one
+LOG_FLOOR = 1e-10  # score 1.0
+STATE_HEADER = 4  # layout version, samples seen, previous tail, rest left
+STATE_LAYOUT = 1.0
+
+
+@dataclass(frozen=True)
+class ScoringParams:
+    """One parameter set for every series (chosen leave-one-folder-out on the real corpus)."""
+
+    history: int = 2016  # samples searched for neighbours: a week at five-minute samples
+    window: int = 8  # subsequence length
+    seasonal_days: int = 7
+    warmup: int = 300  # samples before the likelihood speaks
+    likelihood_memory: float = 1000.0  # EWMA time constant of the likelihood, samples
+    average: int = 20  # raw scores averaged over this many samples (HTM: 10)
+    rest: int = 75  # samples of quiet after an alarm
+    rest_level: float = 0.3
+    mean_floor: float = 0.03
+    variance_floor: float = 0.0003
+
+    @classmethod
+    def from_config(cls, config: MetricScoresConfig) -> ScoringParams:
+        """From the validated settings: the one path for the stream and the backtest."""
+        return cls(
+            history=config.history,
+            window=config.window,
+            seasonal_days=config.seasonal_days,
+            warmup=config.warmup,
+            likelihood_memory=config.likelihood_memory,
+            average=config.average,
+            rest=config.rest,
+            rest_level=config.rest_level,
+        )
+
+    @property
+    def version(self) -> str:
+        return f"discord-likelihood-v1-h{self.history}w{self.window}a{self.average}"
+
+    @property
+    def state_size(self) -> int:
+        return STATE_HEADER + 2 * self._buffer + CHANNELS * (4 + self.average)
+
+    @property
+    def _buffer(self) -> int:
+        return self.history + self.window
+
+
+class SeriesState:
+    """A series' whole model as one float64 vector, so Spark keeps it as one binary column.
+
+    Layout: header, then ``history + window`` values, their timestamps (epoch seconds), then
+    per channel ``mean, variance, count, running sum, last `average` raw scores``.
+    """
+
+    def __init__(self, params: ScoringParams, vector: np.ndarray | None = None) -> None:
+        self.params = params
+        if vector is None or len(vector) != params.state_size or vector[0] != STATE_LAYOUT:
+            vector = np.zeros(params.state_size)
+            vector[0] = STATE_LAYOUT
+            vector[2] = 1.0  # previous tail: nothing unusual yet
+        self.vector = vector
+
+    @property
+    def samples(self) -> int:
+        return int(self.vector[1])
+
+    def to_bytes(self) -> bytes:
+        return self.vector.astype("<f8").tobytes()
+
+    @classmethod
+    def from_bytes(cls, params: ScoringParams, data: bytes | None) -> SeriesState:
+        """A state of another layout (the parameters changed) starts the series afresh."""
+        return cls(params, np.frombuffer(data, "<f8").copy() if data else None)
+
+
+@dataclass(frozen=True)
+class Scores:
+    expected: np.ndarray
+    score: np.ndarray
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    warn: float
+    error: float
+
+    @classmethod
+    def from_config(cls, config: MetricScoresConfig) -> Thresholds:
+        return cls(config.warn_score, config.error_score)
+
+    def severity(self, score: float) -> Severity:
+        """The one severity rule for a calibrated score (stream and backtest)."""
+        if score >= self.error:
+            return "ERROR"
+        return "WARN" if score >= self.warn else "SAFE"
+
+
+def score_samples(
+    state: SeriesState, stamps: np.ndarray, values: np.ndarray
+) -> tuple[Scores, SeriesState]:
+    """Score samples (epoch seconds, values; in arrival order) and learn from them; returns
+    the scores and the new state (the given state is not changed)."""
+    p = state.params
+    vector = state.vector.copy()
+    expected, score = _advance(
+        vector,
+        np.ascontiguousarray(stamps, dtype=np.float64),
+        np.ascontiguousarray(values, dtype=np.float64),
+        p.history, p.window, p.seasonal_days, p.warmup,
+        1.0 - math.exp(-1.0 / p.likelihood_memory), p.average, p.rest, p.rest_level,
+        p.mean_floor, p.variance_floor,
+    )  # fmt: skip
+    return Scores(expected, score), SeriesState(p, vector)
+
+
+@njit(cache=True)
+def _squared_distance(x: np.ndarray, t: int, s: int, w: int, best: float) -> float:
+    """Squared Euclidean distance of the ``w`` values ending at ``t`` and at ``s``; stops
+    early once it exceeds ``best`` (the usual early abandoning of nearest-neighbour search)."""
+    acc = 0.0
+    for k in range(w):
+        d = x[t - k] - x[s - k]
+        acc += d * d
+        if acc >= best:
+            break
+    return acc
+
+
+@njit(cache=True)
+def _advance(
+    vector: np.ndarray,
+    stamps: np.ndarray,
+    values: np.ndarray,
+    history: int,
+    w: int,
+    seasonal_days: int,
+    warmup: int,
+    alpha: float,
+    average: int,
+    rest: int,
+    rest_level: float,
+    mean_floor: float,
+    variance_floor: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    buffer = history + w
+    seen = int(vector[1])
+    kept = min(seen, buffer)
+    x_at = STATE_HEADER
+    t_at = STATE_HEADER + buffer
+    c_at = STATE_HEADER + 2 * buffer
+    # The kept history (oldest first) followed by the new samples: global index g is local
+    # index g - base, so the loop below is the same whatever the cut into calls.
+    n_new = len(values)
+    x = np.empty(kept + n_new)
+    ts = np.empty(kept + n_new)
+    x[:kept] = vector[x_at + buffer - kept : x_at + buffer]
+    ts[:kept] = vector[t_at + buffer - kept : t_at + buffer]
+    x[kept:] = values
+    ts[kept:] = stamps
+    base = seen - kept
+    expected = np.empty(n_new)
+    scores = np.zeros(n_new)
+    raw = np.zeros(CHANNELS)
+    averages = (average, average, 1)
+    log_floor = math.log(LOG_FLOOR)
+    for i in range(n_new):
+        t = kept + i
+        g = base + t
+        expected[i] = x[t - 1] if t > 0 else x[t]
+        raw[:] = 0.0
+        if g >= 3 * w:
+            lo = max(w - 1, g - history) - base
+            hi = t - w  # exclude trivial matches that overlap the newest subsequence
+            span_lo = max(0, g - history) - base
+            low = x[span_lo]
+            high = x[span_lo]
+            for j in range(span_lo + 1, t + 1):
+                low = min(low, x[j])
+                high = max(high, x[j])
+            span = high - low
+            if span > 0:
+                best = 1e300
+                at = -1
+                for s in range(lo, hi + 1):
+                    d = _squared_distance(x, t, s, w, best)
+                    if d < best:
+                        best = d
+                        at = s
+                if at >= 0:
+                    raw[0] = math.sqrt(best / w) / span
+                    expected[i] = x[at]
+                season_best = 1e300
+                s = t
+                for k in range(1, seasonal_days + 1):
+                    target = ts[t] - k * DAY_SECONDS
+                    while s > lo and ts[s] > target:
+                        s -= 1
+                    if s <= lo:
+                        break
+                    if s <= hi:
+                        d = _squared_distance(x, t, s, w, season_best)
+                        season_best = min(season_best, d)
+                if season_best < 1e300:
+                    raw[1] = math.sqrt(season_best / w) / span
+                raw[2] = raw[0]
+        # Anomaly likelihood per channel.
+        tail = 1.0
+        for c in range(CHANNELS):
+            at_c = c_at + c * (4 + average)
+            size = averages[c]
+            slot = at_c + 4 + g % size
+            vector[at_c + 3] += raw[c] - vector[slot]
+            vector[slot] = raw[c]
+            mean_raw = vector[at_c + 3] / min(g + 1, size)
+            mean = vector[at_c]
+            variance = vector[at_c + 1]
+            count = vector[at_c + 2]
+            if count >= warmup:
+                z = (mean_raw - max(mean, mean_floor)) / math.sqrt(max(variance, variance_floor))
+                if z > 0:
+                    tail = min(tail, 0.5 * math.erfc(z / math.sqrt(2.0)))
+            rate = alpha if count >= 1.0 / alpha else 1.0 / (count + 1.0)
+            delta = mean_raw - mean
+            vector[at_c] = mean + rate * delta
+            vector[at_c + 1] = (1.0 - rate) * (variance + rate * delta * delta)
+            vector[at_c + 2] = count + 1.0
+        tail = min(1.0, tail * CHANNELS)
+        # Calibrated score, red-point filter and rest period.
+        reported = tail
+        if tail <= RED_TAIL and vector[2] <= RED_TAIL:
+            reported = RED_REPORT
+        vector[2] = tail
+        value = min(1.0, max(0.0, math.log(LOG_FLOOR + reported) / log_floor))
+        if vector[3] > 0:
+            vector[3] -= 1.0
+            value = min(value, 0.9 * rest_level)
+        elif value >= rest_level:
+            vector[3] = rest
+        scores[i] = value
+    # Keep the newest ``buffer`` samples.
+    n = kept + n_new
+    keep = min(n, buffer)
+    vector[x_at + buffer - keep : x_at + buffer] = x[n - keep :]
+    vector[t_at + buffer - keep : t_at + buffer] = ts[n - keep :]
+    vector[1] = seen + n_new
+    return expected, scores

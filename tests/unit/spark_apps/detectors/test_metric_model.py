@@ -1,0 +1,137 @@
+"""The per-series model behind ``metric_scores``: causal, calibrated, one state vector."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lambdawatch.core.config_model import MetricScoresConfig
+from spark_apps.detectors.metric_model import (
+    ScoringParams,
+    SeriesState,
+    Thresholds,
+    score_samples,
+)
+
+FIVE_MINUTES = 300.0
+DAY = 288  # five-minute samples
+PARAMS = ScoringParams()
+WARN = MetricScoresConfig().warn_score
+ERROR = MetricScoresConfig().error_score
+
+
+def _score(values: np.ndarray, params: ScoringParams = PARAMS) -> np.ndarray:
+    stamps = 1_700_000_000 + np.arange(len(values)) * FIVE_MINUTES
+    scores, _state = score_samples(SeriesState(params), stamps, values)
+    return scores.score
+
+
+def _alarms(scores: np.ndarray, start: int = 0, end: int | None = None) -> int:
+    return int((scores[start:end] >= WARN).sum())
+
+
+def _daily(days: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    phase = np.arange(days * DAY) / DAY
+    return 50 + 20 * np.sin(2 * np.pi * phase) + rng.normal(0, 1, days * DAY)
+
+
+def test_quiet_on_noise_and_on_a_clean_daily_cycle() -> None:
+    rng = np.random.default_rng(1)
+    noise = _score(rng.normal(20, 3, 6000))
+    daily = _score(_daily(12, 2))
+    assert (noise[: PARAMS.warmup] == 0).all()  # the likelihood has not learnt yet
+    # WARN means about one in a thousand: white noise may reach it that often, no more
+    assert _alarms(noise) <= len(noise) / 1000
+    assert _alarms(daily) <= 3
+    assert noise.min() >= 0
+    assert noise.max() <= 1
+
+
+@pytest.mark.parametrize("kind", ["spike", "level shift", "variance change"])
+def test_each_kind_of_change_raises_an_alarm_soon_after_it_starts(kind: str) -> None:
+    rng = np.random.default_rng(3)
+    values = rng.normal(20, 1, 5000)
+    at = 4000
+    if kind == "spike":
+        values[at] += 15
+    elif kind == "level shift":
+        values[at:] += 2.5 * 20  # 2.5x the normal mean, sustained
+    else:
+        values[at:] = 20 + rng.normal(0, 5, 1000)
+    scores = _score(values)
+    assert _alarms(scores, at, at + 100) >= 1, kind
+    assert _alarms(scores, PARAMS.warmup, at) <= 2
+
+
+def test_a_missing_daily_peak_is_an_alarm_though_every_value_is_ordinary() -> None:
+    values = _daily(12, 4)
+    day = 10
+    peak = slice(day * DAY, day * DAY + DAY // 2)  # the day's high half, flat and continuous
+    values[peak] = 50 + np.random.default_rng(5).normal(0, 1, peak.stop - peak.start)
+    scores = _score(values)
+    assert _alarms(scores, peak.start, peak.stop) >= 1
+    without_seasons = _score(values, ScoringParams(seasonal_days=0))
+    assert _alarms(without_seasons, peak.start, peak.stop) == 0
+
+
+def test_one_incident_gives_one_alarm_then_the_series_rests() -> None:
+    rng = np.random.default_rng(6)
+    values = rng.normal(20, 1, 5000)
+    values[4000:4020] += 30
+    scores = _score(values)
+    assert _alarms(scores, 4000, 4000 + PARAMS.rest) == 1
+
+
+def test_scores_do_not_saturate_a_bigger_deviation_scores_higher() -> None:
+    rng = np.random.default_rng(7)
+    base = rng.normal(20, 1, 3000)
+    small, large = base.copy(), base.copy()
+    small[2500] += 4
+    large[2500] += 12
+    assert _score(small)[2500] < _score(large)[2500] < 1
+
+
+def test_scoring_in_pieces_equals_scoring_at_once() -> None:
+    """Micro-batches carry the state: any cut of the stream gives the same scores, bit for bit."""
+    values = _daily(9, 8)
+    stamps = 1_700_000_000 + np.arange(len(values)) * FIVE_MINUTES
+    whole, whole_state = score_samples(SeriesState(PARAMS), stamps, values)
+    state, parts = SeriesState(PARAMS), []
+    for a, b in [(0, 1), (1, 30), (30, 2100), (2100, 2101), (2101, len(values))]:
+        piece, state = score_samples(
+            SeriesState.from_bytes(PARAMS, state.to_bytes()), stamps[a:b], values[a:b]
+        )
+        parts.append(piece.score)
+    np.testing.assert_array_equal(np.concatenate(parts), whole.score)
+    assert state.to_bytes() == whole_state.to_bytes()
+    assert state.samples == len(values)
+
+
+def test_state_stays_within_64_kb_even_at_the_largest_settings() -> None:
+    largest = MetricScoresConfig(history=3000, window=64, average=100)
+    for params in (PARAMS, ScoringParams.from_config(largest)):
+        values = np.random.default_rng(9).normal(0, 1, params.history + 500)
+        _scores, state = score_samples(
+            SeriesState(params), np.arange(len(values), dtype=float), values
+        )
+        assert len(state.to_bytes()) <= 64 * 1024
+
+
+def test_a_state_of_other_parameters_starts_the_series_afresh() -> None:
+    values = np.random.default_rng(10).normal(0, 1, 400)
+    _scores, state = score_samples(SeriesState(PARAMS), np.arange(400.0), values)
+    assert SeriesState.from_bytes(PARAMS, state.to_bytes()).samples == 400
+    assert SeriesState.from_bytes(ScoringParams(history=500), state.to_bytes()).samples == 0
+
+
+def test_severity_is_one_rule_on_the_calibrated_score() -> None:
+    thresholds = Thresholds(warn=WARN, error=ERROR)
+    assert thresholds.severity(0.0) == "SAFE"
+    assert thresholds.severity(WARN) == "WARN"
+    assert thresholds.severity(ERROR) == "ERROR"
+
+
+def test_config_must_order_the_thresholds() -> None:
+    with pytest.raises(ValueError, match="error_score must be greater"):
+        MetricScoresConfig(warn_score=0.6, error_score=0.5)
