@@ -186,28 +186,38 @@ def ensure_passthrough_topic(settings: Settings) -> str:
 
 
 def start_passthrough(
-    spark: Any, settings: Settings, checkpoint: str, starting_offsets: str, trigger: dict[str, Any]
+    spark: Any,
+    settings: Settings,
+    checkpoint: str,
+    starting_offsets: str,
+    trigger: dict[str, Any],
+    role: str = "server_events",
 ) -> Any:
-    """The reference both speed-layer benchmarks measure against: server events from Kafka,
+    """The reference the speed-layer benchmarks measure against: events of ``role`` (server events
+    unless told) from Kafka,
     validated and parsed as the speed layer does, straight back to Kafka (``PASSTHROUGH_TOPIC``),
     no state. Its source takes the speed layer's Kafka options, so the comparison is like for
     like."""
-    from lambdawatch.core.events import SERVER_SCHEMA
+    from lambdawatch.core.events import METRIC_SCHEMA, SERVER_SCHEMA
     from spark_apps.io import KAFKA_SOURCE_OPTIONS
     from spark_apps.transforms.parsing import parse_events
 
+    schema, key = {
+        "server_events": (SERVER_SCHEMA, "server_id"),
+        "metrics": (METRIC_SCHEMA, "entity"),
+    }[role]
     out_topic = ensure_passthrough_topic(settings)
     raw = (
         spark.readStream.format("kafka")
         .option("kafka.bootstrap.servers", settings.kafka_bootstrap)
-        .option("subscribe", settings.topic("server_events").name)
+        .option("subscribe", settings.topic(role).name)
         .option("startingOffsets", starting_offsets)
         .options(**KAFKA_SOURCE_OPTIONS)
         .load()
     )
-    events, _dead = parse_events(raw, SERVER_SCHEMA, "passthrough")
+    events, _dead = parse_events(raw, schema, "passthrough")
     return (
-        events.selectExpr("CAST(server_id AS BINARY) AS key", "to_json(struct(*)) AS value")
+        events.selectExpr(f"CAST({key} AS BINARY) AS key", "to_json(struct(*)) AS value")
         .writeStream.format("kafka")
         .option("kafka.bootstrap.servers", settings.kafka_bootstrap)
         .option("topic", out_topic)

@@ -435,6 +435,60 @@ def replay(
         console.print(f"  skipped {problem}")
 
 
+@app.command()
+def backtest(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV with a header.")],
+    detector: Annotated[str, typer.Option(help="The detector to run.")] = "metric_scores",
+    map_: Annotated[
+        str | None,
+        typer.Option("--map", help="column=field,… (fields: timestamp, value, entity)."),
+    ] = None,
+    set_: Annotated[
+        str | None, typer.Option("--set", help="field=value,… (fields: entity, metric).")
+    ] = None,
+    time_column: Annotated[
+        str | None, typer.Option(help="Shorthand for --map COLUMN=timestamp.")
+    ] = None,
+    value_column: Annotated[
+        str | None, typer.Option(help="Shorthand for --map COLUMN=value.")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option(help="Write every scored sample to this CSV.")
+    ] = None,
+) -> None:
+    """Score a CSV with a speed-layer detector directly (no service needed): the same code and
+    scores as replaying it through the stack."""
+    from generators.replay import ReplayError
+    from lambdawatch.pipelines.backtest import (
+        BacktestError,
+        options_from_cli,
+        write_output,
+    )
+    from lambdawatch.pipelines.backtest import (
+        backtest as run_backtest,
+    )
+
+    settings = _settings()
+    try:
+        options = options_from_cli(detector, map_, set_, time_column, value_column)
+        scores = run_backtest(file, options, settings)
+    except (BacktestError, ReplayError) as exc:
+        errors.print(f"[red]{file}: {exc}[/red]", soft_wrap=True)
+        raise typer.Exit(1) from None
+    if output:
+        write_output(scores, output)
+    table = Table("entity", "metric", "samples", "WARN", "ERROR", "highest score")
+    for (entity, metric), series in scores.groupby(["entity", "metric"], sort=True):
+        counts = series["severity"].value_counts()
+        table.add_row(
+            str(entity), str(metric), f"{len(series):,}", str(counts.get("WARN", 0)),
+            str(counts.get("ERROR", 0)), f"{series['score'].max():.3f}",
+        )  # fmt: skip
+    console.print(table)
+    if output:
+        console.print(f"{len(scores):,} scored samples written to {output}")
+
+
 @app.command("fetch-jars")
 def fetch_jars() -> None:
     """Resolve the JVM artifacts (Kafka) from Maven Central into the local cache."""

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 from numba import njit
 
 from lambdawatch.core.config_model import MetricScoresConfig
@@ -161,6 +162,35 @@ def score_samples(
         p.mean_floor, p.variance_floor,
     )  # fmt: skip
     return Scores(expected, score), SeriesState(p, vector)
+
+
+def epoch_seconds(stamps: pd.Series) -> np.ndarray:
+    """Epoch seconds at millisecond precision, the same from a Spark timestamp and a CSV."""
+    millis = pd.to_datetime(stamps, utc=True).astype("datetime64[ms, UTC]").astype("int64")
+    return millis.to_numpy() / 1000.0
+
+
+def in_time_order(frame: pd.DataFrame) -> pd.DataFrame:
+    """Samples of one series in time order (ties by value, so every path agrees)."""
+    return frame.sort_values(["timestamp", "value"], kind="stable", ignore_index=True)
+
+
+def score_frame(
+    state: SeriesState, frame: pd.DataFrame, thresholds: Thresholds
+) -> tuple[pd.DataFrame, SeriesState]:
+    """One series' ``timestamp, value`` rows scored in time order: adds ``expected, score,
+    severity, samples`` (samples seen before each row) and returns the new state."""
+    ordered = in_time_order(frame)
+    scores, new_state = score_samples(
+        state, epoch_seconds(ordered["timestamp"]), ordered["value"].to_numpy(float)
+    )
+    scored = ordered.assign(
+        expected=scores.expected,
+        score=scores.score,
+        severity=[thresholds.severity(s) for s in scores.score],
+        samples=np.arange(state.samples, state.samples + len(ordered), dtype=np.int64),
+    )
+    return scored, new_state
 
 
 @njit(cache=True)

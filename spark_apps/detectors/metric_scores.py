@@ -10,14 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.streaming.state import GroupState, GroupStateTimeout
 
 from spark_apps.detectors.anomaly import TIMESTAMP_FORMAT, anomaly_columns
-from spark_apps.detectors.metric_model import ScoringParams, SeriesState, Thresholds, score_samples
+from spark_apps.detectors.metric_model import ScoringParams, SeriesState, Thresholds, score_frame
 
 DETECTOR = "metric_scores"
 STATE_SCHEMA = "model binary"
@@ -28,35 +27,6 @@ SCORE_SCHEMA = (
     "entity string, metric string, timestamp timestamp, value double, expected double, "
     "score double, severity string, samples long"
 )
-
-
-def epoch_seconds(stamps: pd.Series) -> np.ndarray:
-    """Epoch seconds at millisecond precision, the same from a Spark timestamp and a CSV."""
-    millis = pd.to_datetime(stamps, utc=True).astype("datetime64[ms, UTC]").astype("int64")
-    return millis.to_numpy() / 1000.0
-
-
-def in_time_order(frame: pd.DataFrame) -> pd.DataFrame:
-    """Samples of one series in time order (ties by value, so both paths agree)."""
-    return frame.sort_values(["timestamp", "value"], kind="stable", ignore_index=True)
-
-
-def score_frame(
-    state: SeriesState, frame: pd.DataFrame, thresholds: Thresholds
-) -> tuple[pd.DataFrame, SeriesState]:
-    """One series' ``timestamp, value`` rows scored: adds ``expected, score, severity,
-    samples`` (samples seen before each row) and returns the new state."""
-    ordered = in_time_order(frame)
-    scores, new_state = score_samples(
-        state, epoch_seconds(ordered["timestamp"]), ordered["value"].to_numpy(float)
-    )
-    scored = ordered.assign(
-        expected=scores.expected,
-        score=scores.score,
-        severity=[thresholds.severity(s) for s in scores.score],
-        samples=np.arange(state.samples, state.samples + len(ordered), dtype=np.int64),
-    )
-    return scored, new_state
 
 
 def score_metrics(

@@ -8,11 +8,13 @@ the CPU detector's precision and recall against the generator's ground truth.
 from __future__ import annotations
 
 import base64
+import csv
 import json
 import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -20,14 +22,15 @@ import pytest
 
 from generators.cdn import CdnGenerator
 from generators.ip import IpGenerator
+from generators.replay import ReplayOptions, plan_replay
 from generators.server import ServerGenerator
 from generators.weather import WeatherGenerator
 from lambdawatch.core import db
 from lambdawatch.core.catalog import SPEED_LAYER_QUERIES
-from lambdawatch.core.events import event_id
 from lambdawatch.core.producers import make_producer
 from lambdawatch.core.settings import Settings
 from lambdawatch.ops.stack.local import LocalStack
+from lambdawatch.pipelines.backtest import BacktestOptions, backtest
 from lambdawatch.pipelines.event_feed import feed_batch
 from lambdawatch.pipelines.quality import Interval, score
 from tests.integration.kafka_reading import read_topic
@@ -40,8 +43,9 @@ MALFORMED = [b"{truncated", b'{"event_id": "no-other-fields"}', b"[1, 2, 3]"]
 CDN_KINDS = {"error_storm", "cache_collapse", "latency_spike"}
 WATCHED_IP_FEATURE = "unq_dst_ip"
 METRIC_SERIES = 3
-METRIC_SAMPLES = 240  # per series, one a minute
-METRIC_SPIKE_AT = 200
+METRIC_SAMPLES = 600  # per series, one a minute: past the scorer's warm-up
+METRIC_SPIKE_AT = 500
+METRIC_REPLAY = ReplayOptions(entity_column="host", value_column="load")
 END = START + MINUTES * 60_000
 # Other tests share the stack and its topics: only this module's interval counts.
 IN_INTERVAL = (
@@ -60,7 +64,11 @@ def _interval(label: dict[str, Any]) -> Interval:
 
 @pytest.fixture(scope="module")
 def speed_run(
-    local_stack: LocalStack, settings: Settings, kafka_topics: None, spark: Any
+    local_stack: LocalStack,
+    settings: Settings,
+    kafka_topics: None,
+    spark: Any,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[dict[str, Any]]:
     g = settings.generators
     servers = ServerGenerator(g.servers, g.server_interval_ms, seed=3, anomaly_rate=0.6)
@@ -102,7 +110,8 @@ def speed_run(
     model_version = _promote_cdn_model(settings, local_stack, spark)
     watched_ip = ips[0]
     _write_forecast(settings, local_stack, watched_ip)
-    metric_events = _metric_events()
+    metric_file = _metric_file(tmp_path_factory.mktemp("metrics") / "hosts.csv")
+    metric_events = [event for _ms, _key, event in plan_replay(metric_file, METRIC_REPLAY).events]
 
     producer = make_producer(settings.kafka_bootstrap, "confluent")
     server_topic = settings.topic("server_events").name
@@ -137,6 +146,7 @@ def speed_run(
         "model_version": model_version,
         "watched_ip": watched_ip,
         "metrics": metric_events,
+        "metric_file": metric_file,
     }
     # These baselines describe this module's fleet (seed 3), not the stack's: later tests on
     # the shared stack (the demo) must judge their servers by their own, or the fallback.
@@ -181,26 +191,20 @@ def _write_forecast(settings: Settings, local_stack: LocalStack, ip: str) -> Non
         db.upsert_rows(conn, "ip_forecasts", columns, rows, ["ip", "feature", "ds"])
 
 
-def _metric_events() -> list[dict[str, Any]]:
-    """Bring-your-own telemetry: three steady series; one has a spike."""
-    events = []
-    for series in range(METRIC_SERIES):
+def _metric_file(path: Path) -> Path:
+    """Bring-your-own telemetry, as a user brings it: a CSV of three steady hosts, one with a
+    spike, replayed by the same planner as ``lambdawatch replay``."""
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["timestamp", "host", "load"])
         for minute in range(METRIC_SAMPLES):
-            ms = START + minute * 60_000
-            value = 40.0 + series + (minute % 7) * 0.3
-            if series == 0 and minute == METRIC_SPIKE_AT:
-                value += 50
-            entity = f"host-{series}"
-            events.append(
-                {
-                    "event_id": event_id("metric", entity, ms, "load"),
-                    "entity": entity,
-                    "metric": "load",
-                    "value": value,
-                    "timestamp": datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(),
-                }
-            )
-    return events
+            for series in range(METRIC_SERIES):
+                value = 40.0 + series + (minute % 7) * 0.3
+                if series == 0 and minute == METRIC_SPIKE_AT:
+                    value += 50
+                stamp = datetime.fromtimestamp((START + minute * 60_000) / 1000, tz=UTC)
+                writer.writerow([stamp.isoformat(), f"host-{series}", value])
+    return path
 
 
 def _one(local_stack: LocalStack, settings: Settings, query: str) -> Any:
@@ -367,6 +371,33 @@ def test_metric_samples_are_all_scored_and_the_spike_flagged(
     spike = datetime.fromtimestamp((START + METRIC_SPIKE_AT * 60_000) / 1000, tz=UTC)
     assert ("host-0", spike) in flagged
     assert len(flagged) <= 3, flagged
+
+
+def test_live_scores_are_exactly_the_backtest_of_the_same_file(
+    speed_run: dict[str, Any], settings: Settings
+) -> None:
+    """History through the same code: the stream's scores equal ``lambdawatch backtest``'s."""
+    records = read_topic(settings.kafka_bootstrap, settings.topic("metric_scores").name)
+    ours = {f"host-{series}" for series in range(METRIC_SERIES)}
+    live = {
+        (s["entity"], s["metric"], _when(s["timestamp"])): (
+            s["score"],
+            s["expected"],
+            s["severity"],
+        )
+        for s in (json.loads(r.value) for r in records)
+        if s["entity"] in ours and s["metric"] == "load"
+    }
+    options = BacktestOptions(columns={"entity": "host", "value": "load"})
+    direct = {
+        (row.entity, row.metric, row.window_start.to_pydatetime()): (
+            row.score, row.expected, row.severity,
+        )
+        for row in backtest(speed_run["metric_file"], options, settings).itertuples()
+    }  # fmt: skip
+    assert len(direct) == METRIC_SERIES * METRIC_SAMPLES
+    assert live == direct
+    assert sum(score > 0 for score, _e, _s in direct.values()) > METRIC_SAMPLES  # not all zero
 
 
 def test_outages_are_caught_as_silence(
