@@ -1,9 +1,16 @@
 """Anomaly scores for any ``{entity, metric, timestamp, value}`` stream: the Spark side.
 
 The model is ``metric_model`` (pure; ``lambdawatch backtest`` runs it on a file). Here each
-``(entity, metric)`` series keeps its ``SeriesState`` as Spark state, every micro-batch's
-samples are scored in time order, and a series not seen for ``idle_ttl`` (processing time: an
-event-time timeout would drop replayed old timestamps) loses its state.
+``(entity, metric)`` series keeps its ``SeriesState`` as Spark state and every micro-batch's
+samples are scored in time order.
+
+A series not seen for ``idle_ttl`` loses its state. The clock is the samples' *arrival* (the
+micro-batch's time, ``current_timestamp()``), never their own timestamps: replayed history is
+years old and must not be dropped as late. The arrival time is declared as the event-time column
+with a short watermark and drives an event-time timeout: unlike a processing-time timeout, that
+does not make Spark run empty micro-batches forever, so an available-now run ends. A series
+expires at the first micro-batch (of any series) at least ``idle_ttl + ARRIVAL_WATERMARK`` after
+its last sample.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ from spark_apps.detectors.anomaly import TIMESTAMP_FORMAT, anomaly_columns
 from spark_apps.detectors.metric_model import ScoringParams, SeriesState, Thresholds, score_frame
 
 DETECTOR = "metric_scores"
+ARRIVAL_WATERMARK = "1 minute"  # a wall clock set back by more than this would drop a batch
 STATE_SCHEMA = "model binary"
 SCORE_COLUMNS = (
     "entity", "metric", "timestamp", "value", "expected", "score", "severity", "samples",
@@ -30,7 +38,11 @@ SCORE_SCHEMA = (
 
 
 def score_metrics(
-    events: DataFrame, params: ScoringParams, thresholds: Thresholds, idle_ttl_ms: int
+    events: DataFrame,
+    params: ScoringParams,
+    thresholds: Thresholds,
+    idle_ttl_ms: int,
+    arrival_watermark: str = ARRIVAL_WATERMARK,
 ) -> DataFrame:
     """Streaming: per (entity, metric) series, every sample scored by its online model."""
 
@@ -45,14 +57,17 @@ def score_metrics(
         model = SeriesState.from_bytes(params, bytes(state.get[0]) if state.exists else None)
         scored, model = score_frame(model, frame[["timestamp", "value"]], thresholds)
         state.update((model.to_bytes(),))
-        state.setTimeoutDuration(idle_ttl_ms)
+        arrived = pd.Timestamp(frame["arrived_at"].max())
+        state.setTimeoutTimestamp(int(arrived.timestamp() * 1000) + idle_ttl_ms)
         yield scored.assign(entity=entity, metric=metric)[list(SCORE_COLUMNS)]
 
     return (
         events.select("entity", "metric", "timestamp", "value")
+        .withColumn("arrived_at", F.current_timestamp())
+        .withWatermark("arrived_at", arrival_watermark)
         .groupBy("entity", "metric")
         .applyInPandasWithState(
-            step, SCORE_SCHEMA, STATE_SCHEMA, "append", GroupStateTimeout.ProcessingTimeTimeout
+            step, SCORE_SCHEMA, STATE_SCHEMA, "append", GroupStateTimeout.EventTimeTimeout
         )
     )
 
