@@ -397,7 +397,8 @@ def test_live_scores_are_exactly_the_backtest_of_the_same_file(
     }  # fmt: skip
     assert len(direct) == METRIC_SERIES * METRIC_SAMPLES
     assert live == direct
-    assert sum(score > 0 for score, _e, _s in direct.values()) > METRIC_SAMPLES  # not all zero
+    spike = datetime.fromtimestamp((START + METRIC_SPIKE_AT * 60_000) / 1000, tz=UTC)
+    assert direct[("host-0", "load", spike)][2] == "ERROR"  # the same scores, and not all zero
 
 
 def test_outages_are_caught_as_silence(
