@@ -25,7 +25,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +36,8 @@ from rich.console import Console
 from bench.common import ROOT, running_stack, start_passthrough, write_result
 from lambdawatch.core.kafka_admin import admin_client, ensure_topics
 from lambdawatch.core.settings import Settings, load_settings
-from lambdawatch.pipelines.backtest import BacktestOptions, metric_samples
-from spark_apps.detectors.metric_model import ScoringParams, SeriesState, score_samples
+from lambdawatch.pipelines.backtest import BacktestOptions, metric_samples, score_metric_samples
+from spark_apps.detectors.metric_model import ScoringParams
 
 CORPUS = Path(os.environ.get("LAMBDAWATCH_REAL_CORPUS", ROOT.parent / "shared" / "realdata"))
 PROFILES = ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
@@ -91,17 +90,34 @@ def judge(detector: str, results: Path, corpus: Path = CORPUS) -> dict[str, Any]
     }
 
 
-def direct_scores(params: ScoringParams, files: list[str]) -> tuple[dict[str, np.ndarray], float]:
-    """Every file scored by the model directly (the backtest's path); samples/s."""
+def in_file_order(rel: str, scored: pd.DataFrame) -> np.ndarray:
+    """Scores of one file's series (``timestamp`` text, ``value``, ``score``; in scoring order)
+    back in the file's row order. Rows are matched on timestamp and value, the n-th repeat to
+    the n-th: some files repeat timestamps or step back in time, and the platform scores in
+    time order."""
+    data = pd.read_csv(CORPUS / "data" / rel, float_precision="round_trip")
+    rows = pd.DataFrame({"stamp": data["timestamp"].str[:19], "value": data["value"]})
+    rows["repeat"] = rows.groupby(["stamp", "value"]).cumcount()
+    keyed = scored.assign(stamp=scored["timestamp"].str[:19].str.replace("T", " "))
+    keyed["repeat"] = keyed.groupby(["stamp", "value"]).cumcount()
+    merged = rows.merge(keyed[["stamp", "value", "repeat", "score"]], how="left",
+                        on=["stamp", "value", "repeat"], validate="one_to_one")  # fmt: skip
+    if merged["score"].isna().any():
+        raise RuntimeError(f"{rel}: {int(merged['score'].isna().sum())} rows were not scored")
+    return merged["score"].to_numpy()
+
+
+def direct_scores(settings: Settings, files: list[str]) -> tuple[dict[str, np.ndarray], float]:
+    """Every file scored by ``lambdawatch backtest``'s path; samples/s of the scoring."""
     scores, samples, seconds = {}, 0, 0.0
     for rel in files:
         frame = metric_samples(CORPUS / "data" / rel, BacktestOptions())
-        stamps = frame["timestamp"].astype("int64").to_numpy() / 1e9
         began = time.perf_counter()
-        result, _state = score_samples(SeriesState(params), stamps, frame["value"].to_numpy())
+        scored = score_metric_samples(frame, settings)
         seconds += time.perf_counter() - began
         samples += len(frame)
-        scores[rel] = result.score
+        stamps = scored["window_start"].dt.strftime("%Y-%m-%d %H:%M:%S")
+        scores[rel] = in_file_order(rel, scored.assign(timestamp=stamps))
     return scores, samples / seconds
 
 
@@ -117,16 +133,18 @@ def subset_corpus(folders: list[str], into: Path) -> Path:
     return into
 
 
-def leave_one_folder_out(base: ScoringParams, scratch: Path) -> dict[str, Any]:
+def leave_one_folder_out(base: Settings, scratch: Path) -> dict[str, Any]:
     files = corpus_files()
     folders = sorted({rel.split("/")[0] for rel in files})
+    config = base.models.metric_scores
     candidates = [
-        replace(base, **dict(zip(GRID, values, strict=True)))
+        config.model_copy(update=dict(zip(GRID, values, strict=True)))
         for values in itertools.product(*GRID.values())
     ]
     all_scores = []
-    for index, params in enumerate(candidates):
-        scores, _rate = direct_scores(params, files)
+    for index, candidate in enumerate(candidates):
+        models = base.models.model_copy(update={"metric_scores": candidate})
+        scores, _rate = direct_scores(base.model_copy(update={"models": models}), files)
         all_scores.append(scores)
         write_results(f"grid{index}", scores, scratch / "grid")
     chosen: dict[str, dict[str, int]] = {}
@@ -166,24 +184,32 @@ def replay_corpus(settings: Settings, files: list[str]) -> int:
     return sent
 
 
-def read_scores(settings: Settings) -> dict[tuple[str, str], float]:
-    """(entity, timestamp) → score from the metric-scores topic (later drains repeat them)."""
+def read_scores(settings: Settings, start: dict[int, int], end: dict[int, int]) -> pd.DataFrame:
+    """The metric-scores records between two offset maps, per partition in offset order."""
     topic = settings.topic("metric_scores").name
     consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False)
     try:
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        partitions = [TopicPartition(topic, p) for p in sorted(end)]
         consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-        end = consumer.end_offsets(partitions)
-        found: dict[tuple[str, str], float] = {}
-        while any(consumer.position(tp) < end[tp] for tp in partitions):
-            for batch in consumer.poll(timeout_ms=1000).values():
-                for record in batch:
-                    body = json.loads(record.value)
-                    key = (body["entity"], body["timestamp"][:19].replace("T", " "))
-                    if found.setdefault(key, body["score"]) != body["score"]:
-                        raise RuntimeError(f"two drains scored {key} differently")
-        return found
+        for tp in partitions:
+            consumer.seek(tp, start.get(tp.partition, 0))
+        rows: dict[int, list[dict[str, Any]]] = {tp.partition: [] for tp in partitions}
+        while any(consumer.position(tp) < end[tp.partition] for tp in partitions):
+            for tp, batch in consumer.poll(timeout_ms=1000).items():
+                rows[tp.partition].extend(
+                    json.loads(r.value) for r in batch if r.offset < end[tp.partition]
+                )
+        return pd.DataFrame([row for p in sorted(rows) for row in rows[p]])
+    finally:
+        consumer.close()
+
+
+def end_offsets(settings: Settings) -> dict[int, int]:
+    topic = settings.topic("metric_scores").name
+    consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        return {tp.partition: offset for tp, offset in consumer.end_offsets(partitions).items()}
     finally:
         consumer.close()
 
@@ -221,6 +247,7 @@ def through_the_stack(files: list[str]) -> tuple[dict[str, np.ndarray], dict[str
                                      {"availableNow": True}, role="metrics")  # fmt: skip
 
         runs: dict[str, dict[str, Any]] = {}
+        offsets = {"start": end_offsets(settings)}
         for name, state, start in [
             ("passthrough_reference", "cold", lambda: passthrough("pass-cold")),
             ("passthrough_reference", "warm", lambda: passthrough("pass-warm")),
@@ -232,16 +259,16 @@ def through_the_stack(files: list[str]) -> tuple[dict[str, np.ndarray], dict[str
                 "seconds": round(seconds, 2), "samples_per_s": round(samples / seconds),
             }  # fmt: skip
             console.print(f"  {name} ({state}): {runs[name][state]}")
-        found = read_scores(settings)
+            offsets[f"{name}-{state}"] = end_offsets(settings)
+        cold = read_scores(settings, offsets["start"], offsets["metric_scores-cold"])
+        warm = read_scores(settings, offsets["metric_scores-cold"], offsets["metric_scores-warm"])
         spark.stop()
         for layer in layers:
             layer.close()
-    scores = {}
-    for rel in files:
-        data = pd.read_csv(CORPUS / "data" / rel)
-        entity = Path(rel).stem
-        scores[rel] = np.array([found[(entity, stamp[:19])] for stamp in data["timestamp"]])
-    return scores, {"samples": samples, "queries": runs}
+    columns = ["entity", "timestamp", "value", "score"]
+    drains_agree = cold[columns].equals(warm[columns])
+    scores = {rel: in_file_order(rel, cold[cold["entity"] == Path(rel).stem]) for rel in files}
+    return scores, {"samples": samples, "queries": runs, "cold_and_warm_drains_agree": drains_agree}
 
 
 def main() -> None:
@@ -251,18 +278,19 @@ def main() -> None:
     if not (CORPUS / "score.py").exists():
         raise SystemExit(f"error: no corpus at {CORPUS} (set LAMBDAWATCH_REAL_CORPUS)")
     files = corpus_files()
-    params = ScoringParams.from_config(load_settings().models.metric_scores)
+    settings = load_settings()
+    params = ScoringParams.from_config(settings.models.metric_scores)
     scratch = Path(tempfile.mkdtemp(prefix="bench-real-results-"))
     console.print(f"{len(files)} files; through the stack (replay → metrics → metric_scores)…")
     live, stack_runs = through_the_stack(files)
-    direct, direct_rate = direct_scores(params, files)
+    direct, direct_rate = direct_scores(settings, files)
     mismatched = [rel for rel in files if not np.array_equal(live[rel], direct[rel])]
     write_results("lambdawatch", live, scratch)
     in_sample = judge("lambdawatch", scratch)
     console.print(
         f"  through the stack: { {p: round(r['normalized'], 2) for p, r in in_sample.items()} }"
     )
-    lofo = None if args.skip_lofo else leave_one_folder_out(params, scratch)
+    lofo = None if args.skip_lofo else leave_one_folder_out(settings, scratch)
     runs = stack_runs["queries"]
     ratio = (
         runs["metric_scores"]["warm"]["samples_per_s"]

@@ -139,11 +139,13 @@ class Thresholds:
     def from_config(cls, config: MetricScoresConfig) -> Thresholds:
         return cls(config.warn_score, config.error_score)
 
+    def severities(self, scores: np.ndarray) -> np.ndarray:
+        """The one severity rule for calibrated scores (stream and backtest)."""
+        warn_or_safe = np.where(scores >= self.warn, "WARN", "SAFE")
+        return np.where(scores >= self.error, "ERROR", warn_or_safe)
+
     def severity(self, score: float) -> Severity:
-        """The one severity rule for a calibrated score (stream and backtest)."""
-        if score >= self.error:
-            return "ERROR"
-        return "WARN" if score >= self.warn else "SAFE"
+        return str(self.severities(np.array([score]))[0])  # type: ignore[return-value]
 
 
 def score_samples(
@@ -187,7 +189,7 @@ def score_frame(
     scored = ordered.assign(
         expected=scores.expected,
         score=scores.score,
-        severity=[thresholds.severity(s) for s in scores.score],
+        severity=thresholds.severities(scores.score),
         samples=np.arange(state.samples, state.samples + len(ordered), dtype=np.int64),
     )
     return scored, new_state
@@ -243,20 +245,28 @@ def _advance(
     raw = np.zeros(CHANNELS)
     averages = (average, average, 1)
     log_floor = math.log(LOG_FLOOR)
+    # The history's range, kept as the window slides; rescanned only when an extreme leaves it.
+    low = high = 0.0
+    window_lo = -1
     for i in range(n_new):
         t = kept + i
         g = base + t
         expected[i] = x[t - 1] if t > 0 else x[t]
         raw[:] = 0.0
-        if g >= 3 * w:
-            lo = max(w - 1, g - history) - base
-            hi = t - w  # exclude trivial matches that overlap the newest subsequence
-            span_lo = max(0, g - history) - base
+        span_lo = max(0, g - history) - base
+        if window_lo < 0 or (window_lo < span_lo and (x[window_lo] == low or x[window_lo] == high)):
             low = x[span_lo]
             high = x[span_lo]
             for j in range(span_lo + 1, t + 1):
                 low = min(low, x[j])
                 high = max(high, x[j])
+        else:
+            low = min(low, x[t])
+            high = max(high, x[t])
+        window_lo = span_lo
+        if g >= 3 * w:
+            lo = max(w - 1, g - history) - base
+            hi = t - w  # exclude trivial matches that overlap the newest subsequence
             span = high - low
             if span > 0:
                 best = 1e300
@@ -270,11 +280,11 @@ def _advance(
                     raw[0] = math.sqrt(best / w) / span
                     expected[i] = x[at]
                 season_best = 1e300
-                s = t
                 for k in range(1, seasonal_days + 1):
+                    # the last sample at or before the same time k days back (bisection:
+                    # samples are scored in time order)
                     target = ts[t] - k * DAY_SECONDS
-                    while s > lo and ts[s] > target:
-                        s -= 1
+                    s = lo + np.searchsorted(ts[lo + 1 : t + 1], target, side="right")
                     if s <= lo:
                         break
                     if s <= hi:
