@@ -193,13 +193,12 @@ def start_passthrough(
     trigger: dict[str, Any],
     role: str = "server_events",
 ) -> Any:
-    """The reference the speed-layer benchmarks measure against: events of ``role`` (server events
-    unless told) from Kafka,
-    validated and parsed as the speed layer does, straight back to Kafka (``PASSTHROUGH_TOPIC``),
-    no state. Its source takes the speed layer's Kafka options, so the comparison is like for
-    like."""
+    """The reference the speed-layer benchmarks measure against: events of ``role`` (server
+    events unless told) from Kafka, validated and parsed as the speed layer does, straight back
+    to Kafka (``PASSTHROUGH_TOPIC``), no state. Its source takes the speed layer's Kafka options
+    and micro-batch bound (``MAX_OFFSETS_PER_TRIGGER``), so the comparison is like for like."""
     from lambdawatch.core.events import METRIC_SCHEMA, SERVER_SCHEMA
-    from spark_apps.io import KAFKA_SOURCE_OPTIONS
+    from spark_apps.io import KAFKA_SOURCE_OPTIONS, MAX_OFFSETS_PER_TRIGGER
     from spark_apps.transforms.parsing import parse_events
 
     schema, key = {
@@ -212,6 +211,7 @@ def start_passthrough(
         .option("kafka.bootstrap.servers", settings.kafka_bootstrap)
         .option("subscribe", settings.topic(role).name)
         .option("startingOffsets", starting_offsets)
+        .option("maxOffsetsPerTrigger", MAX_OFFSETS_PER_TRIGGER)
         .options(**KAFKA_SOURCE_OPTIONS)
         .load()
     )

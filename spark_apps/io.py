@@ -38,6 +38,8 @@ log = logging.getLogger("lambdawatch.speed_layer")
 # default: measured, tasks of 270-550 ms reading 10-70 records, against at most 150 ms with a
 # 10 ms wait): the broker holds a fetch at the log end that long before answering empty.
 KAFKA_SOURCE_OPTIONS = {"kafka.fetch.max.wait.ms": "10"}
+# Records per topic read per micro-batch at most: bounds a batch's latency and memory.
+MAX_OFFSETS_PER_TRIGGER = 50_000
 
 
 def jdbc_url(settings: Settings) -> str:
@@ -86,7 +88,7 @@ class StreamIO:
         secrets: Secrets,
         checkpoint_root: Path,
         trigger: dict[str, Any] | None = None,
-        max_offsets_per_trigger: int = 50_000,
+        max_offsets_per_trigger: int = MAX_OFFSETS_PER_TRIGGER,
         on_sink_error: Callable[[SinkError], None] = lambda _error: None,
         starting_offsets: str = "earliest",
     ) -> None:
