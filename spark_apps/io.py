@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from functools import reduce
 from pathlib import Path
 from typing import Any
 
@@ -179,11 +180,19 @@ class StreamIO:
         return writer.foreachBatch(self.guard.wrap(name, batch_sink)).start()
 
     def write_kafka(self, frame: DataFrame, role: str, query: str) -> None:
-        topic = self.settings.topic(role).name
+        self.write_kafka_all({role: frame}, query)
+
+    def write_kafka_all(self, frames: Mapping[str, DataFrame], query: str) -> None:
+        """``key, value`` records for several topics (role → frame) in one Spark job."""
+        named = [(self.settings.topic(role).name, frame) for role, frame in frames.items()]
+        records = reduce(
+            DataFrame.unionByName, (frame.withColumn("topic", F.lit(t)) for t, frame in named)
+        )
+        topics = tuple(t for t, _frame in named)
         (
-            self.bounded(frame, query, (topic,))
+            self.bounded(records, query, topics)
             .write.format("kafka")
-            .options(**self.kafka_sink_options((topic,)))
+            .options(**self.kafka_sink_options(topics))
             .save()
         )
 
@@ -239,12 +248,21 @@ class StreamIO:
                 (first_us, last_us),
             ).fetchall()
 
-    def record_anomalies(self, anomalies: DataFrame, query: str) -> None:
-        """To the ``anomalies`` table and topic."""
+    def record_anomalies(
+        self,
+        anomalies: DataFrame,
+        query: str,
+        other_records: Mapping[str, DataFrame] | None = None,
+    ) -> None:
+        """To the ``anomalies`` table, then topic; ``other_records`` (role → Kafka records) go
+        in the same Kafka write, one Spark job fewer per micro-batch."""
         anomalies = anomalies.persist()
         try:
+            records = dict(other_records or {})
             if self.store_anomalies(anomalies):
-                self.write_kafka(anomalies_to_kafka(anomalies), "anomalies", query)
+                records["anomalies"] = anomalies_to_kafka(anomalies)
+            if records:
+                self.write_kafka_all(records, query)
         finally:
             anomalies.unpersist()
 

@@ -245,6 +245,14 @@ def _advance(
     raw = np.zeros(CHANNELS)
     averages = (average, average, 1)
     log_floor = math.log(LOG_FLOOR)
+    # Each subsequence's sum, summed afresh (not as a running sum) so that it is the same
+    # whichever call a sample arrives in.
+    window_sum = np.zeros(kept + n_new)
+    for j in range(w - 1, kept + n_new):
+        total = 0.0
+        for k in range(w):
+            total += x[j - k]
+        window_sum[j] = total
     # The history's range, kept as the window slides; rescanned only when an extreme leaves it.
     low = high = 0.0
     window_lo = -1
@@ -271,7 +279,13 @@ def _advance(
             if span > 0:
                 best = 1e300
                 at = -1
+                query_sum = window_sum[t]
                 for s in range(lo, hi + 1):
+                    # Cauchy-Schwarz: the squared distance is at least (Σq − Σs)² / w, so most
+                    # candidates are ruled out before their values are read
+                    gap = query_sum - window_sum[s]
+                    if gap * gap >= best * w:
+                        continue
                     d = _squared_distance(x, t, s, w, best)
                     if d < best:
                         best = d

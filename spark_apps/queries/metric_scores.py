@@ -30,8 +30,11 @@ def start(io: StreamIO) -> StreamingQuery:
     def sink(frame: DataFrame, _batch_id: int) -> None:
         frame = frame.persist()
         try:
-            io.write_kafka(scores_to_kafka(frame, params.version), "metric_scores", "metric_scores")
-            io.record_anomalies(metric_anomalies(frame, params.version), "metric_scores")
+            io.record_anomalies(
+                metric_anomalies(frame, params.version),
+                "metric_scores",
+                other_records={"metric_scores": scores_to_kafka(frame, params.version)},
+            )
         finally:
             frame.unpersist()
 
