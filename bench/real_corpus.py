@@ -291,6 +291,8 @@ def main() -> None:
     mismatched = [rel for rel in files if not np.array_equal(live[rel], direct[rel])]
     write_results("lambdawatch", live, scratch)
     in_sample = judge("lambdawatch", scratch)
+    write_results("lambdawatch_direct", direct, scratch)
+    direct_judged = judge("lambdawatch_direct", scratch)
     console.print(
         f"  through the stack: { {p: round(r['normalized'], 2) for p, r in in_sample.items()} }"
     )
@@ -309,6 +311,7 @@ def main() -> None:
             "identical_to_stack": not mismatched,
             "mismatched_files": mismatched,
             "samples_per_s": round(direct_rate),
+            "scores": direct_judged,
         },
         "leave_one_folder_out": lofo,
         "throughput": stack_runs | {"warm_ratio_to_passthrough": round(ratio, 3)},
