@@ -9,6 +9,7 @@ whether it stops the replay or is skipped and counted.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import math
 import time
@@ -21,8 +22,13 @@ from typing import Any, Literal
 from lambdawatch.core.events import iso_utc
 
 TIME_COLUMN_NAMES = ("timestamp", "time", "ts", "datetime", "date", "event_time")
-EPOCH_MS_THRESHOLD = 100_000_000_000  # numbers above this are milliseconds, below seconds
 OnError = Literal["skip", "stop"]
+TimeUnit = Literal["s", "ms", "us"]
+MILLIS_PER_UNIT: dict[str, float] = {"s": 1000.0, "ms": 1.0, "us": 0.001}
+# An epoch number's unit, told by its size: below 1e11 seconds (up to year 5138), below 1e14
+# milliseconds, below 1e17 microseconds; anything larger is out of range.
+UNIT_BY_MAGNITUDE = ((1e11, "s"), (1e14, "ms"), (1e17, "us"))
+LATEST_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: the last instant ISO-8601 can write
 
 
 class ReplayError(ValueError):
@@ -41,6 +47,8 @@ class ReplayOptions:
     entity_column: str | None = None
     as_rows: bool = False  # send each row as a JSON object (``--topic`` without a value column)
     on_error: OnError = "stop"
+    encoding: str = "utf-8"
+    time_unit: TimeUnit | None = None  # of epoch numbers; None: told by the column or the size
 
 
 @dataclass
@@ -52,8 +60,9 @@ class ReplayPlan:
     rows: int = 0
 
 
-def parse_time(text: str) -> int:
-    """Epoch milliseconds from ISO-8601 (naive = UTC) or epoch seconds / milliseconds."""
+def parse_time(text: str, unit: TimeUnit | None = None) -> int:
+    """Epoch milliseconds from ISO-8601 (naive = UTC) or an epoch number in ``unit`` (seconds,
+    milliseconds or microseconds; told by its size when not given)."""
     value = text.strip()
     if not value:
         raise ValueError("empty timestamp")
@@ -66,7 +75,32 @@ def parse_time(text: str) -> int:
         return int(moment.timestamp() * 1000)
     if not math.isfinite(number):
         raise ValueError(f"not a timestamp: {value!r}")
-    return int(number if abs(number) >= EPOCH_MS_THRESHOLD else number * 1000)
+    if unit is None:
+        unit = next((u for limit, u in UNIT_BY_MAGNITUDE if abs(number) < limit), None)
+        if unit is None:
+            raise ValueError(f"{value} is out of range for epoch seconds, ms or µs")
+    millis = int(number * MILLIS_PER_UNIT[unit])
+    if not 0 <= millis <= LATEST_MS:
+        raise ValueError(f"{value} {unit} is out of range (1970 to 9999)")
+    return millis
+
+
+def column_time_unit(column: str, requested: TimeUnit | None) -> TimeUnit | None:
+    """A column named ``*_ms`` or ``*millis*`` holds milliseconds whatever their size."""
+    if requested:
+        return requested
+    name = column.strip().lower()
+    return "ms" if name.endswith("_ms") or "millis" in name else None
+
+
+def undecodable(row: dict[str, str], encoding: str) -> str | None:
+    """The reason a row read with ``surrogateescape`` held bytes invalid in ``encoding``."""
+    for column, text in row.items():
+        if text and any("\udc80" <= char <= "\udcff" for char in text):
+            raw = text.encode(encoding, "surrogateescape")
+            bad = next(ord(c) - 0xDC00 for c in text if "\udc80" <= c <= "\udcff")
+            return f"column {column!r} has a byte 0x{bad:02x} that is not {encoding} ({raw[:40]!r})"
+    return None
 
 
 def parse_number(text: str) -> float:
@@ -107,9 +141,12 @@ def _row_events(
 ) -> tuple[int, str, list[dict[str, Any]]]:
     if None in row or any(value is None for value in row.values()):
         raise ReplayError(line, f"expected {len(header)} columns")
+    problem = undecodable(row, options.encoding)
+    if problem:
+        raise ReplayError(line, problem)
     try:
-        timestamp = parse_time(row[time_column])
-    except ValueError as exc:
+        timestamp = parse_time(row[time_column], column_time_unit(time_column, options.time_unit))
+    except (ValueError, OverflowError) as exc:
         raise ReplayError(line, f"bad timestamp in {time_column!r}: {exc}") from None
     row_entity = row[options.entity_column] if options.entity_column else entity
     if options.as_rows:
@@ -138,7 +175,16 @@ def plan_replay(path: Path, options: ReplayOptions) -> ReplayPlan:
     """Read and validate the whole file, then order its events by timestamp (stable)."""
     plan = ReplayPlan()
     entity = options.entity or path.stem
-    with path.open(newline="", encoding="utf-8-sig") as handle:
+    encoding = (
+        "utf-8-sig"
+        if options.encoding.lower().replace("_", "-") in {"utf-8", "utf8"}
+        else (options.encoding)
+    )
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise ReplayError(1, f"unknown encoding {options.encoding!r}") from None
+    with path.open(newline="", encoding=encoding, errors="surrogateescape") as handle:
         reader = csv.DictReader(handle)
         header = list(reader.fieldnames or [])
         if not header:

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from kafka import KafkaConsumer
 from kafka.admin import (
     ConfigResource,
     ConfigResourceType,
@@ -136,3 +137,16 @@ def partition_counts(admin: KafkaAdminClient, names: list[str]) -> dict[str, int
         for entry in admin.describe_topics(names)
         if entry.get("error_code", 0) == 0
     }
+
+
+def topic_names(bootstrap: str, timeout_s: float = 10.0) -> set[str]:
+    """The topics the broker has, within ``timeout_s`` (raises ``KafkaError`` past it)."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=bootstrap,
+        request_timeout_ms=int(timeout_s * 1000),
+        api_version_auto_timeout_ms=int(timeout_s * 1000),
+    )
+    try:
+        return set(consumer.topics())
+    finally:
+        consumer.close()

@@ -375,12 +375,18 @@ def replay(
     max_rate: Annotated[bool, typer.Option("--max-rate", help="Send as fast as possible.")] = False,
     on_error: Annotated[str, typer.Option(help="skip | stop on a malformed row.")] = "stop",
     client: Annotated[str, typer.Option(help="kafka-python | confluent")] = "kafka-python",
+    encoding: Annotated[str, typer.Option(help="The file's text encoding.")] = "utf-8",
+    time_unit: Annotated[
+        str | None, typer.Option(help="s | ms | us of epoch numbers (default: told by size).")
+    ] = None,
 ) -> None:
     """Stream a CSV into Kafka in timestamp order (generic metric events by default)."""
     import orjson
+    from kafka.errors import KafkaError
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from generators.replay import ReplayError, ReplayOptions, paced, plan_replay
+    from lambdawatch.core.kafka_admin import topic_names
     from lambdawatch.core.producers import make_producer
 
     settings = _settings()
@@ -390,6 +396,9 @@ def replay(
     if speed <= 0:
         errors.print("[red]--speed must be positive[/red]")
         raise typer.Exit(2)
+    if time_unit not in {None, "s", "ms", "us"}:
+        errors.print("[red]--time-unit must be s, ms or us[/red]")
+        raise typer.Exit(2)
     options = ReplayOptions(
         entity=entity,
         time_column=time_column,
@@ -397,6 +406,8 @@ def replay(
         entity_column=entity_column,
         as_rows=topic is not None and value_column is None,
         on_error=on_error,  # type: ignore[arg-type]
+        encoding=encoding,
+        time_unit=time_unit,  # type: ignore[arg-type]
     )
     try:
         plan = plan_replay(file, options)
@@ -406,6 +417,19 @@ def replay(
         )
         raise typer.Exit(1) from None
     target = topic or settings.topic("metrics").name
+    try:
+        existing = topic_names(settings.kafka_bootstrap, timeout_s=10)
+    except KafkaError as exc:
+        errors.print(f"[red]cannot list Kafka's topics at {settings.kafka_bootstrap}: {exc}[/red]",
+                     soft_wrap=True)  # fmt: skip
+        raise typer.Exit(1) from None
+    if target not in existing:
+        errors.print(
+            f"[red]topic {target!r} does not exist (nothing was sent); topics: "
+            f"{', '.join(sorted(t for t in existing if not t.startswith('_')))}[/red]",
+            soft_wrap=True,
+        )
+        raise typer.Exit(1)
     producer = make_producer(settings.kafka_bootstrap, client)  # type: ignore[arg-type]
     columns = (
         TextColumn(f"[bold]{file.name}[/bold] → {target}"),

@@ -14,6 +14,7 @@ from generators.ip import IpGenerator
 from generators.server import ServerGenerator
 from lambdawatch.core import db
 from lambdawatch.core.hot_store import PlainRedisStore, ensure_ip_series, redis_client
+from lambdawatch.core.kafka_admin import topic_names
 from lambdawatch.core.producers import make_producer
 from lambdawatch.core.settings import Settings
 from lambdawatch.pipelines.event_feed import feed_batch
@@ -154,6 +155,24 @@ def test_replay_of_a_csv_with_bad_rows(settings: Settings, tmp_path: Path) -> No
         ("2026-02-01T00:00:05.000Z", 13.0),
     ]
     assert {e["metric"] for e in sent} == {"latency_ms"}
+
+
+@pytest.mark.usefixtures("kafka_topics")
+def test_replay_to_a_missing_topic_names_it_and_the_topics_there_are(
+    settings: Settings, tmp_path: Path
+) -> None:
+    csv_path = tmp_path / "edge-router-8.csv"
+    csv_path.write_text("timestamp,latency_ms\n2026-02-01T00:00:02Z,12.5\n")
+    run = subprocess.run(
+        [sys.executable, "-m", "lambdawatch.ops.cli", "replay", str(csv_path), "--max-rate",
+         "--topic", "no-such-topic"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert run.returncode == 1
+    assert "topic 'no-such-topic' does not exist" in run.stderr
+    assert settings.topic("metrics").name in run.stderr  # the topics that do
+    assert "Traceback" not in run.stderr
+    assert "no-such-topic" not in topic_names(settings.kafka_bootstrap)  # nor was it created
 
 
 @pytest.mark.usefixtures("kafka_topics")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -10,7 +11,15 @@ import orjson
 import pytest
 
 from generators.registry import make_generator
-from generators.replay import ReplayError, ReplayOptions, paced, parse_time, plan_replay
+from generators.replay import (
+    ReplayError,
+    ReplayOptions,
+    TimeUnit,
+    column_time_unit,
+    paced,
+    parse_time,
+    plan_replay,
+)
 from lambdawatch.core.settings import load_settings
 from lambdawatch.pipelines.live_feed import FeedPlan, plan_feed, run_feed
 
@@ -26,16 +35,83 @@ T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
         ("1767225600", T0),  # epoch seconds
         ("1767225600000", T0),  # epoch milliseconds
         ("1767225600.5", T0 + 500),
+        ("1767225600000000", T0),  # epoch microseconds
     ],
 )
 def test_parse_time_accepts_common_formats(text: str, expected: int) -> None:
     assert parse_time(text) == expected
 
 
-@pytest.mark.parametrize("text", ["", "yesterday", "nan", "2026-13-01T00:00:00"])
-def test_parse_time_rejects_garbage(text: str) -> None:
-    with pytest.raises(ValueError):  # noqa: PT011 - any parse failure is the point
+@pytest.mark.parametrize(
+    ("text", "unit", "expected"),
+    [("1767225600000", "ms", T0), ("1767225600", "s", T0), ("1767225600000000", "us", T0),
+     ("5000", "ms", 5000)],
+)  # fmt: skip
+def test_a_given_unit_wins_over_the_size(text: str, unit: TimeUnit, expected: int) -> None:
+    assert parse_time(text, unit) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("", "empty"), ("yesterday", "Invalid"), ("nan", "not a timestamp"),
+     ("2026-13-01T00:00:00", "month"), ("1e20", "out of range"), ("-5", "out of range"),
+     ("99999999999999999", "out of range")],
+)  # fmt: skip
+def test_parse_time_rejects_garbage_in_one_line(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
         parse_time(text)
+
+
+@pytest.mark.parametrize(
+    ("column", "requested", "unit"),
+    [("created_ms", None, "ms"), ("EventMillis", None, "ms"), ("time", None, None),
+     ("created_ms", "s", "s")],
+)  # fmt: skip
+def test_a_milliseconds_column_is_read_as_milliseconds(
+    column: str, requested: TimeUnit | None, unit: str | None
+) -> None:
+    assert column_time_unit(column, requested) == unit
+
+
+BAD_BYTES = (
+    b"timestamp,v\n2026-01-01T00:00:00Z,1\n2026-01-01T00:00:01Z,\xff2\n"
+    b"1e20,4\n2026-01-01T00:00:03Z,5\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("options", "line", "reason"),
+    [
+        (ReplayOptions(), 3, "column 'v' has a byte 0xff that is not utf-8"),
+        (ReplayOptions(encoding="latin-1"), 3, "column 'v' is not a number: 'ÿ2'"),
+        (ReplayOptions(), 4, "bad timestamp in 'timestamp': 1e20 is out of range"),
+    ],
+)
+def test_bad_bytes_and_times_are_row_errors_never_tracebacks(
+    tmp_path: Path, options: ReplayOptions, line: int, reason: str
+) -> None:
+    path = tmp_path / "raw.csv"
+    path.write_bytes(BAD_BYTES)
+    skipping = plan_replay(path, replace(options, on_error="skip"))
+    assert any(e.line == line and e.reason.startswith(reason) for e in skipping.skipped), [
+        str(e) for e in skipping.skipped
+    ]
+    assert [e["value"] for _, _, e in skipping.events] == [1.0, 5.0]
+    with pytest.raises(ReplayError, match=r"line 3: "):
+        plan_replay(path, options)
+
+
+def test_an_unknown_encoding_is_one_line(tmp_path: Path) -> None:
+    with pytest.raises(ReplayError, match="line 1: unknown encoding 'klingon'"):
+        plan_replay(_csv(tmp_path, "timestamp,v\n"), ReplayOptions(encoding="klingon"))
+
+
+def test_a_millis_column_is_milliseconds_even_when_small(tmp_path: Path) -> None:
+    path = _csv(tmp_path, "t_ms,cpu\n1000,1\n1500,2\n")
+    plan = plan_replay(path, ReplayOptions(time_column="t_ms"))
+    assert [e["timestamp"] for _, _, e in plan.events] == [
+        "1970-01-01T00:00:01.000Z", "1970-01-01T00:00:01.500Z",
+    ]  # fmt: skip
 
 
 def _csv(tmp_path: Path, text: str, name: str = "host-a.csv") -> Path:
