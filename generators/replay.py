@@ -13,6 +13,7 @@ import codecs
 import csv
 import math
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -232,3 +233,18 @@ def paced(
             if delay > 0:
                 sleep(delay)
         yield key, event
+
+
+def summary(plan: ReplayPlan, sent: int, seconds: float) -> list[str]:
+    """What a replay did, for the operator: rows read, events sent and their rate, the time
+    span, and the skipped rows counted by reason."""
+    lines = [f"read {plan.rows:,} rows, sent {sent:,} events in {seconds:.1f} s "
+             f"({sent / seconds if seconds > 0 else 0:,.0f} events/s)"]  # fmt: skip
+    if plan.events:
+        lines.append(f"time span {iso_utc(plan.events[0][0])} → {iso_utc(plan.events[-1][0])}")
+    kinds = Counter(error.reason.split(":")[0].split(" (")[0] for error in plan.skipped)
+    lines.append(
+        f"skipped {len(plan.skipped)} malformed rows"
+        + "".join(f"; {count} × {kind}" for kind, count in kinds.most_common())
+    )
+    return lines

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -385,7 +386,7 @@ def replay(
     from kafka.errors import KafkaError
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from generators.replay import ReplayError, ReplayOptions, paced, plan_replay
+    from generators.replay import ReplayError, ReplayOptions, paced, plan_replay, summary
     from lambdawatch.core.kafka_admin import topic_names
     from lambdawatch.core.producers import make_producer
 
@@ -437,6 +438,7 @@ def replay(
         MofNCompleteColumn(),
         TimeElapsedColumn(),
     )
+    began = time.monotonic()
     try:
         with Progress(*columns, console=console) as progress:
             task = progress.add_task("replay", total=len(plan.events))
@@ -451,10 +453,9 @@ def replay(
     if producer.failures:
         errors.print(f"[red]{producer.failures} deliveries failed[/red]")
         raise typer.Exit(1)
-    console.print(
-        f"replayed {plan.rows:,} rows as {len(plan.events):,} events to {target}; "
-        f"skipped {len(plan.skipped)} malformed rows"
-    )
+    console.print(f"replayed {file.name} to {target}")
+    for line in summary(plan, len(plan.events), time.monotonic() - began):
+        console.print(f"  {line}")
     for problem in plan.skipped[:10]:
         console.print(f"  skipped {problem}")
 

@@ -19,6 +19,7 @@ from generators.replay import (
     paced,
     parse_time,
     plan_replay,
+    summary,
 )
 from lambdawatch.core.settings import load_settings
 from lambdawatch.pipelines.live_feed import FeedPlan, plan_feed, run_feed
@@ -263,3 +264,16 @@ def test_live_feed_sends_each_event_within_a_tick_of_its_timestamp(tick_s: float
     last_ms = round(max(stamped) * 1000)
     whole = make_generator("server", load_settings()).generate(T0, last_ms + 1).events
     assert sorted(orjson.dumps(e) for e in events) == sorted(orjson.dumps(e) for e in whole)
+
+
+def test_the_summary_counts_rows_events_span_and_skips_by_reason(tmp_path: Path) -> None:
+    path = tmp_path / "raw.csv"
+    path.write_bytes(BAD_BYTES)
+    plan = plan_replay(path, ReplayOptions(on_error="skip"))
+    lines = summary(plan, sent=len(plan.events), seconds=2.0)
+    assert lines[0] == "read 4 rows, sent 2 events in 2.0 s (1 events/s)"
+    assert lines[1] == "time span 2026-01-01T00:00:00.000Z → 2026-01-01T00:00:03.000Z"
+    assert lines[2] == (
+        "skipped 2 malformed rows; 1 × column 'v' has a byte 0xff that is not utf-8; "
+        "1 × bad timestamp in 'timestamp'"
+    )
