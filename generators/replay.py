@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import codecs
 import csv
+import heapq
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -172,20 +173,25 @@ def _row_events(
     return timestamp, row_entity, events
 
 
-def plan_replay(path: Path, options: ReplayOptions) -> ReplayPlan:
-    """Read and validate the whole file, then order its events by timestamp (stable)."""
-    plan = ReplayPlan()
-    entity = options.entity or path.stem
-    encoding = (
-        "utf-8-sig"
-        if options.encoding.lower().replace("_", "-") in {"utf-8", "utf8"}
-        else (options.encoding)
-    )
+Event = tuple[int, str, dict[str, Any]]  # (epoch ms, Kafka key, event)
+REORDER_EVENTS = 100_000  # how far out of time order a streamed file may be and still be sorted
+
+
+def _encoding(options: ReplayOptions) -> str:
+    name = options.encoding.lower().replace("_", "-")
+    encoding = "utf-8-sig" if name in {"utf-8", "utf8"} else options.encoding
     try:
         codecs.lookup(encoding)
     except LookupError:
         raise ReplayError(1, f"unknown encoding {options.encoding!r}") from None
-    with path.open(newline="", encoding=encoding, errors="surrogateescape") as handle:
+    return encoding
+
+
+def read_events(path: Path, options: ReplayOptions) -> Iterator[list[Event] | ReplayError]:
+    """Stream the file: per data row, its events or the error that rejects it (in file order,
+    one row in memory at a time). A bad header raises."""
+    entity = options.entity or path.stem
+    with path.open(newline="", encoding=_encoding(options), errors="surrogateescape") as handle:
         reader = csv.DictReader(handle)
         header = list(reader.fieldnames or [])
         if not header:
@@ -200,33 +206,98 @@ def plan_replay(path: Path, options: ReplayOptions) -> ReplayPlan:
             else [name for name in header if name not in skip]
         )
         for row in reader:
-            plan.rows += 1
-            line = reader.line_num
             try:
                 timestamp, key, events = _row_events(
-                    line, row, header, time_column, metrics, entity, options
+                    reader.line_num, row, header, time_column, metrics, entity, options
                 )
             except ReplayError as error:
-                if options.on_error == "stop":
-                    raise
-                plan.skipped.append(error)
+                yield error
                 continue
-            plan.events.extend((timestamp, key, event) for event in events)
-    plan.events.sort(key=lambda item: item[0])
+            yield [(timestamp, key, event) for event in events]
+
+
+@dataclass
+class ReplayCheck:
+    """A first pass over the file: what a replay will send, before anything is sent."""
+
+    rows: int = 0
+    events: int = 0
+    first_ms: int | None = None
+    last_ms: int | None = None
+    skipped: int = 0
+    skipped_by_reason: Counter[str] = field(default_factory=Counter)
+    examples: list[ReplayError] = field(default_factory=list)  # the first few skipped rows
+
+
+def check_replay(path: Path, options: ReplayOptions, examples: int = 10) -> ReplayCheck:
+    """Validate the whole file in bounded memory; under ``stop`` the first bad row raises."""
+    check = ReplayCheck()
+    for item in read_events(path, options):
+        check.rows += 1
+        if isinstance(item, ReplayError):
+            if options.on_error == "stop":
+                raise item
+            check.skipped += 1
+            check.skipped_by_reason[item.reason.split(":")[0].split(" (")[0]] += 1
+            if len(check.examples) < examples:
+                check.examples.append(item)
+            continue
+        for timestamp, _key, _event in item:
+            check.events += 1
+            check.first_ms = timestamp if check.first_ms is None else min(check.first_ms, timestamp)
+            check.last_ms = timestamp if check.last_ms is None else max(check.last_ms, timestamp)
+    return check
+
+
+def stream_replay(
+    path: Path, options: ReplayOptions, reorder: int = REORDER_EVENTS
+) -> Iterator[Event]:
+    """The file's good events in time order, holding at most ``reorder`` of them: a file out
+    of order by more than that comes out as it is beyond (its stragglers arrive late)."""
+    waiting: list[tuple[int, int, str, dict[str, Any]]] = []
+    serial = 0  # keeps equal timestamps in file order
+    for item in read_events(path, options):
+        if isinstance(item, ReplayError):
+            continue
+        for timestamp, key, event in item:
+            heapq.heappush(waiting, (timestamp, serial, key, event))
+            serial += 1
+            if len(waiting) > reorder:
+                earliest = heapq.heappop(waiting)
+                yield earliest[0], earliest[2], earliest[3]
+    while waiting:
+        earliest = heapq.heappop(waiting)
+        yield earliest[0], earliest[2], earliest[3]
+
+
+def plan_replay(path: Path, options: ReplayOptions) -> ReplayPlan:
+    """Read and validate the whole file, then order its events by timestamp (stable); in
+    memory, for the backtest and tests. ``lambdawatch replay`` streams instead."""
+    plan = ReplayPlan()
+    for item in read_events(path, options):
+        plan.rows += 1
+        if isinstance(item, ReplayError):
+            if options.on_error == "stop":
+                raise item
+            plan.skipped.append(item)
+            continue
+        plan.events.extend(item)
+    plan.events.sort(key=lambda event: event[0])
     return plan
 
 
 def paced(
-    plan: ReplayPlan,
+    events: Iterable[Event],
     speed: float | None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     """Yield (key, event) in order; with ``speed`` wait so event gaps shrink by that factor."""
-    if not plan.events:
-        return
-    first, started = plan.events[0][0], clock()
-    for timestamp, key, event in plan.events:
+    first: int | None = None
+    started = clock()
+    for timestamp, key, event in events:
+        if first is None:
+            first, started = timestamp, clock()
         if speed:
             due = started + (timestamp - first) / 1000 / speed
             delay = due - clock()
@@ -235,16 +306,15 @@ def paced(
         yield key, event
 
 
-def summary(plan: ReplayPlan, sent: int, seconds: float) -> list[str]:
+def summary(check: ReplayCheck, sent: int, seconds: float) -> list[str]:
     """What a replay did, for the operator: rows read, events sent and their rate, the time
     span, and the skipped rows counted by reason."""
-    lines = [f"read {plan.rows:,} rows, sent {sent:,} events in {seconds:.1f} s "
+    lines = [f"read {check.rows:,} rows, sent {sent:,} events in {seconds:.1f} s "
              f"({sent / seconds if seconds > 0 else 0:,.0f} events/s)"]  # fmt: skip
-    if plan.events:
-        lines.append(f"time span {iso_utc(plan.events[0][0])} → {iso_utc(plan.events[-1][0])}")
-    kinds = Counter(error.reason.split(":")[0].split(" (")[0] for error in plan.skipped)
+    if check.first_ms is not None and check.last_ms is not None:
+        lines.append(f"time span {iso_utc(check.first_ms)} → {iso_utc(check.last_ms)}")
     lines.append(
-        f"skipped {len(plan.skipped)} malformed rows"
-        + "".join(f"; {count} × {kind}" for kind, count in kinds.most_common())
+        f"skipped {check.skipped} malformed rows"
+        + "".join(f"; {n} × {kind}" for kind, n in check.skipped_by_reason.most_common())
     )
     return lines

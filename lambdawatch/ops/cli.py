@@ -386,7 +386,14 @@ def replay(
     from kafka.errors import KafkaError
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from generators.replay import ReplayError, ReplayOptions, paced, plan_replay, summary
+    from generators.replay import (
+        ReplayError,
+        ReplayOptions,
+        check_replay,
+        paced,
+        stream_replay,
+        summary,
+    )
     from lambdawatch.core.kafka_admin import topic_names
     from lambdawatch.core.producers import make_producer
 
@@ -411,7 +418,7 @@ def replay(
         time_unit=time_unit,  # type: ignore[arg-type]
     )
     try:
-        plan = plan_replay(file, options)
+        check = check_replay(file, options)  # the whole file, before anything is sent
     except ReplayError as exc:
         errors.print(
             f"[red]{file}: {exc} (nothing was sent; --on-error skip skips such rows)[/red]"
@@ -439,24 +446,27 @@ def replay(
         TimeElapsedColumn(),
     )
     began = time.monotonic()
+    sent = 0
     try:
         with Progress(*columns, console=console) as progress:
-            task = progress.add_task("replay", total=len(plan.events))
-            for index, (key, event) in enumerate(paced(plan, None if max_rate else speed), 1):
+            task = progress.add_task("replay", total=check.events)
+            events = stream_replay(file, options)
+            for key, event in paced(events, None if max_rate else speed):
                 producer.send(target, key.encode(), orjson.dumps(event), None)
-                if index % 1000 == 0:
-                    progress.update(task, completed=index)
+                sent += 1
+                if sent % 1000 == 0:
+                    progress.update(task, completed=sent)
             producer.flush()
-            progress.update(task, completed=len(plan.events))
+            progress.update(task, completed=sent)
     finally:
         producer.close()
     if producer.failures:
         errors.print(f"[red]{producer.failures} deliveries failed[/red]")
         raise typer.Exit(1)
     console.print(f"replayed {file.name} to {target}")
-    for line in summary(plan, len(plan.events), time.monotonic() - began):
+    for line in summary(check, sent, time.monotonic() - began):
         console.print(f"  {line}")
-    for problem in plan.skipped[:10]:
+    for problem in check.examples:
         console.print(f"  skipped {problem}")
 
 

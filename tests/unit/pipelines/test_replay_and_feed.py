@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tracemalloc
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime
@@ -15,10 +16,12 @@ from generators.replay import (
     ReplayError,
     ReplayOptions,
     TimeUnit,
+    check_replay,
     column_time_unit,
     paced,
     parse_time,
     plan_replay,
+    stream_replay,
     summary,
 )
 from lambdawatch.core.settings import load_settings
@@ -198,10 +201,10 @@ def test_pacing_waits_for_event_gaps_divided_by_speed(tmp_path: Path) -> None:
         slept.append(seconds)
         now[0] += seconds
 
-    sent = list(paced(plan, speed=5.0, clock=lambda: now[0], sleep=sleep))
+    sent = list(paced(plan.events, speed=5.0, clock=lambda: now[0], sleep=sleep))
     assert len(sent) == 2
     assert slept == [pytest.approx(2.0)]
-    assert list(paced(plan, speed=None, clock=lambda: 0.0, sleep=sleep)) == sent
+    assert list(paced(plan.events, speed=None, clock=lambda: 0.0, sleep=sleep)) == sent
 
 
 def test_feed_plan_ends_at_now_and_never_in_the_future() -> None:
@@ -269,11 +272,38 @@ def test_live_feed_sends_each_event_within_a_tick_of_its_timestamp(tick_s: float
 def test_the_summary_counts_rows_events_span_and_skips_by_reason(tmp_path: Path) -> None:
     path = tmp_path / "raw.csv"
     path.write_bytes(BAD_BYTES)
-    plan = plan_replay(path, ReplayOptions(on_error="skip"))
-    lines = summary(plan, sent=len(plan.events), seconds=2.0)
+    check = check_replay(path, ReplayOptions(on_error="skip"))
+    assert (check.rows, check.events, check.skipped) == (4, 2, 2)
+    lines = summary(check, sent=2, seconds=2.0)
     assert lines[0] == "read 4 rows, sent 2 events in 2.0 s (1 events/s)"
     assert lines[1] == "time span 2026-01-01T00:00:00.000Z → 2026-01-01T00:00:03.000Z"
     assert lines[2] == (
         "skipped 2 malformed rows; 1 × column 'v' has a byte 0xff that is not utf-8; "
         "1 × bad timestamp in 'timestamp'"
     )
+
+
+def test_streaming_sorts_within_its_window_and_keeps_ties_in_file_order(tmp_path: Path) -> None:
+    path = _csv(tmp_path, "t,v\n3,a\n1,b\n2,c\n1,d\n9,e\n5,f\n")
+    options = ReplayOptions(as_rows=True, time_unit="s")
+    assert [e["v"] for _, _, e in stream_replay(path, options)] == ["b", "d", "c", "a", "f", "e"]
+    # a window of one event cannot wait for the second 1: it comes after the 2, late
+    assert [e["v"] for _, _, e in stream_replay(path, options, reorder=1)] == [
+        "b", "c", "d", "a", "f", "e",
+    ]  # fmt: skip
+
+
+def test_streaming_holds_a_bounded_number_of_rows(tmp_path: Path) -> None:
+    rows = 200_000
+    path = tmp_path / "big.csv"
+    path.write_text("t,v\n" + "".join(f"{T0 // 1000 + i},{i % 97}.5\n" for i in range(rows)))
+    tracemalloc.start()
+    try:
+        sent = sum(1 for _ in stream_replay(path, ReplayOptions(), reorder=1000))
+        _now, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert sent == rows
+    whole = plan_replay(path, ReplayOptions())
+    assert len(whole.events) == rows
+    assert peak < 20 * 2**20  # the file's 200,000 events as dicts would take ~100 MB
