@@ -144,7 +144,7 @@ def topic_names(bootstrap: str, timeout_s: float = 10.0) -> set[str]:
     consumer = KafkaConsumer(
         bootstrap_servers=bootstrap,
         request_timeout_ms=int(timeout_s * 1000),
-        api_version_auto_timeout_ms=int(timeout_s * 1000),
+        bootstrap_timeout_ms=int(timeout_s * 1000),
     )
     try:
         return set(consumer.topics())
