@@ -33,6 +33,14 @@ UNIT_BY_MAGNITUDE = ((1e11, "s"), (1e14, "ms"), (1e17, "us"))
 LATEST_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: the last instant ISO-8601 can write
 
 
+class OptionError(ValueError):
+    """A bad ``--map`` or ``--set``, said in one line."""
+
+
+MAPPABLE_FIELDS = ("timestamp", "value", "entity")  # --map COLUMN=FIELD
+SETTABLE_FIELDS = ("entity", "metric")  # --set FIELD=VALUE
+
+
 class ReplayError(ValueError):
     """A row that cannot be replayed, with its 1-based line number in the file."""
 
@@ -51,6 +59,57 @@ class ReplayOptions:
     on_error: OnError = "stop"
     encoding: str = "utf-8"
     time_unit: TimeUnit | None = None  # of epoch numbers; None: told by the column or the size
+    metric: str | None = None  # the metric's name (one value column); default the column's
+
+
+def parse_pairs(texts: Iterable[str] | str | None, option: str) -> dict[str, str]:
+    """``a=b,c=d`` (the option may be repeated) into a dict; a malformed pair names itself."""
+    chunks = [texts] if isinstance(texts, str) else list(texts or [])
+    pairs: dict[str, str] = {}
+    for part in (p.strip() for chunk in chunks for p in chunk.split(",")):
+        if not part:
+            continue
+        left, sep, right = part.partition("=")
+        if not sep or not left.strip() or not right.strip():
+            raise OptionError(f"{option}: {part!r} is not name=value")
+        pairs[left.strip()] = right.strip()
+    return pairs
+
+
+def metric_replay_options(
+    mapping: Iterable[str] | str | None = None,
+    constants: Iterable[str] | str | None = None,
+    time_column: str | None = None,
+    value_column: str | None = None,
+    **rest: Any,
+) -> ReplayOptions:
+    """Replay options for metric events from ``--map COLUMN=FIELD`` and ``--set FIELD=VALUE``
+    pairs; ``time_column`` and ``value_column`` are shorthands for ``--map``."""
+    columns: dict[str, str] = {}
+    for column, name in parse_pairs(mapping, "--map").items():
+        if name not in MAPPABLE_FIELDS:
+            raise OptionError(
+                f"--map: field {name!r} (from column {column!r}) is not one of "
+                + ", ".join(MAPPABLE_FIELDS)
+            )
+        columns[name] = column
+    for name, column in (("timestamp", time_column), ("value", value_column)):
+        if column:
+            columns[name] = column
+    values = parse_pairs(constants, "--set")
+    for name in values:
+        if name not in SETTABLE_FIELDS:
+            raise OptionError(f"--set: field {name!r} is not one of {', '.join(SETTABLE_FIELDS)}")
+    if "entity" in values and "entity" in columns:
+        raise OptionError("entity is both mapped from a column (--map) and set (--set)")
+    return ReplayOptions(
+        entity=values.get("entity"),
+        time_column=columns.get("timestamp"),
+        value_column=columns.get("value"),
+        entity_column=columns.get("entity"),
+        metric=values.get("metric"),
+        **rest,
+    )
 
 
 @dataclass
@@ -161,11 +220,12 @@ def _row_events(
             value = parse_number(row[metric])
         except ValueError:
             raise ReplayError(line, f"column {metric!r} is not a number: {row[metric]!r}") from None
+        name = options.metric or metric
         events.append(
             {
-                "event_id": f"metric:{row_entity}:{metric}:{timestamp}",
+                "event_id": f"metric:{row_entity}:{name}:{timestamp}",
                 "entity": row_entity,
-                "metric": metric,
+                "metric": name,
                 "value": value,
                 "timestamp": iso_utc(timestamp),
             }
@@ -205,6 +265,10 @@ def read_events(path: Path, options: ReplayOptions) -> Iterator[list[Event] | Re
             if options.value_column
             else [name for name in header if name not in skip]
         )
+        if options.metric and len(metrics) > 1 and not options.as_rows:
+            raise ReplayError(
+                1, f"one metric name for {len(metrics)} value columns {metrics}: map one to value"
+            )
         for row in reader:
             try:
                 timestamp, key, events = _row_events(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -15,6 +16,8 @@ from rich.table import Table
 from lambdawatch.core.secrets import Secrets, ensure_secrets_file, secrets_for
 from lambdawatch.core.settings import ConfigError, Settings, load_settings
 
+MAP_HELP = "COLUMN=FIELD,… (fields: timestamp, value, entity); may be repeated."
+SET_HELP = "FIELD=VALUE,… (fields: entity, metric); may be repeated."
 app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False)
 config_app = typer.Typer(help="Inspect and validate config.json and .env.")
 app.add_typer(config_app, name="config")
@@ -380,6 +383,8 @@ def replay(
     time_unit: Annotated[
         str | None, typer.Option(help="s | ms | us of epoch numbers (default: told by size).")
     ] = None,
+    map_: Annotated[list[str] | None, typer.Option("--map", help=MAP_HELP)] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help=SET_HELP)] = None,
 ) -> None:
     """Stream a CSV into Kafka in timestamp order (generic metric events by default)."""
     import orjson
@@ -387,9 +392,10 @@ def replay(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from generators.replay import (
+        OptionError,
         ReplayError,
-        ReplayOptions,
         check_replay,
+        metric_replay_options,
         paced,
         stream_replay,
         summary,
@@ -407,16 +413,22 @@ def replay(
     if time_unit not in {None, "s", "ms", "us"}:
         errors.print("[red]--time-unit must be s, ms or us[/red]")
         raise typer.Exit(2)
-    options = ReplayOptions(
-        entity=entity,
-        time_column=time_column,
-        value_column=value_column,
-        entity_column=entity_column,
-        as_rows=topic is not None and value_column is None,
-        on_error=on_error,  # type: ignore[arg-type]
-        encoding=encoding,
-        time_unit=time_unit,  # type: ignore[arg-type]
-    )
+    mapping = [*(map_ or []), *([f"{entity_column}=entity"] if entity_column else [])]
+    constants = [*(set_ or []), *([f"entity={entity}"] if entity else [])]
+    try:
+        options = metric_replay_options(
+            mapping,
+            constants,
+            time_column,
+            value_column,
+            on_error=on_error,
+            encoding=encoding,
+            time_unit=time_unit,
+        )
+    except OptionError as exc:
+        errors.print(f"[red]{exc}[/red]", soft_wrap=True)
+        raise typer.Exit(2) from None
+    options = replace(options, as_rows=topic is not None and options.value_column is None)
     try:
         check = check_replay(file, options)  # the whole file, before anything is sent
     except ReplayError as exc:
@@ -474,13 +486,8 @@ def replay(
 def backtest(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV with a header.")],
     detector: Annotated[str, typer.Option(help="The detector to run.")] = "metric_scores",
-    map_: Annotated[
-        str | None,
-        typer.Option("--map", help="column=field,… (fields: timestamp, value, entity)."),
-    ] = None,
-    set_: Annotated[
-        str | None, typer.Option("--set", help="field=value,… (fields: entity, metric).")
-    ] = None,
+    map_: Annotated[list[str] | None, typer.Option("--map", help=MAP_HELP)] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help=SET_HELP)] = None,
     time_column: Annotated[
         str | None, typer.Option(help="Shorthand for --map COLUMN=timestamp.")
     ] = None,

@@ -7,13 +7,13 @@ model in the order the streaming query would score it: live and direct scores ar
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from generators.replay import ReplayOptions, plan_replay
+from generators.replay import OptionError, ReplayOptions, metric_replay_options, plan_replay
 from lambdawatch.core.settings import Settings
 from spark_apps.detectors.metric_model import ScoringParams, SeriesState, Thresholds, score_frame
 
@@ -22,8 +22,6 @@ OUTPUT_COLUMNS = (
     "severity",
 )  # fmt: skip
 DETECTORS = ("metric_scores",)
-MAPPABLE_FIELDS = ("timestamp", "value", "entity")  # --map column=field
-SETTABLE_FIELDS = ("entity", "metric")  # --set field=value
 
 
 class BacktestError(ValueError):
@@ -33,70 +31,34 @@ class BacktestError(ValueError):
 @dataclass(frozen=True)
 class BacktestOptions:
     detector: str = "metric_scores"
-    columns: Mapping[str, str] = field(default_factory=dict)  # field → CSV column
-    constants: Mapping[str, str] = field(default_factory=dict)  # field → value
-
-
-def parse_pairs(text: str | None, option: str) -> dict[str, str]:
-    """``a=b,c=d`` into a dict; a malformed pair names itself."""
-    pairs: dict[str, str] = {}
-    for part in filter(None, (p.strip() for p in (text or "").split(","))):
-        left, sep, right = part.partition("=")
-        if not sep or not left.strip() or not right.strip():
-            raise BacktestError(f"{option}: {part!r} is not name=value")
-        pairs[left.strip()] = right.strip()
-    return pairs
+    replay: ReplayOptions = field(default_factory=ReplayOptions)  # how the file is read
 
 
 def options_from_cli(
     detector: str,
-    mapping: str | None,
-    settings: str | None,
+    mapping: Iterable[str] | str | None,
+    constants: Iterable[str] | str | None,
     time_column: str | None,
     value_column: str | None,
 ) -> BacktestOptions:
-    """``--map col=field`` and ``--set field=value`` checked against the detector's fields;
-    ``--time-column`` and ``--value-column`` are shorthands for ``--map``."""
+    """``--map col=field`` and ``--set field=value`` as replay takes them (one rule)."""
     if detector not in DETECTORS:
         raise BacktestError(f"--detector: {detector!r} is not one of {', '.join(DETECTORS)}")
-    columns: dict[str, str] = {}
-    for column, name in parse_pairs(mapping, "--map").items():
-        if name not in MAPPABLE_FIELDS:
-            raise BacktestError(
-                f"--map: field {name!r} (from column {column!r}) is not one of "
-                + ", ".join(MAPPABLE_FIELDS)
-            )
-        columns[name] = column
-    for name, column in (("timestamp", time_column), ("value", value_column)):
-        if column:
-            columns[name] = column
-    constants = parse_pairs(settings, "--set")
-    for name in constants:
-        if name not in SETTABLE_FIELDS:
-            raise BacktestError(f"--set: field {name!r} is not one of {', '.join(SETTABLE_FIELDS)}")
-    if "entity" in constants and "entity" in columns:
-        raise BacktestError("entity is both mapped from a column and set to a value")
-    return BacktestOptions(detector, columns, constants)
+    try:
+        replay = metric_replay_options(mapping, constants, time_column, value_column)
+    except OptionError as exc:
+        raise BacktestError(str(exc)) from None
+    return BacktestOptions(detector, replay)
 
 
 def metric_samples(path: Path, options: BacktestOptions) -> pd.DataFrame:
     """The ``entity, metric, timestamp, value`` events replay would send for ``path``."""
-    plan = plan_replay(
-        path,
-        ReplayOptions(
-            entity=options.constants.get("entity"),
-            time_column=options.columns.get("timestamp"),
-            value_column=options.columns.get("value"),
-            entity_column=options.columns.get("entity"),
-        ),
-    )  # a malformed row raises ReplayError, which names its line
+    plan = plan_replay(path, options.replay)  # a malformed row raises ReplayError with its line
     frame = pd.DataFrame(
         [(e["entity"], e["metric"], millis, e["value"]) for millis, _key, e in plan.events],
         columns=["entity", "metric", "timestamp", "value"],
     )
     frame["timestamp"] = pd.to_datetime(frame["timestamp"], unit="ms", utc=True)
-    if "metric" in options.constants:
-        frame["metric"] = options.constants["metric"]
     return frame
 
 

@@ -388,7 +388,7 @@ def test_live_scores_are_exactly_the_backtest_of_the_same_file(
         for s in (json.loads(r.value) for r in records)
         if s["entity"] in ours and s["metric"] == "load"
     }
-    options = BacktestOptions(columns={"entity": "host", "value": "load"})
+    options = BacktestOptions(replay=METRIC_REPLAY)
     direct = {
         (row.entity, row.metric, row.window_start.to_pydatetime()): (
             row.score, row.expected, row.severity,

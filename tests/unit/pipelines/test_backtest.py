@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from generators.replay import ReplayOptions
 from lambdawatch.core.settings import load_settings
 from lambdawatch.ops.cli import app
 from lambdawatch.pipelines.backtest import (
@@ -67,7 +68,8 @@ def test_an_entity_column_makes_one_series_per_entity(tmp_path: Path) -> None:
 
 def test_the_output_file_has_the_backtest_columns(tmp_path: Path) -> None:
     path = _csv(tmp_path / "boiler.csv", rows=50, spike_at=10)
-    scores = backtest(path, BacktestOptions(columns={"value": "reading"}), load_settings())
+    scores = backtest(path, BacktestOptions(replay=ReplayOptions(value_column="reading")),
+                      load_settings())  # fmt: skip
     write_output(scores, tmp_path / "out.csv")
     written = pd.read_csv(tmp_path / "out.csv", float_precision="round_trip")
     assert list(written.columns) == list(OUTPUT_COLUMNS)

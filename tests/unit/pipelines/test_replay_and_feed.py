@@ -13,11 +13,13 @@ import pytest
 
 from generators.registry import make_generator
 from generators.replay import (
+    OptionError,
     ReplayError,
     ReplayOptions,
     TimeUnit,
     check_replay,
     column_time_unit,
+    metric_replay_options,
     paced,
     parse_time,
     plan_replay,
@@ -307,3 +309,36 @@ def test_streaming_holds_a_bounded_number_of_rows(tmp_path: Path) -> None:
     whole = plan_replay(path, ReplayOptions())
     assert len(whole.events) == rows
     assert peak < 20 * 2**20  # the file's 200,000 events as dicts would take ~100 MB
+
+
+def test_map_and_set_name_the_fields_and_may_be_repeated(tmp_path: Path) -> None:
+    path = _csv(tmp_path, "when,box,temp,fan\n2026-01-01T00:00:00Z,b-1,20.5,3\n")
+    options = metric_replay_options(["when=timestamp", "box=entity"], ["metric=boiler_temp"],
+                                    value_column="temp")  # fmt: skip
+    plan = plan_replay(path, options)
+    assert [(e["entity"], e["metric"], e["value"]) for _, _, e in plan.events] == [
+        ("b-1", "boiler_temp", 20.5)
+    ]
+    assert plan.events[0][2]["event_id"] == f"metric:b-1:boiler_temp:{T0}"
+
+
+@pytest.mark.parametrize(
+    ("mapping", "constants", "message"),
+    [
+        ("when=time", None, "--map: field 'time' \\(from column 'when'\\) is not one of"),
+        ("when", None, "--map: 'when' is not name=value"),
+        (None, "colour=red", "--set: field 'colour' is not one of entity, metric"),
+        ("box=entity", "entity=x", "entity is both mapped"),
+    ],
+)
+def test_a_bad_map_or_set_is_one_line_naming_the_field(
+    mapping: str | None, constants: str | None, message: str
+) -> None:
+    with pytest.raises(OptionError, match=message):
+        metric_replay_options(mapping, constants)
+
+
+def test_one_metric_name_for_several_columns_is_refused(tmp_path: Path) -> None:
+    path = _csv(tmp_path, "t,a,b\n2026-01-01T00:00:00Z,1,2\n")
+    with pytest.raises(ReplayError, match="line 1: one metric name for 2 value columns"):
+        plan_replay(path, metric_replay_options(None, "metric=m"))
