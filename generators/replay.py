@@ -16,7 +16,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -288,28 +288,42 @@ class ReplayCheck:
     events: int = 0
     first_ms: int | None = None
     last_ms: int | None = None
+    good_rows: int = 0
     skipped: int = 0
     skipped_by_reason: Counter[str] = field(default_factory=Counter)
     examples: list[ReplayError] = field(default_factory=list)  # the first few skipped rows
 
 
-def check_replay(path: Path, options: ReplayOptions, examples: int = 10) -> ReplayCheck:
-    """Validate the whole file in bounded memory; under ``stop`` the first bad row raises."""
-    check = ReplayCheck()
+def good_rows(
+    path: Path, options: ReplayOptions, on_skip: Callable[[ReplayError], None]
+) -> Iterator[list[Event]]:
+    """Each good row's events; a bad row raises under ``stop``, else goes to ``on_skip``."""
     for item in read_events(path, options):
-        check.rows += 1
         if isinstance(item, ReplayError):
             if options.on_error == "stop":
                 raise item
-            check.skipped += 1
-            check.skipped_by_reason[item.reason.split(":")[0].split(" (")[0]] += 1
-            if len(check.examples) < examples:
-                check.examples.append(item)
+            on_skip(item)
             continue
-        for timestamp, _key, _event in item:
+        yield item
+
+
+def check_replay(path: Path, options: ReplayOptions, examples: int = 10) -> ReplayCheck:
+    """Validate the whole file in bounded memory; under ``stop`` the first bad row raises."""
+    check = ReplayCheck()
+
+    def skipped(error: ReplayError) -> None:
+        check.skipped += 1
+        check.skipped_by_reason[error.reason.split(":")[0].split(" (")[0]] += 1
+        if len(check.examples) < examples:
+            check.examples.append(error)
+
+    for events in good_rows(path, options, skipped):
+        check.good_rows += 1
+        for timestamp, _key, _event in events:
             check.events += 1
             check.first_ms = timestamp if check.first_ms is None else min(check.first_ms, timestamp)
             check.last_ms = timestamp if check.last_ms is None else max(check.last_ms, timestamp)
+    check.rows = check.skipped + check.good_rows
     return check
 
 
@@ -320,10 +334,8 @@ def stream_replay(
     of order by more than that comes out as it is beyond (its stragglers arrive late)."""
     waiting: list[tuple[int, int, str, dict[str, Any]]] = []
     serial = 0  # keeps equal timestamps in file order
-    for item in read_events(path, options):
-        if isinstance(item, ReplayError):
-            continue
-        for timestamp, key, event in item:
+    for events in good_rows(path, replace(options, on_error="skip"), lambda _error: None):
+        for timestamp, key, event in events:  # the bad rows were reported by the check
             heapq.heappush(waiting, (timestamp, serial, key, event))
             serial += 1
             if len(waiting) > reorder:
@@ -338,14 +350,10 @@ def plan_replay(path: Path, options: ReplayOptions) -> ReplayPlan:
     """Read and validate the whole file, then order its events by timestamp (stable); in
     memory, for the backtest and tests. ``lambdawatch replay`` streams instead."""
     plan = ReplayPlan()
-    for item in read_events(path, options):
+    for events in good_rows(path, options, plan.skipped.append):
         plan.rows += 1
-        if isinstance(item, ReplayError):
-            if options.on_error == "stop":
-                raise item
-            plan.skipped.append(item)
-            continue
-        plan.events.extend(item)
+        plan.events.extend(events)
+    plan.rows += len(plan.skipped)
     plan.events.sort(key=lambda event: event[0])
     return plan
 
