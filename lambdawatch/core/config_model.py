@@ -263,9 +263,9 @@ class MetricScoresConfig(StrictModel):
 
     ``warn_score`` and ``error_score`` are on the calibrated score: a score s means a deviation
     this unusual has probability about 10^(-10 s) in the series' recent history (0.3: one in a
-    thousand, 0.5: one in 100,000). The defaults are the thresholds the NAB scorer found best
-    on the development corpus (``bench/real_corpus``): WARN the low-false-negative profile's,
-    ERROR the low-false-positive profile's.
+    thousand, 0.5: one in 100,000). WARN's default is the threshold the NAB scorer found best on
+    the development corpus for all three of its profiles (``bench/real_corpus``); ERROR's is
+    HTM's red level, one in 100,000 (no profile chose a higher one).
     """
 
     history: Annotated[int, Field(ge=64, le=3000)] = 2016
@@ -278,7 +278,7 @@ class MetricScoresConfig(StrictModel):
     rest_level: Annotated[float, Field(gt=0, le=1)] = 0.3
     warn_score: Annotated[float, Field(gt=0, le=1)] = 0.313
     error_score: Annotated[float, Field(gt=0, le=1)] = 0.5
-    # processing time: a series silent this long (wall clock) forgets its model
+    # arrival time: a series that sends nothing this long forgets its model
     idle_ttl: timedelta = timedelta(days=7)
 
     @model_validator(mode="after")

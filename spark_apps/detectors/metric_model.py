@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -44,7 +43,6 @@ from numba import njit
 
 from lambdawatch.core.config_model import MetricScoresConfig
 
-Severity = Literal["SAFE", "WARN", "ERROR"]
 CHANNELS = 3  # discord (averaged), seasonal (averaged), spike (discord, not averaged)
 DAY_SECONDS = 86_400
 RED_TAIL = 1e-5  # HTM: a tail this small twice in a row ...
@@ -56,22 +54,26 @@ STATE_LAYOUT = 1.0
 
 @dataclass(frozen=True)
 class ScoringParams:
-    """One parameter set for every series (chosen leave-one-folder-out on the real corpus)."""
+    """One parameter set for every series. The values come from ``models.metric_scores``
+    (their defaults were chosen on the development corpus; ``bench/real_corpus`` scores the
+    leave-one-folder-out check); the likelihood's floors are HTM's."""
 
-    history: int = 2016  # samples searched for neighbours: a week at five-minute samples
-    window: int = 8  # subsequence length
-    seasonal_days: int = 7
-    warmup: int = 300  # samples before the likelihood speaks
-    likelihood_memory: float = 1000.0  # EWMA time constant of the likelihood, samples
-    average: int = 20  # raw scores averaged over this many samples (HTM: 10)
-    rest: int = 75  # samples of quiet after an alarm
-    rest_level: float = 0.3
+    history: int  # samples searched for neighbours: a week at five-minute samples
+    window: int  # subsequence length
+    seasonal_days: int
+    warmup: int  # samples before the likelihood speaks
+    likelihood_memory: float  # EWMA time constant of the likelihood, samples
+    average: int  # raw scores averaged over this many samples (HTM: 10)
+    rest: int  # samples of quiet after an alarm
+    rest_level: float
     mean_floor: float = 0.03
     variance_floor: float = 0.0003
 
     @classmethod
-    def from_config(cls, config: MetricScoresConfig) -> ScoringParams:
-        """From the validated settings: the one path for the stream and the backtest."""
+    def from_config(cls, config: MetricScoresConfig | None = None) -> ScoringParams:
+        """From the validated settings (their defaults when none are given): the one path for
+        the stream, the backtest and the tests."""
+        config = config or MetricScoresConfig()
         return cls(
             history=config.history,
             window=config.window,
@@ -140,12 +142,10 @@ class Thresholds:
         return cls(config.warn_score, config.error_score)
 
     def severities(self, scores: np.ndarray) -> np.ndarray:
-        """The one severity rule for calibrated scores (stream and backtest)."""
+        """The one severity rule (SAFE, WARN or ERROR) for calibrated scores (stream and
+        backtest)."""
         warn_or_safe = np.where(scores >= self.warn, "WARN", "SAFE")
         return np.where(scores >= self.error, "ERROR", warn_or_safe)
-
-    def severity(self, score: float) -> Severity:
-        return str(self.severities(np.array([score]))[0])  # type: ignore[return-value]
 
 
 def score_samples(

@@ -51,7 +51,9 @@ def test_every_sample_is_scored_exactly_as_the_model_scores_it(tmp_path: Path) -
     assert (scores["window_start"] == scores["window_end"]).all()
     source = pd.read_csv(path, float_precision="round_trip")
     stamps = pd.to_datetime(source["when"]).astype("int64").to_numpy() / 1e9
-    model, _ = score_samples(SeriesState(ScoringParams()), stamps, source["reading"].to_numpy())
+    model, _ = score_samples(
+        SeriesState(ScoringParams.from_config()), stamps, source["reading"].to_numpy()
+    )
     np.testing.assert_array_equal(scores["score"].to_numpy(), model.score)
     assert scores.loc[700, "severity"] != "SAFE"
     assert set(scores["severity"]) <= {"SAFE", "WARN", "ERROR"}

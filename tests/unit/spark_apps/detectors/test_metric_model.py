@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -15,7 +17,7 @@ from spark_apps.detectors.metric_model import (
 
 FIVE_MINUTES = 300.0
 DAY = 288  # five-minute samples
-PARAMS = ScoringParams()
+PARAMS = ScoringParams.from_config()
 WARN = MetricScoresConfig().warn_score
 ERROR = MetricScoresConfig().error_score
 
@@ -71,7 +73,7 @@ def test_a_missing_daily_peak_is_an_alarm_though_every_value_is_ordinary() -> No
     values[peak] = 50 + np.random.default_rng(5).normal(0, 1, peak.stop - peak.start)
     scores = _score(values)
     assert _alarms(scores, peak.start, peak.stop) >= 1
-    without_seasons = _score(values, ScoringParams(seasonal_days=0))
+    without_seasons = _score(values, replace(PARAMS, seasonal_days=0))
     assert _alarms(without_seasons, peak.start, peak.stop) == 0
 
 
@@ -122,14 +124,12 @@ def test_a_state_of_other_parameters_starts_the_series_afresh() -> None:
     values = np.random.default_rng(10).normal(0, 1, 400)
     _scores, state = score_samples(SeriesState(PARAMS), np.arange(400.0), values)
     assert SeriesState.from_bytes(PARAMS, state.to_bytes()).samples == 400
-    assert SeriesState.from_bytes(ScoringParams(history=500), state.to_bytes()).samples == 0
+    assert SeriesState.from_bytes(replace(PARAMS, history=500), state.to_bytes()).samples == 0
 
 
 def test_severity_is_one_rule_on_the_calibrated_score() -> None:
     thresholds = Thresholds(warn=WARN, error=ERROR)
-    assert thresholds.severity(0.0) == "SAFE"
-    assert thresholds.severity(WARN) == "WARN"
-    assert thresholds.severity(ERROR) == "ERROR"
+    assert list(thresholds.severities(np.array([0.0, WARN, ERROR]))) == ["SAFE", "WARN", "ERROR"]
 
 
 def test_config_must_order_the_thresholds() -> None:

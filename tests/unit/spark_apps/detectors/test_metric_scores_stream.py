@@ -4,6 +4,7 @@ that end."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import pandas as pd
 from spark_apps.detectors.metric_model import ScoringParams, SeriesState, Thresholds, score_frame
 from spark_apps.detectors.metric_scores import score_metrics
 
-PARAMS = ScoringParams(history=200, warmup=20)
+PARAMS = replace(ScoringParams.from_config(), history=200, warmup=20)
 THRESHOLDS = Thresholds(0.313, 0.5)
 T0 = datetime(2014, 4, 1, tzinfo=UTC)  # old timestamps: arrival time, not these, ages state
 IDLE_TTL_MS = 3000
