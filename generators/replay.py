@@ -26,7 +26,7 @@ from lambdawatch.core.events import iso_utc
 TIME_COLUMN_NAMES = ("timestamp", "time", "ts", "datetime", "date", "event_time")
 OnError = Literal["skip", "stop"]
 TimeUnit = Literal["s", "ms", "us"]
-MILLIS_PER_UNIT: dict[str, float] = {"s": 1000.0, "ms": 1.0, "us": 0.001}
+MILLIS_PER_UNIT: dict[TimeUnit, float] = {"s": 1000.0, "ms": 1.0, "us": 0.001}
 # An epoch number's unit, told by its size: below 1e11 seconds (up to year 5138), below 1e14
 # milliseconds, below 1e17 microseconds; anything larger is out of range.
 UNIT_BY_MAGNITUDE = ((1e11, "s"), (1e14, "ms"), (1e17, "us"))
@@ -81,10 +81,12 @@ def metric_replay_options(
     constants: Iterable[str] | str | None = None,
     time_column: str | None = None,
     value_column: str | None = None,
+    entity_column: str | None = None,
+    entity: str | None = None,
     **rest: Any,
 ) -> ReplayOptions:
     """Replay options for metric events from ``--map COLUMN=FIELD`` and ``--set FIELD=VALUE``
-    pairs; ``time_column`` and ``value_column`` are shorthands for ``--map``."""
+    pairs; the ``*_column`` arguments are shorthands for ``--map``, ``entity`` for ``--set``."""
     columns: dict[str, str] = {}
     for column, name in parse_pairs(mapping, "--map").items():
         if name not in MAPPABLE_FIELDS:
@@ -93,10 +95,13 @@ def metric_replay_options(
                 + ", ".join(MAPPABLE_FIELDS)
             )
         columns[name] = column
-    for name, column in (("timestamp", time_column), ("value", value_column)):
+    shorthands = (("timestamp", time_column), ("value", value_column), ("entity", entity_column))
+    for name, column in shorthands:
         if column:
             columns[name] = column
     values = parse_pairs(constants, "--set")
+    if entity:
+        values["entity"] = entity
     for name in values:
         if name not in SETTABLE_FIELDS:
             raise OptionError(f"--set: field {name!r} is not one of {', '.join(SETTABLE_FIELDS)}")
@@ -284,14 +289,17 @@ def read_events(path: Path, options: ReplayOptions) -> Iterator[list[Event] | Re
 class ReplayCheck:
     """A first pass over the file: what a replay will send, before anything is sent."""
 
-    rows: int = 0
+    good_rows: int = 0
     events: int = 0
     first_ms: int | None = None
     last_ms: int | None = None
-    good_rows: int = 0
     skipped: int = 0
     skipped_by_reason: Counter[str] = field(default_factory=Counter)
     examples: list[ReplayError] = field(default_factory=list)  # the first few skipped rows
+
+    @property
+    def rows(self) -> int:
+        return self.good_rows + self.skipped
 
 
 def good_rows(
@@ -323,7 +331,6 @@ def check_replay(path: Path, options: ReplayOptions, examples: int = 10) -> Repl
             check.events += 1
             check.first_ms = timestamp if check.first_ms is None else min(check.first_ms, timestamp)
             check.last_ms = timestamp if check.last_ms is None else max(check.last_ms, timestamp)
-    check.rows = check.skipped + check.good_rows
     return check
 
 

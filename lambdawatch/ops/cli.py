@@ -16,8 +16,21 @@ from rich.table import Table
 from lambdawatch.core.secrets import Secrets, ensure_secrets_file, secrets_for
 from lambdawatch.core.settings import ConfigError, Settings, load_settings
 
-MAP_HELP = "COLUMN=FIELD,… (fields: timestamp, value, entity); may be repeated."
-SET_HELP = "FIELD=VALUE,… (fields: entity, metric); may be repeated."
+# Options `replay` and `backtest` share: they read a file the same way.
+MapOption = Annotated[
+    list[str] | None,
+    typer.Option("--map", help="COLUMN=FIELD,… (fields: timestamp, value, entity); repeatable."),
+]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="FIELD=VALUE,… (fields: entity, metric); repeatable."),
+]
+TimeColumnOption = Annotated[
+    str | None, typer.Option(help="Timestamp column (auto-detected); as --map COLUMN=timestamp.")
+]
+ValueColumnOption = Annotated[
+    str | None, typer.Option(help="The one metric column; as --map COLUMN=value.")
+]
 app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False)
 config_app = typer.Typer(help="Inspect and validate config.json and .env.")
 app.add_typer(config_app, name="config")
@@ -371,10 +384,8 @@ def replay(
     entity_column: Annotated[
         str | None, typer.Option(help="Take the entity from a column.")
     ] = None,
-    time_column: Annotated[
-        str | None, typer.Option(help="Timestamp column (auto-detected).")
-    ] = None,
-    value_column: Annotated[str | None, typer.Option(help="The one metric column to send.")] = None,
+    time_column: TimeColumnOption = None,
+    value_column: ValueColumnOption = None,
     speed: Annotated[float, typer.Option(help="Replay at real time × speed.")] = 1.0,
     max_rate: Annotated[bool, typer.Option("--max-rate", help="Send as fast as possible.")] = False,
     on_error: Annotated[str, typer.Option(help="skip | stop on a malformed row.")] = "stop",
@@ -383,8 +394,8 @@ def replay(
     time_unit: Annotated[
         str | None, typer.Option(help="s | ms | us of epoch numbers (default: told by size).")
     ] = None,
-    map_: Annotated[list[str] | None, typer.Option("--map", help=MAP_HELP)] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help=SET_HELP)] = None,
+    map_: MapOption = None,
+    set_: SetOption = None,
 ) -> None:
     """Stream a CSV into Kafka in timestamp order (generic metric events by default)."""
     import orjson
@@ -392,6 +403,7 @@ def replay(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from generators.replay import (
+        MILLIS_PER_UNIT,
         OptionError,
         ReplayError,
         check_replay,
@@ -410,17 +422,17 @@ def replay(
     if speed <= 0:
         errors.print("[red]--speed must be positive[/red]")
         raise typer.Exit(2)
-    if time_unit not in {None, "s", "ms", "us"}:
-        errors.print("[red]--time-unit must be s, ms or us[/red]")
+    if time_unit is not None and time_unit not in MILLIS_PER_UNIT:
+        errors.print(f"[red]--time-unit must be one of {', '.join(MILLIS_PER_UNIT)}[/red]")
         raise typer.Exit(2)
-    mapping = [*(map_ or []), *([f"{entity_column}=entity"] if entity_column else [])]
-    constants = [*(set_ or []), *([f"entity={entity}"] if entity else [])]
     try:
         options = metric_replay_options(
-            mapping,
-            constants,
+            map_,
+            set_,
             time_column,
             value_column,
+            entity_column,
+            entity,
             on_error=on_error,
             encoding=encoding,
             time_unit=time_unit,
@@ -486,14 +498,10 @@ def replay(
 def backtest(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV with a header.")],
     detector: Annotated[str, typer.Option(help="The detector to run.")] = "metric_scores",
-    map_: Annotated[list[str] | None, typer.Option("--map", help=MAP_HELP)] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help=SET_HELP)] = None,
-    time_column: Annotated[
-        str | None, typer.Option(help="Shorthand for --map COLUMN=timestamp.")
-    ] = None,
-    value_column: Annotated[
-        str | None, typer.Option(help="Shorthand for --map COLUMN=value.")
-    ] = None,
+    map_: MapOption = None,
+    set_: SetOption = None,
+    time_column: TimeColumnOption = None,
+    value_column: ValueColumnOption = None,
     output: Annotated[
         Path | None, typer.Option(help="Write every scored sample to this CSV.")
     ] = None,
