@@ -12,7 +12,7 @@ import platform
 import re
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -98,6 +98,16 @@ def write_result(name: str, payload: dict[str, Any]) -> Path:
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(document, indent=2) + "\n")
     return path
+
+
+def drain(start: Callable[[], Any]) -> float:
+    """Seconds from starting an available-now query to its end (its failure raises)."""
+    began = time.perf_counter()
+    query = start()
+    query.awaitTermination()
+    if query.exception():
+        raise RuntimeError(str(query.exception()))
+    return time.perf_counter() - began
 
 
 @contextmanager

@@ -33,7 +33,7 @@ import pandas as pd
 from kafka import KafkaConsumer, TopicPartition
 from rich.console import Console
 
-from bench.common import ROOT, running_stack, start_passthrough, write_result
+from bench.common import ROOT, drain, running_stack, start_passthrough, write_result
 from lambdawatch.core.kafka_admin import admin_client, ensure_topics
 from lambdawatch.core.settings import Settings, load_settings
 from lambdawatch.pipelines.backtest import BacktestOptions, metric_samples, score_metric_samples
@@ -212,15 +212,6 @@ def end_offsets(settings: Settings) -> dict[int, int]:
         return {tp.partition: offset for tp, offset in consumer.end_offsets(partitions).items()}
     finally:
         consumer.close()
-
-
-def drain(start: Any) -> float:
-    began = time.perf_counter()
-    query = start()
-    query.awaitTermination()
-    if query.exception():
-        raise RuntimeError(str(query.exception()))
-    return time.perf_counter() - began
 
 
 def through_the_stack(files: list[str]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
-from bench.common import running_stack, start_passthrough, write_result
+from bench.common import drain, running_stack, start_passthrough, write_result
 from generators.server import ServerGenerator
 from lambdawatch.core import db
 from lambdawatch.core.kafka_admin import admin_client, ensure_topics
@@ -46,15 +46,6 @@ def load_backlog(settings: Any, events: int) -> int:
     finally:
         producer.close()
     return len(batch.events)
-
-
-def drain(start: Any, checkpoint: Path) -> float:
-    began = time.perf_counter()
-    query = start(checkpoint)
-    query.awaitTermination()
-    if query.exception():
-        raise RuntimeError(str(query.exception()))
-    return time.perf_counter() - began
 
 
 def main() -> None:
@@ -103,7 +94,7 @@ def main() -> None:
             ("cpu_windows_store", "warm", ours("cpu_windows_store"), "cpu_windows_store"),
         ]
         for name, state, start, checkpoint in drains:
-            seconds = drain(start, scratch / checkpoint)
+            seconds = drain(partial(start, scratch / checkpoint))
             run = {"seconds": round(seconds, 2), "events_per_s": round(loaded / seconds)}
             results.setdefault(name, {})[state] = run
             console.print(f"  {name} ({state}): {run}")
