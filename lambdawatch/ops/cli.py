@@ -526,7 +526,11 @@ def backtest(
         errors.print(f"[red]{file}: {exc}[/red]", soft_wrap=True)
         raise typer.Exit(1) from None
     if output:
-        write_output(scores, output)
+        try:
+            write_output(scores, output)
+        except OSError as exc:
+            errors.print(f"[red]--output {output}: {exc.strerror or exc}[/red]", soft_wrap=True)
+            raise typer.Exit(1) from None
     table = Table("entity", "metric", "samples", "WARN", "ERROR", "highest score")
     for (entity, metric), series in scores.groupby(["entity", "metric"], sort=True):
         counts = series["severity"].value_counts()

@@ -114,3 +114,14 @@ def test_the_cli_writes_the_output(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert len(pd.read_csv(out)) == 400
     assert "boiler" in result.output
+
+
+def test_an_output_that_cannot_be_written_is_one_line(tmp_path: Path) -> None:
+    path = _csv(tmp_path / "boiler.csv", rows=50, spike_at=10)
+    out = tmp_path / "missing" / "scores.csv"
+    result = CliRunner().invoke(
+        app, ["backtest", str(path), "--value-column", "reading", "--output", str(out)]
+    )
+    assert result.exit_code == 1
+    assert f"--output {out}" in result.output
+    assert "Traceback" not in result.output
