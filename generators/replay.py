@@ -1,10 +1,13 @@
 """Replay any CSV into Kafka in timestamp order: bring-your-own telemetry.
 
-Default: each numeric column (or ``value_column``) becomes generic metric events
-``{entity, metric, timestamp, value}`` for the speed layer's ``metric_scores`` query; the
-entity is the file name unless given. With a target topic and no value column, each row is
-sent as a JSON object. A malformed row is reported with its line number; ``on_error`` decides
-whether it stops the replay or is skipped and counted.
+The source (``metric`` by default, or ``server``, ``ip``, ``cdn``, ``weather``) fixes the
+events' shape (``lambdawatch.core.events``). For ``metric``, each numeric column (or
+``value_column``) becomes ``{entity, metric, timestamp, value}`` events for the
+``metric_scores`` query. For the others, each row becomes one event: a field takes the column
+mapped to it, else the column of its name, else a constant; a field no detector needs may be
+missing. The entity (the source's key) is the file name unless given, and an unmapped
+``event_id`` is derived (``lambdawatch.core.events.event_id``). A malformed row is reported with
+its line number; ``on_error`` decides whether it stops the replay or is skipped and counted.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from lambdawatch.core.events import iso_utc
+from lambdawatch.core.events import SCHEMAS, EventSchema, Source, event_id, iso_utc
 
 TIME_COLUMN_NAMES = ("timestamp", "time", "ts", "datetime", "date", "event_time")
 OnError = Literal["skip", "stop"]
@@ -37,8 +40,9 @@ class OptionError(ValueError):
     """A bad ``--map`` or ``--set``, said in one line."""
 
 
-MAPPABLE_FIELDS = ("timestamp", "value", "entity")  # --map COLUMN=FIELD
-SETTABLE_FIELDS = ("entity", "metric")  # --set FIELD=VALUE
+MAPPABLE_FIELDS = ("timestamp", "value", "entity")  # --map COLUMN=FIELD of metric events
+SETTABLE_FIELDS = ("entity", "metric")  # --set FIELD=VALUE of metric events
+SOURCES: tuple[Source, ...] = ("metric", "server", "ip", "cdn", "weather")
 
 
 class ReplayError(ValueError):
@@ -51,11 +55,13 @@ class ReplayError(ValueError):
 
 @dataclass(frozen=True)
 class ReplayOptions:
-    entity: str | None = None
+    entity: str | None = None  # the source's key (metric: ``entity``)
     time_column: str | None = None
-    value_column: str | None = None
+    value_column: str | None = None  # of the source's ``value_field``
     entity_column: str | None = None
-    as_rows: bool = False  # send each row as a JSON object (``--topic`` without a value column)
+    source: Source = "metric"
+    columns: tuple[tuple[str, str], ...] = ()  # (field, column) of other fields (not metric)
+    constants: tuple[tuple[str, str], ...] = ()  # (field, text) of other fields (not metric)
     on_error: OnError = "stop"
     encoding: str = "utf-8"
     time_unit: TimeUnit | None = None  # of epoch numbers; None: told by the column or the size
@@ -76,7 +82,8 @@ def parse_pairs(texts: Iterable[str] | str | None, option: str) -> dict[str, str
     return pairs
 
 
-def metric_replay_options(
+def replay_options(
+    source: str = "metric",
     mapping: Iterable[str] | str | None = None,
     constants: Iterable[str] | str | None = None,
     time_column: str | None = None,
@@ -85,34 +92,54 @@ def metric_replay_options(
     entity: str | None = None,
     **rest: Any,
 ) -> ReplayOptions:
-    """Replay options for metric events from ``--map COLUMN=FIELD`` and ``--set FIELD=VALUE``
-    pairs; the ``*_column`` arguments are shorthands for ``--map``, ``entity`` for ``--set``."""
+    """Replay options from ``--source``, ``--map COLUMN=FIELD`` and ``--set FIELD=VALUE``
+    pairs; the ``*_column`` arguments are shorthands for ``--map``, ``entity`` for ``--set``
+    of the source's key field."""
+    if source not in SOURCES:
+        raise OptionError(f"--source: {source!r} is not one of {', '.join(SOURCES)}")
+    schema = SCHEMAS[source]
+    mappable = MAPPABLE_FIELDS if source == "metric" else schema.names
+    settable = (
+        SETTABLE_FIELDS
+        if source == "metric"
+        else tuple(name for name in schema.names if name != "timestamp")
+    )
+    key = "entity" if source == "metric" else schema.key_field
     columns: dict[str, str] = {}
     for column, name in parse_pairs(mapping, "--map").items():
-        if name not in MAPPABLE_FIELDS:
+        if name not in mappable:
             raise OptionError(
                 f"--map: field {name!r} (from column {column!r}) is not one of "
-                + ", ".join(MAPPABLE_FIELDS)
+                + ", ".join(mappable)
             )
         columns[name] = column
-    shorthands = (("timestamp", time_column), ("value", value_column), ("entity", entity_column))
+    if value_column and schema.value_field is None:
+        raise OptionError(
+            f"--value-column: a {source} event has no single value; use --map COLUMN=FIELD"
+        )
+    value = schema.value_field
+    shorthands = (("timestamp", time_column), (value, value_column), (key, entity_column))
     for name, column in shorthands:
-        if column:
+        if column and name:
             columns[name] = column
     values = parse_pairs(constants, "--set")
     if entity:
-        values["entity"] = entity
+        values[key] = entity
     for name in values:
-        if name not in SETTABLE_FIELDS:
-            raise OptionError(f"--set: field {name!r} is not one of {', '.join(SETTABLE_FIELDS)}")
-    if "entity" in values and "entity" in columns:
-        raise OptionError("entity is both mapped from a column (--map) and set (--set)")
+        if name not in settable:
+            raise OptionError(f"--set: field {name!r} is not one of {', '.join(settable)}")
+    both = sorted(set(values) & set(columns))
+    if both:
+        raise OptionError(f"{both[0]} is both mapped from a column (--map) and set (--set)")
     return ReplayOptions(
-        entity=values.get("entity"),
-        time_column=columns.get("timestamp"),
-        value_column=columns.get("value"),
-        entity_column=columns.get("entity"),
-        metric=values.get("metric"),
+        entity=values.pop(key, None),
+        time_column=columns.pop("timestamp", None),
+        value_column=columns.pop(value, None) if value else None,
+        entity_column=columns.pop(key, None),
+        source=source,  # type: ignore[arg-type]  # checked against SOURCES above
+        metric=values.pop("metric", None) if source == "metric" else None,
+        columns=tuple(sorted(columns.items())),
+        constants=tuple(sorted(values.items())),
         **rest,
     )
 
@@ -176,15 +203,6 @@ def parse_number(text: str) -> float:
     return value
 
 
-def _typed(text: str) -> Any:
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            continue
-    return text
-
-
 def choose_time_column(header: list[str], requested: str | None) -> str:
     if requested:
         if requested not in header:
@@ -196,6 +214,90 @@ def choose_time_column(header: list[str], requested: str | None) -> str:
     return header[0]
 
 
+@dataclass(frozen=True)
+class FieldSource:
+    """Where one field of a shaped event comes from: a column, a constant, or nowhere."""
+
+    name: str
+    type: str
+    column: str | None = None
+    constant: str | None = None
+
+
+def event_shape(
+    schema: EventSchema, header: list[str], time_column: str, entity: str, options: ReplayOptions
+) -> tuple[FieldSource, ...]:
+    """Each field's source for a non-metric event; a required field with none is an error."""
+    mapped = dict(options.columns)
+    if options.value_column and schema.value_field:
+        mapped[schema.value_field] = options.value_column
+    if options.entity_column:
+        mapped[schema.key_field] = options.entity_column
+    for field_name, column in mapped.items():
+        if column not in header:
+            raise ReplayError(1, f"column {column!r} (for {field_name}) not in header {header}")
+    constants = dict(options.constants)
+    if options.entity:
+        constants[schema.key_field] = options.entity
+    taken = set(mapped.values()) | {time_column}
+    shape = []
+    for name, kind in schema.fields:
+        if name == "timestamp":
+            continue
+        same_name = name in header and name not in taken and name not in constants
+        column = mapped.get(name) or (name if same_name else None)
+        if name == schema.key_field and column is None:
+            constants.setdefault(name, entity)  # the file's name, unless given
+        source = FieldSource(name, kind, column, None if column else constants.get(name))
+        if name in schema.required and source.column is None and source.constant is None:
+            raise ReplayError(
+                1,
+                f"a {schema.source} event needs {name!r}: no column of that name in {header}; "
+                f"map one (--map COLUMN={name}) or set it (--set {name}=VALUE)",
+            )
+        shape.append(source)
+    return tuple(shape)
+
+
+def field_value(field_source: FieldSource, text: str) -> Any:
+    """``text`` as the field's type; raises ValueError naming what is wrong."""
+    if field_source.type in {"long", "int"}:
+        number = parse_number(text)
+        if not number.is_integer():
+            raise ValueError(f"not a whole number: {text!r}")
+        return int(number)
+    if field_source.type == "double":
+        return parse_number(text)
+    if field_source.type == "timestamp":
+        return iso_utc(parse_time(text))
+    return text
+
+
+def _shaped_event(
+    line: int, row: dict[str, str], schema: EventSchema, shape: tuple[FieldSource, ...],
+    timestamp: int,
+) -> tuple[str, dict[str, Any]]:  # fmt: skip
+    event: dict[str, Any] = {}
+    for source in shape:
+        text = row[source.column] if source.column else source.constant
+        if text is None or not text.strip():
+            if source.name in schema.required:
+                where = f"column {source.column!r}" if source.column else "the --set value"
+                raise ReplayError(line, f"{where} is empty; a {schema.source} event needs it")
+            continue  # optional and absent: the field defaults to null
+        try:
+            event[source.name] = field_value(source, text.strip())
+        except (ValueError, OverflowError) as exc:
+            where = f"column {source.column!r}" if source.column else f"--set {source.name}"
+            raise ReplayError(line, f"{where} ({source.name}): {exc}") from None
+    event["timestamp"] = iso_utc(timestamp)
+    key = str(event[schema.key_field])
+    if "event_id" not in event:
+        identity = tuple(str(event[name]) for name in schema.identity_fields)
+        event["event_id"] = event_id(schema.source, identity, timestamp)
+    return key, {name: event[name] for name, _ in schema.fields if name in event}
+
+
 def _row_events(
     line: int,
     row: dict[str, str],
@@ -204,6 +306,7 @@ def _row_events(
     metrics: list[str],
     entity: str,
     options: ReplayOptions,
+    shape: tuple[FieldSource, ...],
 ) -> tuple[int, str, list[dict[str, Any]]]:
     if None in row or any(value is None for value in row.values()):
         raise ReplayError(line, f"expected {len(header)} columns")
@@ -214,11 +317,10 @@ def _row_events(
         timestamp = parse_time(row[time_column], column_time_unit(time_column, options.time_unit))
     except (ValueError, OverflowError) as exc:
         raise ReplayError(line, f"bad timestamp in {time_column!r}: {exc}") from None
+    if options.source != "metric":
+        key, event = _shaped_event(line, row, SCHEMAS[options.source], shape, timestamp)
+        return timestamp, key, [event]
     row_entity = row[options.entity_column] if options.entity_column else entity
-    if options.as_rows:
-        body = {name: _typed(value) for name, value in row.items()}
-        body[time_column] = iso_utc(timestamp)
-        return timestamp, row_entity, [body]
     events = []
     for metric in metrics:
         try:
@@ -228,7 +330,7 @@ def _row_events(
         name = options.metric or metric
         events.append(
             {
-                "event_id": f"metric:{row_entity}:{name}:{timestamp}",
+                "event_id": event_id("metric", (row_entity, name), timestamp),
                 "entity": row_entity,
                 "metric": name,
                 "value": value,
@@ -270,14 +372,19 @@ def read_events(path: Path, options: ReplayOptions) -> Iterator[list[Event] | Re
             if options.value_column
             else [name for name in header if name not in skip]
         )
-        if options.metric and len(metrics) > 1 and not options.as_rows:
+        if options.metric and len(metrics) > 1:
             raise ReplayError(
                 1, f"one metric name for {len(metrics)} value columns {metrics}: map one to value"
             )
+        shape = (
+            event_shape(SCHEMAS[options.source], header, time_column, entity, options)
+            if options.source != "metric"
+            else ()
+        )
         for row in reader:
             try:
                 timestamp, key, events = _row_events(
-                    reader.line_num, row, header, time_column, metrics, entity, options
+                    reader.line_num, row, header, time_column, metrics, entity, options, shape
                 )
             except ReplayError as error:
                 yield error

@@ -1,13 +1,14 @@
 """Event schemas shared by the generators, the producers and the Spark speed layer.
 
-Each source is described once, as an ordered list of (field, type). Python code validates and
-serialises events from it; ``spark_schema`` turns the same list into a Spark ``StructType``
-so the streaming queries parse exactly what the producers send.
+Each source is described once, as an ordered list of (field, type) and the fields its
+detectors need (``required``); the rest are optional and default to null, so a user's
+``time,cpu`` file can reach the CPU detector. Python code validates and serialises events from
+it; ``spark_schema`` turns the same list into a Spark ``StructType`` so the streaming queries
+parse exactly what the producers send.
 """
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -16,7 +17,6 @@ import orjson
 
 FieldType = Literal["string", "long", "double", "timestamp", "int"]
 Source = Literal["ip", "server", "cdn", "weather", "metric"]
-EVENT_NAMESPACE = uuid.UUID("5b3c1f0e-8a41-4d52-9a7c-2f61c1d0a7e3")
 
 
 @dataclass(frozen=True)
@@ -25,10 +25,24 @@ class EventSchema:
     topic_role: str
     key_field: str
     fields: tuple[tuple[str, FieldType], ...]
+    required: tuple[str, ...]  # what a detector needs; ``event_id`` is derived when absent
+    identity: tuple[str, ...] = ()  # what, beside the time, identifies an event (default: key)
+    value_field: str | None = None  # the one measured value, when a source has one
 
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(name for name, _ in self.fields)
+
+    @property
+    def optional(self) -> tuple[str, ...]:
+        return tuple(name for name in self.names if name not in self.required)
+
+    @property
+    def identity_fields(self) -> tuple[str, ...]:
+        return self.identity or (self.key_field,)
+
+    def field_type(self, name: str) -> FieldType:
+        return dict(self.fields)[name]
 
 
 IP_SCHEMA = EventSchema(
@@ -48,6 +62,19 @@ IP_SCHEMA = EventSchema(
         ("bytesout", "long"),
         ("unq_dst_port", "long"),
         ("timestamp", "timestamp"),
+    ),
+    required=(
+        "src_ip",
+        "unq_dst_ip",
+        "allow",
+        "drop",
+        "frequency",
+        "pkts_sent",
+        "pkts_received",
+        "bytesin",
+        "bytesout",
+        "unq_dst_port",
+        "timestamp",
     ),
 )
 SERVER_SCHEMA = EventSchema(
@@ -69,6 +96,8 @@ SERVER_SCHEMA = EventSchema(
         ("mem_usage", "double"),
         ("timestamp", "timestamp"),
     ),
+    required=("server_id", "cpu_usage", "timestamp"),
+    value_field="cpu_usage",
 )
 CDN_SCHEMA = EventSchema(
     source="cdn",
@@ -89,6 +118,18 @@ CDN_SCHEMA = EventSchema(
         ("origin_errors", "long"),
         ("timestamp", "timestamp"),
     ),
+    required=(
+        "edge_id",
+        "requests",
+        "bytes_sent",
+        "cache_hit_ratio",
+        "latency_p50_ms",
+        "latency_p95_ms",
+        "status_4xx",
+        "status_5xx",
+        "origin_errors",
+        "timestamp",
+    ),
 )
 WEATHER_SCHEMA = EventSchema(
     source="weather",
@@ -103,6 +144,8 @@ WEATHER_SCHEMA = EventSchema(
         ("feels_like", "double"),
         ("timestamp", "timestamp"),
     ),
+    required=("city", "temperature", "timestamp"),
+    value_field="temperature",
 )
 METRIC_SCHEMA = EventSchema(
     source="metric",
@@ -115,6 +158,9 @@ METRIC_SCHEMA = EventSchema(
         ("value", "double"),
         ("timestamp", "timestamp"),
     ),
+    required=("entity", "metric", "value", "timestamp"),
+    identity=("entity", "metric"),
+    value_field="value",
 )
 SCHEMAS: dict[str, EventSchema] = {
     schema.source: schema
@@ -124,9 +170,11 @@ SCHEMAS: dict[str, EventSchema] = {
 GROUND_TRUTH_FIELDS = ("label_id", "source", "entity", "kind", "start_ts", "end_ts", "details")
 
 
-def event_id(source: str, entity: str, timestamp_ms: int, metric: str = "") -> str:
-    """Stable id from what identifies an event, so a re-sent event keeps its id."""
-    return str(uuid.uuid5(EVENT_NAMESPACE, f"{source}|{entity}|{metric}|{timestamp_ms}"))
+def event_id(source: str, identity: tuple[str, ...], timestamp_ms: int) -> str:
+    """``source:identity…:epoch-ms``: the id of an event that came without one, stable so a
+    re-sent event keeps it (the generators write the same form). Spark derives it for an event
+    without ``event_id`` by the same rule (``spark_apps.transforms.parsing``)."""
+    return ":".join((source, *identity, str(timestamp_ms)))
 
 
 def iso_utc(timestamp_ms: int) -> str:

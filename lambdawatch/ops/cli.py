@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -19,17 +18,31 @@ from lambdawatch.core.settings import ConfigError, Settings, load_settings
 # Options `replay` and `backtest` share: they read a file the same way.
 MapOption = Annotated[
     list[str] | None,
-    typer.Option("--map", help="COLUMN=FIELD,… (fields: timestamp, value, entity); repeatable."),
+    typer.Option(
+        "--map",
+        help="COLUMN=FIELD,… (metric: timestamp, value, entity; other sources: their event's "
+        "fields); repeatable.",
+    ),
 ]
 SetOption = Annotated[
     list[str] | None,
-    typer.Option("--set", help="FIELD=VALUE,… (fields: entity, metric); repeatable."),
+    typer.Option(
+        "--set",
+        help="FIELD=VALUE,… (metric: entity, metric; other sources: their event's fields); "
+        "repeatable.",
+    ),
 ]
 TimeColumnOption = Annotated[
     str | None, typer.Option(help="Timestamp column (auto-detected); as --map COLUMN=timestamp.")
 ]
 ValueColumnOption = Annotated[
-    str | None, typer.Option(help="The one metric column; as --map COLUMN=value.")
+    str | None,
+    typer.Option(
+        help="The one value column (metric: value, server: cpu_usage, weather: temperature)."
+    ),
+]
+SourceOption = Annotated[
+    str, typer.Option(help="metric | server | ip | cdn | weather: the events' shape.")
 ]
 app = typer.Typer(help=__doc__, no_args_is_help=True, pretty_exceptions_enable=False)
 config_app = typer.Typer(help="Inspect and validate config.json and .env.")
@@ -379,7 +392,10 @@ def feed(
 @app.command()
 def replay(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV with a header.")],
-    topic: Annotated[str | None, typer.Option(help="Target topic (default: metrics).")] = None,
+    source: SourceOption = "metric",
+    topic: Annotated[
+        str | None, typer.Option(help="Target topic (default: the source's topic).")
+    ] = None,
     entity: Annotated[str | None, typer.Option(help="Entity name (default: file name).")] = None,
     entity_column: Annotated[
         str | None, typer.Option(help="Take the entity from a column.")
@@ -397,7 +413,8 @@ def replay(
     map_: MapOption = None,
     set_: SetOption = None,
 ) -> None:
-    """Stream a CSV into Kafka in timestamp order (generic metric events by default)."""
+    """Stream a CSV into Kafka in timestamp order, as events of --source (generic metrics by
+    default)."""
     import orjson
     from kafka.errors import KafkaError
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -407,11 +424,12 @@ def replay(
         OptionError,
         ReplayError,
         check_replay,
-        metric_replay_options,
         paced,
+        replay_options,
         stream_replay,
         summary,
     )
+    from lambdawatch.core.events import SCHEMAS
     from lambdawatch.core.kafka_admin import topic_names
     from lambdawatch.core.producers import make_producer
 
@@ -426,7 +444,8 @@ def replay(
         errors.print(f"[red]--time-unit must be one of {', '.join(MILLIS_PER_UNIT)}[/red]")
         raise typer.Exit(2)
     try:
-        options = metric_replay_options(
+        options = replay_options(
+            source,
             map_,
             set_,
             time_column,
@@ -440,7 +459,6 @@ def replay(
     except OptionError as exc:
         errors.print(f"[red]{exc}[/red]", soft_wrap=True)
         raise typer.Exit(2) from None
-    options = replace(options, as_rows=topic is not None and options.value_column is None)
     try:
         check = check_replay(file, options)  # the whole file, before anything is sent
     except ReplayError as exc:
@@ -448,7 +466,7 @@ def replay(
             f"[red]{file}: {exc} (nothing was sent; --on-error skip skips such rows)[/red]"
         )
         raise typer.Exit(1) from None
-    target = topic or settings.topic("metrics").name
+    target = topic or settings.topic(SCHEMAS[options.source].topic_role).name
     try:
         existing = topic_names(settings.kafka_bootstrap, timeout_s=10)
     except KafkaError as exc:
@@ -503,11 +521,18 @@ def backtest(
     time_column: TimeColumnOption = None,
     value_column: ValueColumnOption = None,
     output: Annotated[
-        Path | None, typer.Option(help="Write every scored sample to this CSV.")
+        Path | None, typer.Option(help="Write every scored sample or window to this CSV.")
+    ] = None,
+    normal_mean: Annotated[
+        float | None, typer.Option(help="cpu_anomalies: the normal mean for every server.")
+    ] = None,
+    normal_stddev: Annotated[
+        float | None, typer.Option(help="cpu_anomalies: the normal σ for every server.")
     ] = None,
 ) -> None:
     """Score a CSV with a speed-layer detector directly (no service needed): the same code and
-    scores as replaying it through the stack."""
+    verdicts as replaying it through the stack. The file is read as the detector's events
+    (metric_scores: metric, cpu_anomalies: server)."""
     from generators.replay import ReplayError
     from lambdawatch.pipelines.backtest import (
         BacktestError,
@@ -520,7 +545,9 @@ def backtest(
 
     settings = _settings()
     try:
-        options = options_from_cli(detector, map_, set_, time_column, value_column)
+        options = options_from_cli(
+            detector, map_, set_, time_column, value_column, normal_mean, normal_stddev
+        )
         scores = run_backtest(file, options, settings)
     except (BacktestError, ReplayError) as exc:
         errors.print(f"[red]{file}: {exc}[/red]", soft_wrap=True)
@@ -531,7 +558,7 @@ def backtest(
         except OSError as exc:
             errors.print(f"[red]--output {output}: {exc.strerror or exc}[/red]", soft_wrap=True)
             raise typer.Exit(1) from None
-    table = Table("entity", "metric", "samples", "WARN", "ERROR", "highest score")
+    table = Table("entity", "metric", "rows", "WARN", "ERROR", "highest score")
     for (entity, metric), series in scores.groupby(["entity", "metric"], sort=True):
         counts = series["severity"].value_counts()
         table.add_row(
@@ -540,7 +567,7 @@ def backtest(
         )  # fmt: skip
     console.print(table)
     if output:
-        console.print(f"{len(scores):,} scored samples written to {output}")
+        console.print(f"{len(scores):,} rows written to {output}")
 
 
 @app.command("fetch-jars")

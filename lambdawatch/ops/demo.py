@@ -33,6 +33,7 @@ from lambdawatch.core.settings import Settings
 from lambdawatch.core.tables import TABLES
 from lambdawatch.ops.dashboards import DASHBOARDS
 from lambdawatch.pipelines.archive import store_history
+from lambdawatch.pipelines.backtest import cpu_verdicts
 from lambdawatch.pipelines.event_feed import feed_batch
 from lambdawatch.pipelines.live_feed import FeedCounts, plan_feed, run_feed
 from lambdawatch.pipelines.platform_init import SCHEDULED_DAGS, create_topics
@@ -43,7 +44,6 @@ from lambdawatch.pipelines.quality import (
     detector_for,
     detector_quality,
 )
-from spark_apps.detectors.cpu import BASELINES_READ_SCHEMA, classify_cpu, cpu_window_stats
 from spark_apps.session import build_session
 
 HOUR_MS = 3_600_000
@@ -177,24 +177,7 @@ def seed_cdn_events(settings: Settings, secrets: Secrets, end: datetime) -> int:
 def cpu_window_rows(spark: SparkSession, events: list[dict[str, Any]], settings: Settings) -> Any:
     """Server events → ``rt_cpu_windows`` rows (an Arrow table) by the speed layer's own CPU
     detector, run in batch, as it judges before any baseline exists (the ``.env`` fallback)."""
-    frame = spark.createDataFrame(
-        [
-            (e["event_id"], e["server_id"], float(e["cpu_usage"]), _when(e["timestamp"]))
-            for e in events
-        ],
-        "event_id string, server_id string, cpu_usage double, timestamp timestamp",
-    )
-    config = settings.models.cpu_anomaly
-    no_baselines = spark.createDataFrame([], BASELINES_READ_SCHEMA)
-    judged = classify_cpu(
-        cpu_window_stats(frame, config.window, config.watermark),
-        no_baselines,
-        settings.normal_mean,
-        settings.normal_stddev,
-        config.warn_sigma,
-        config.error_sigma,
-    )
-    return judged.select(*CPU_WINDOW_COLUMNS).toArrow()
+    return cpu_verdicts(spark, events, settings).select(*CPU_WINDOW_COLUMNS).toArrow()
 
 
 def seed_cpu_windows(settings: Settings, secrets: Secrets, end: datetime) -> int:

@@ -116,7 +116,8 @@ def classify_cpu(
     )
 
 
-def _cpu_anomaly_columns() -> list[Column]:
+def cpu_anomaly_columns() -> list[Column]:
+    """A classified window as the anomaly record (every detector's shape)."""
     return anomaly_columns(
         "cpu_anomalies",
         entity=F.col("server_id"),
@@ -151,7 +152,7 @@ def cpu_store_rows(statuses: DataFrame) -> DataFrame:
         *[F.col(c).alias(WINDOW_PREFIX + c) for c in CPU_WINDOW_COLUMNS],
         *[
             column.alias(ANOMALY_PREFIX + c)
-            for c, column in zip(ANOMALY_COLUMNS, _cpu_anomaly_columns(), strict=True)
+            for c, column in zip(ANOMALY_COLUMNS, cpu_anomaly_columns(), strict=True)
         ],
     )
 
@@ -211,7 +212,7 @@ def cpu_records_to_kafka(
         return F.struct(F.lit(topic).alias("topic"), key, body.cast("binary").alias("value"))
 
     status = record(status_topic, [F.col(name) for name in CPU_STATUS_FIELDS])
-    anomaly = record(anomalies_topic, _cpu_anomaly_columns())
+    anomaly = record(anomalies_topic, cpu_anomaly_columns())
     records = F.when(F.col("status") == "SAFE", F.array(status)).otherwise(F.array(status, anomaly))
     return classified.select(F.explode(records).alias("record")).select("record.*")
 

@@ -1,9 +1,10 @@
 """Kafka records → typed events, and everything that is not a valid event → dead letters.
 
-Every field of a source's schema is required. A record is dead with a reason when it is
-larger than a dead letter may carry (``oversized``, and then not parsed at all), is not a
-JSON object, lacks a field, holds a value of the wrong type, or is stamped too far in the
-future (a clock or producer bug that would otherwise hold event-time windows open).
+A record is dead with a reason when it is larger than a dead letter may carry (``oversized``,
+and then not parsed at all), is not a JSON object, lacks a field its source requires, holds a
+value of the wrong type, or is stamped too far in the future (a clock or producer bug that
+would otherwise hold event-time windows open). An optional field may be absent or null; an
+event without ``event_id`` gets the derived one (``lambdawatch.core.events.event_id``).
 
 Dead letters are bounded: whatever arrives, a dead letter keeps at most ``max_raw_bytes`` of
 the record (base64) with its size and SHA-256, so it always fits the dead-letter topic.
@@ -44,13 +45,29 @@ def rejection_reason(
     keys = F.json_object_keys(json)
     explained = [F.when(keys.isNull(), F.lit("malformed: not a JSON object"))]
     for name in schema.names:
-        explained.append(
-            F.when(~F.array_contains(keys, name), F.lit(f"missing field: {name}")).when(
-                parsed[name].isNull(), F.lit(f"invalid value for field: {name}")
+        invalid = F.lit(f"invalid value for field: {name}")
+        if name in schema.required:
+            explained.append(
+                F.when(~F.array_contains(keys, name), F.lit(f"missing field: {name}")).when(
+                    parsed[name].isNull(), invalid
+                )
             )
-        )
+        else:  # absent or null is fine; a value Spark could not read as the type is not
+            given = F.array_contains(keys, name) & F.get_json_object(json, f"$.{name}").isNotNull()
+            explained.append(F.when(given & parsed[name].isNull(), invalid))
     too_late = F.lit(f"timestamp more than {max_future_s}s in the future")
     return F.when(suspicious, F.coalesce(*explained)).when(parsed["timestamp"] > horizon, too_late)
+
+
+def with_event_id(events: DataFrame, schema: EventSchema) -> DataFrame:
+    """``event_id`` as sent, else derived as ``lambdawatch.core.events.event_id`` derives it."""
+    derived = F.concat_ws(
+        ":",
+        F.lit(schema.source),
+        *[F.col(name).cast("string") for name in schema.identity_fields],
+        F.unix_millis(F.col("timestamp")).cast("string"),
+    )
+    return events.withColumn("event_id", F.coalesce(F.col("event_id"), derived))
 
 
 def parse_events(
@@ -86,7 +103,9 @@ def parse_events(
     )
     staged = decoded.select("*", reason.alias("reason"))
     fenced = F.col("_parse_fence") >= 0  # always true, but not provably so to the optimizer
-    events = staged.where(F.col("reason").isNull() & fenced).select("event.*")
+    events = with_event_id(
+        staged.where(F.col("reason").isNull() & fenced).select("event.*"), schema
+    )
     dead = staged.where(F.col("reason").isNotNull() & fenced).select(
         F.col("value").alias("raw"),
         F.lit(query).alias("query"),

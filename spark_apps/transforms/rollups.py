@@ -24,10 +24,15 @@ def server_status_counts(events: DataFrame, window: str, watermark: str) -> Data
     """Message count and total estimated resolution time per window and location × status.
 
     Emitted in update mode and upserted on the window key, so a window's row is overwritten
-    with its latest totals, never added to (no double counting across micro-batches).
+    with its latest totals, never added to (no double counting across micro-batches). An event
+    without a location or status (those fields are optional) joins no group: a defaulted
+    datacenter must not pool unrelated servers.
     """
+    located = F.lit(True)
+    for name in SERVER_GROUP:
+        located = located & F.col(name).isNotNull()
     return (
-        watermarked_unique(events, watermark)
+        watermarked_unique(events.where(located), watermark)
         .groupBy(F.window("timestamp", window).alias("w"), *SERVER_GROUP)
         .agg(
             F.count(F.lit(1)).alias("messages"),

@@ -113,7 +113,7 @@ def _tail(log: Path) -> str:
 def _metric_events() -> list[dict[str, Any]]:
     return [
         {
-            "event_id": event_id("metric", "guard-host", START + minute * 60_000, "load"),
+            "event_id": event_id("metric", ("guard-host", "load"), START + minute * 60_000),
             "entity": "guard-host",
             "metric": "load",
             "value": 10.0 + minute,

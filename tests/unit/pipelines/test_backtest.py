@@ -125,3 +125,63 @@ def test_an_output_that_cannot_be_written_is_one_line(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert f"--output {out}" in result.output
     assert "Traceback" not in result.output
+
+
+# A two-column per-millisecond CPU file and, by hand, its 500 ms windows against mean 50, σ 5
+# (config.json: WARN beyond 1 σ, ERROR beyond 2 σ, both sides).
+CPU_FILE = """time_ms,cpu
+1767225600000,50
+1767225600100,52
+1767225600499,48
+1767225600500,58
+1767225600900,62
+1767225600900,62
+1767225601000,80
+1767225601499,70
+1767225601700,44
+1767225602600,49
+"""
+CPU_REFERENCE = [  # window start (ms after the first), mean, z, severity
+    (0, 50.0, 0.0, "SAFE"),  # 50, 52, 48
+    (500, 60.0, 2.0, "WARN"),  # 58, 62 (the re-sent 62 counts once): exactly 2 σ is not beyond
+    (1000, 75.0, 5.0, "ERROR"),  # 80, 70
+    (1500, 44.0, 1.2, "WARN"),  # below the mean counts too
+    (2500, 49.0, 0.2, "SAFE"),  # and no row for the empty window between
+]
+
+
+def test_cpu_windows_of_a_two_column_file_match_the_hand_computed_reference(
+    tmp_path: Path, spark: object
+) -> None:
+    path = tmp_path / "cpu.csv"
+    path.write_text(CPU_FILE)
+    options = options_from_cli("cpu_anomalies", None, None, None, "cpu", 50.0, 5.0)
+    windows = backtest(path, options, load_settings())
+    assert list(windows.columns) == list(OUTPUT_COLUMNS)
+    first = pd.Timestamp(1767225600000, unit="ms", tz="UTC")
+    millis = pd.Timedelta(milliseconds=1)
+    found = [
+        (int((row.window_start - first) / millis), round(row.value, 9), round(row.score, 9),
+         row.severity)
+        for row in windows.itertuples()
+    ]  # fmt: skip
+    assert found == CPU_REFERENCE
+    assert ((windows["window_end"] - windows["window_start"]) == 500 * millis).all()
+    assert set(windows["detector"]) == {"cpu_anomalies"}
+    assert set(windows["entity"]) == {"cpu"}  # the file's name
+    assert set(windows["metric"]) == {"cpu_usage"}
+    assert set(windows["expected"]) == {50.0}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("cpu_anomalies", None, None, None, "cpu", 50.0, None), "go together"),
+        (("cpu_anomalies", None, None, None, "cpu", 50.0, 0.0), "--normal-stddev: 0.0"),
+        (("metric_scores", None, None, None, "v", 50.0, 5.0), "metric_scores has no baseline"),
+        (("cpu_anomalies", "x=colour", None, None, None), "'colour'"),
+    ],
+)
+def test_a_bad_baseline_option_is_one_line(args: tuple, message: str) -> None:
+    with pytest.raises(BacktestError, match=message):
+        options_from_cli(*args)

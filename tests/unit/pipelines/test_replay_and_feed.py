@@ -19,10 +19,10 @@ from generators.replay import (
     TimeUnit,
     check_replay,
     column_time_unit,
-    metric_replay_options,
     paced,
     parse_time,
     plan_replay,
+    replay_options,
     stream_replay,
     summary,
 )
@@ -151,14 +151,61 @@ def test_value_and_entity_columns(tmp_path: Path) -> None:
     ]
 
 
-def test_row_mode_sends_typed_objects(tmp_path: Path) -> None:
-    path = _csv(tmp_path, "timestamp,src_ip,allow\n2026-01-01T00:00:00Z,198.18.0.1,12\n")
-    plan = plan_replay(path, ReplayOptions(as_rows=True))
-    assert plan.events[0][2] == {
+IP_HEADER = "timestamp,src_ip,unq_dst_ip,allow,drop,frequency,pkts_sent,pkts_received,bytesin,"
+IP_HEADER += "bytesout,unq_dst_port,note\n"
+
+
+def test_a_source_fixes_the_events_shape_with_typed_fields(tmp_path: Path) -> None:
+    path = _csv(tmp_path, IP_HEADER + "2026-01-01T00:00:00Z,198.18.0.1,3,12,0,5,9,8,700,80,2,x\n")
+    plan = plan_replay(path, replay_options("ip"))
+    key, event = plan.events[0][1], plan.events[0][2]
+    assert key == "198.18.0.1"
+    assert event == {
+        "event_id": f"ip:198.18.0.1:{T0}",  # derived as the generators derive it
+        "src_ip": "198.18.0.1", "unq_dst_ip": 3, "allow": 12, "drop": 0, "frequency": 5,
+        "pkts_sent": 9, "pkts_received": 8, "bytesin": 700, "bytesout": 80, "unq_dst_port": 2,
         "timestamp": "2026-01-01T00:00:00.000Z",
-        "src_ip": "198.18.0.1",
-        "allow": 12,
+    }  # fmt: skip  # the column no field is named after ("note") is not sent
+
+
+def test_a_two_column_cpu_file_is_a_server_event_with_its_optional_fields_absent(
+    tmp_path: Path,
+) -> None:
+    path = _csv(tmp_path, "time_ms,cpu\n1767225600250,41.5\n")
+    plan = plan_replay(path, replay_options("server", value_column="cpu"))
+    assert plan.events[0][2] == {
+        "event_id": f"server:host-a:{T0 + 250}",
+        "server_id": "host-a",  # the file's name, as for metrics
+        "cpu_usage": 41.5,
+        "timestamp": "2026-01-01T00:00:00.250Z",
     }
+    with_set = replay_options("server", "cpu=cpu_usage", "server_id=web-1,datacenter=DC-9")
+    event = plan_replay(path, with_set).events[0][2]
+    assert (event["server_id"], event["datacenter"]) == ("web-1", "DC-9")
+
+
+@pytest.mark.parametrize(
+    ("source", "text", "mapping", "message"),
+    [
+        ("server", "t,load\n1767225600,1\n", None,
+         "line 1: a server event needs 'cpu_usage': no column of that name"),
+        ("server", "t,cpu_usage\n1767225600,\n", None,
+         "line 2: column 'cpu_usage' is empty; a server event needs it"),
+        ("server", "t,cpu_usage\n1767225600,high\n", None,
+         "line 2: column 'cpu_usage' \\(cpu_usage\\): could not convert"),
+        ("server", "t,cpu_usage,severity_level\n1767225600,5,2.5\n", None,
+         "line 2: column 'severity_level' \\(severity_level\\): not a whole number: '2.5'"),
+        ("weather", "t,temp\n1767225600,1\n", "tmp=temperature",
+         "line 1: value column 'tmp' not in header"),
+        ("weather", "t,temperature\n1767225600,1\n", "x=lat",
+         "line 1: column 'x' \\(for lat\\) not in header"),
+    ],
+)  # fmt: skip
+def test_a_shaped_row_that_cannot_be_an_event_says_why(
+    tmp_path: Path, source: str, text: str, mapping: str | None, message: str
+) -> None:
+    with pytest.raises(ReplayError, match=message):
+        plan_replay(_csv(tmp_path, text), replay_options(source, mapping))
 
 
 BAD = (
@@ -286,12 +333,13 @@ def test_the_summary_counts_rows_events_span_and_skips_by_reason(tmp_path: Path)
 
 
 def test_streaming_sorts_within_its_window_and_keeps_ties_in_file_order(tmp_path: Path) -> None:
-    path = _csv(tmp_path, "t,v\n3,a\n1,b\n2,c\n1,d\n9,e\n5,f\n")
-    options = ReplayOptions(as_rows=True, time_unit="s")
-    assert [e["v"] for _, _, e in stream_replay(path, options)] == ["b", "d", "c", "a", "f", "e"]
+    # the values name the rows: a=1, b=2, ... in file order
+    path = _csv(tmp_path, "t,v\n3,1\n1,2\n2,3\n1,4\n9,5\n5,6\n")
+    options = ReplayOptions(time_unit="s")
+    assert [e["value"] for _, _, e in stream_replay(path, options)] == [2, 4, 3, 1, 6, 5]
     # a window of one event cannot wait for the second 1: it comes after the 2, late
-    assert [e["v"] for _, _, e in stream_replay(path, options, reorder=1)] == [
-        "b", "c", "d", "a", "f", "e",
+    assert [e["value"] for _, _, e in stream_replay(path, options, reorder=1)] == [
+        2, 3, 4, 1, 6, 5,
     ]  # fmt: skip
 
 
@@ -313,8 +361,8 @@ def test_streaming_holds_a_bounded_number_of_rows(tmp_path: Path) -> None:
 
 def test_map_and_set_name_the_fields_and_may_be_repeated(tmp_path: Path) -> None:
     path = _csv(tmp_path, "when,box,temp,fan\n2026-01-01T00:00:00Z,b-1,20.5,3\n")
-    options = metric_replay_options(["when=timestamp", "box=entity"], ["metric=boiler_temp"],
-                                    value_column="temp")  # fmt: skip
+    options = replay_options("metric", ["when=timestamp", "box=entity"], ["metric=boiler_temp"],
+                             value_column="temp")  # fmt: skip
     plan = plan_replay(path, options)
     assert [(e["entity"], e["metric"], e["value"]) for _, _, e in plan.events] == [
         ("b-1", "boiler_temp", 20.5)
@@ -335,10 +383,10 @@ def test_a_bad_map_or_set_is_one_line_naming_the_field(
     mapping: str | None, constants: str | None, message: str
 ) -> None:
     with pytest.raises(OptionError, match=message):
-        metric_replay_options(mapping, constants)
+        replay_options("metric", mapping, constants)
 
 
 def test_one_metric_name_for_several_columns_is_refused(tmp_path: Path) -> None:
     path = _csv(tmp_path, "t,a,b\n2026-01-01T00:00:00Z,1,2\n")
     with pytest.raises(ReplayError, match="line 1: one metric name for 2 value columns"):
-        plan_replay(path, metric_replay_options(None, "metric=m"))
+        plan_replay(path, replay_options("metric", None, "metric=m"))

@@ -11,7 +11,7 @@ import pytest
 from pyspark.sql import SparkSession
 
 from generators.registry import SOURCES, make_generator
-from lambdawatch.core.events import SCHEMAS, SERVER_SCHEMA
+from lambdawatch.core.events import SCHEMAS, SERVER_SCHEMA, event_id
 from lambdawatch.core.settings import DEAD_LETTER_ENVELOPE_BYTES, load_settings
 from spark_apps.detectors.cpu import (
     cpu_window_stats,
@@ -57,6 +57,15 @@ def test_generated_events_parse_without_dead_letters(spark: SparkSession, source
         (json.dumps(server_event(cpu_usage="high")), "invalid value for field: cpu_usage"),
         (json.dumps(server_event(timestamp="yesterday")), "invalid value for field: timestamp"),
         (json.dumps(server_event(timestamp=FUTURE)), "timestamp more than 300s in the future"),
+        # an optional field may be absent or null, but not of the wrong type
+        (
+            json.dumps(server_event(severity_level="high")),
+            "invalid value for field: severity_level",
+        ),
+        (
+            json.dumps({"server_id": "s", "timestamp": "2026-01-01T00:00:00Z"}),
+            "missing field: cpu_usage",
+        ),
     ],
 )
 def test_bad_records_become_dead_letters_with_a_reason(
@@ -70,6 +79,29 @@ def test_bad_records_become_dead_letters_with_a_reason(
         (reason, "server_status", 1)
     ]
     assert letters[0]["raw"] == value.encode()
+
+
+def test_an_event_with_only_its_required_fields_parses_with_a_derived_id(
+    spark: SparkSession,
+) -> None:
+    minimal = {"server_id": "srv-9", "cpu_usage": 12.5, "timestamp": "2026-01-01T00:00:00.250Z"}
+    with_nulls = {**minimal, "server_id": "srv-8", "datacenter": None, "event_id": None}
+    raw = kafka_rows(spark, [json.dumps(minimal), json.dumps(with_nulls)])
+    events, dead = parse_events(raw, SERVER_SCHEMA, "cpu_anomalies")
+    assert dead.count() == 0
+    rows = {row["server_id"]: row for row in events.collect()}
+    millis = 1_767_225_600_250
+    assert rows["srv-9"]["event_id"] == event_id("server", ("srv-9",), millis)
+    assert rows["srv-8"]["event_id"] == event_id("server", ("srv-8",), millis)
+    assert rows["srv-9"]["datacenter"] is None
+    assert rows["srv-9"]["cpu_usage"] == 12.5
+
+
+def test_a_metric_event_id_is_derived_from_entity_and_metric(spark: SparkSession) -> None:
+    sample = {"entity": "web", "metric": "load", "value": 1.0, "timestamp": "2026-01-01T00:00:01Z"}
+    events, _dead = parse_events(kafka_rows(spark, [json.dumps(sample)]), SCHEMAS["metric"], "q")
+    assert events.collect()[0]["event_id"] == event_id("metric", ("web", "load"), 1_767_225_601_000)
+    assert event_id("metric", ("web", "load"), 1_767_225_601_000) == "metric:web:load:1767225601000"
 
 
 def test_dead_letters_keep_the_raw_bytes(spark: SparkSession) -> None:

@@ -40,6 +40,8 @@ def test_server_status_counts_per_window_and_status(spark: SparkSession) -> None
         ),
         server_event(event_id="s3", timestamp="2026-01-01T00:00:03Z"),
         server_event(event_id="s4", timestamp="2026-01-01T00:01:01Z"),
+        # a server of a user's two-column file: no location, so no location's group
+        {"server_id": "cpu-file", "cpu_usage": 99.0, "timestamp": "2026-01-01T00:00:04Z"},
     ]
     events, _ = parse_events(kafka_rows(spark, [json.dumps(r) for r in rows]), SERVER_SCHEMA, "q")
     counts = server_status_counts(events, "1 minute", "1 minute").select(
