@@ -492,6 +492,30 @@ def paced(
         yield key, event
 
 
+def late_warning(
+    check: ReplayCheck, watermarks: dict[str, datetime], backtest_hint: str
+) -> str | None:
+    """What to tell before sending a file whose events are older than a live query's
+    watermark: those events will be late dead letters for it, not scored."""
+    if check.first_ms is None:
+        return None
+    first = datetime.fromtimestamp(check.first_ms / 1000, tz=UTC)
+    behind = sorted(query for query, mark in watermarks.items() if first <= mark)
+    if not behind:
+        return None
+    marks = ", ".join(f"{q} ({iso_utc(int(watermarks[q].timestamp() * 1000))})" for q in behind)
+    everything = all(
+        check.last_ms is not None and check.last_ms <= int(watermarks[q].timestamp() * 1000)
+        for q in behind
+    )
+    share = "all of its events are" if everything else "its events before those are"
+    return (
+        f"the file starts at {iso_utc(check.first_ms)}, behind the live watermark of {marks}: "
+        f"{share} late for those queries and go to the dead-letter topic (reason late), not "
+        f"to their windows. To score history, run: {backtest_hint}"
+    )
+
+
 def summary(check: ReplayCheck, sent: int, seconds: float) -> list[str]:
     """What a replay did, for the operator: rows read, events sent and their rate, the time
     span, and the skipped rows counted by reason."""

@@ -151,6 +151,25 @@ class StreamIO:
             .load()
         )
 
+    def kafka_range(
+        self, start: dict[str, dict[str, int]] | None, end: dict[str, dict[str, int]] | None
+    ) -> DataFrame:
+        """A batch read of the records a micro-batch read: from its start offsets (inclusive;
+        a partition without one, from the earliest) to its end offsets (exclusive)."""
+        end = end or {}
+        first = {
+            topic: {p: (start or {}).get(topic, {}).get(p, -2) for p in partitions}
+            for topic, partitions in end.items()
+        }  # -2: Kafka's "earliest"
+        return (
+            self.spark.read.format("kafka")
+            .option("kafka.bootstrap.servers", self.settings.kafka_bootstrap)
+            .option("assign", json.dumps({t: [int(p) for p in parts] for t, parts in end.items()}))
+            .option("startingOffsets", json.dumps(first))
+            .option("endingOffsets", json.dumps(end))
+            .load()
+        )
+
     def start_query(
         self,
         name: str,

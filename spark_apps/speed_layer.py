@@ -42,7 +42,8 @@ from lambdawatch.core.pipeline_health import (
 from lambdawatch.core.secrets import secrets_for
 from lambdawatch.core.settings import Settings, load_settings
 from spark_apps.io import StreamIO
-from spark_apps.queries import STARTERS
+from spark_apps.late_events import LateEvents
+from spark_apps.queries import LATE_RULES, STARTERS
 from spark_apps.session import build_session
 
 if TYPE_CHECKING:
@@ -167,6 +168,20 @@ class ProgressTable:
         except Exception as error:  # see the class docstring
             log.warning("progress not recorded: %s", error)
 
+    def previous_watermark(self, query: str, batch_id: int) -> str | None:
+        """The watermark recorded for ``query``'s batch before ``batch_id``."""
+        try:
+            with self.pool.connection(timeout=5) as conn:
+                row = conn.execute(
+                    "SELECT max(watermark) FROM speed_layer_progress WHERE query = %s "
+                    "AND batch_id = %s",
+                    (query, batch_id - 1),
+                ).fetchone()
+        except Exception as error:  # see the class docstring
+            log.warning("previous watermark of %s not read: %s", query, error)
+            return None
+        return None if row is None or row[0] is None else row[0].isoformat()
+
     def record_error(self, error: SinkError) -> None:
         """Records a sink set aside, for the Pipeline health dashboard."""
         try:
@@ -250,7 +265,18 @@ def main(argv: list[str] | None = None) -> None:
         starting_offsets=args.starting_offsets,
     )
     progress_table = ProgressTable(layer.pool)
-    listener = ProgressFile(settings.var_path / "run" / "speed_layer.json", progress_table.record)
+    names = tuple(name for name in args.queries.split(",") if name)
+    late = LateEvents(
+        layer,
+        {name: LATE_RULES[name](settings) for name in names if name in LATE_RULES},
+        progress_table.previous_watermark,
+    )
+
+    def on_progress(progress: dict[str, Any]) -> None:  # recorded first: late events read it
+        progress_table.record(progress)
+        late.observe(progress)
+
+    listener = ProgressFile(settings.var_path / "run" / "speed_layer.json", on_progress)
 
     def record_sink_error(error: SinkError) -> None:  # for status and for Pipeline health
         listener.record_error(error)
@@ -258,7 +284,6 @@ def main(argv: list[str] | None = None) -> None:
 
     layer.guard.on_error = record_sink_error
     spark.streams.addListener(listener)
-    names = tuple(name for name in args.queries.split(",") if name)
     try:
         if args.available_now:  # upstream queries to the end first, then their readers
             for stage in (
@@ -276,6 +301,7 @@ def main(argv: list[str] | None = None) -> None:
             spark.streams.awaitAnyTermination()
     finally:
         spark.streams.removeListener(listener)  # no callbacks into an exiting Python
+        late.close()  # the late events already counted are sent before the session stops
         spark.stop()
         layer.close()
 

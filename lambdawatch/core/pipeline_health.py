@@ -40,6 +40,8 @@ class SourceProgress:
     processed_rows_per_second: float | None
     offsets_behind_latest: int | None
     batch_duration_ms: int | None
+    watermark: str | None  # the event-time watermark the batch applied (a windowed query's)
+    late_rows: int | None  # rows its stateful operators dropped as behind that watermark
 
 
 @dataclass(frozen=True)
@@ -85,8 +87,30 @@ def offsets_behind(source: Mapping[str, Any]) -> int | None:
     return int(float(metric)) if metric is not None else None
 
 
+NO_WATERMARK = "1970-01-01T00:00:00.000Z"  # what Spark reports before the first event
+
+
+def batch_watermark(progress: Mapping[str, Any]) -> str | None:
+    """The watermark a micro-batch applied, or None for a query without one (or none yet)."""
+    value = (progress.get("eventTime") or {}).get("watermark")
+    return None if value in (None, NO_WATERMARK) else str(value)
+
+
+def late_rows(progress: Mapping[str, Any]) -> int | None:
+    """Rows the batch's stateful operators dropped as behind the watermark: Spark's own count
+    (``numRowsDroppedByWatermark``); None for a query without a watermark."""
+    if batch_watermark(progress) is None:
+        return None
+    return sum(
+        int(operator.get("numRowsDroppedByWatermark") or 0)
+        for operator in progress.get("stateOperators") or []
+    )
+
+
 def progress_rows(progress: Mapping[str, Any]) -> list[SourceProgress]:
-    """The rows one ``StreamingQueryProgress`` (its JSON form) contributes, one per source."""
+    """The rows one ``StreamingQueryProgress`` (its JSON form) contributes, one per source.
+
+    A source is one Kafka subscription, so a query's late rows are its source's."""
     rows = []
     for source in progress.get("sources", []):
         rows.append(
@@ -100,6 +124,8 @@ def progress_rows(progress: Mapping[str, Any]) -> list[SourceProgress]:
                 processed_rows_per_second=_finite(source.get("processedRowsPerSecond")),
                 offsets_behind_latest=offsets_behind(source),
                 batch_duration_ms=_int_or_none(progress.get("batchDuration")),
+                watermark=batch_watermark(progress),
+                late_rows=late_rows(progress),
             )
         )
     return rows
@@ -118,14 +144,16 @@ def _int_or_none(value: Any) -> int | None:
 
 PROGRESS_UPSERT = """
 INSERT INTO speed_layer_progress (query, batch_id, source, batch_ts, input_rows,
-    input_rows_per_second, processed_rows_per_second, offsets_behind_latest, batch_duration_ms)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+    input_rows_per_second, processed_rows_per_second, offsets_behind_latest, batch_duration_ms,
+    watermark, late_rows)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (query, batch_id, source) DO UPDATE SET
     batch_ts = EXCLUDED.batch_ts, input_rows = EXCLUDED.input_rows,
     input_rows_per_second = EXCLUDED.input_rows_per_second,
     processed_rows_per_second = EXCLUDED.processed_rows_per_second,
     offsets_behind_latest = EXCLUDED.offsets_behind_latest,
-    batch_duration_ms = EXCLUDED.batch_duration_ms
+    batch_duration_ms = EXCLUDED.batch_duration_ms,
+    watermark = EXCLUDED.watermark, late_rows = EXCLUDED.late_rows
 """
 
 
@@ -134,6 +162,18 @@ def write_progress(conn: psycopg.Connection, rows: list[SourceProgress]) -> None
     if rows:
         with conn.cursor() as cursor:
             cursor.executemany(PROGRESS_UPSERT, [astuple(row) for row in rows])
+
+
+def live_watermarks(conn: psycopg.Connection, topic: str) -> dict[str, datetime]:
+    """The latest event-time watermark of each speed-layer query that reads ``topic`` (from
+    the last day's progress): an event older than a query's is late for it."""
+    rows = conn.execute(
+        "SELECT DISTINCT ON (query) query, watermark FROM speed_layer_progress "
+        "WHERE batch_ts > now() - interval '1 day' AND watermark IS NOT NULL "
+        "AND %s = ANY(string_to_array(source, ',')) ORDER BY query, batch_ts DESC",
+        (topic,),
+    ).fetchall()
+    return dict(rows)
 
 
 def write_sink_error(conn: psycopg.Connection, error: SinkError) -> None:

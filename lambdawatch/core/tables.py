@@ -295,6 +295,8 @@ TABLES = {
                 Column("processed_rows_per_second", DOUBLE, nullable=True),
                 Column("offsets_behind_latest", BIGINT, nullable=True),
                 Column("batch_duration_ms", BIGINT, nullable=True),
+                Column("watermark", TIMESTAMPTZ, nullable=True),
+                Column("late_rows", BIGINT, nullable=True),
             ),
             key=("query", "batch_id", "source"),
         ),
@@ -470,6 +472,19 @@ VIEWS = {
                 Column("processed_rows_per_second", DOUBLE, nullable=True),
                 Column("offsets_behind_latest", BIGINT, nullable=True),
                 Column("batch_duration_ms", BIGINT, nullable=True),
+                Column("watermark", TIMESTAMPTZ, nullable=True),
+                Column("late_rows", BIGINT, nullable=True),
+            ),
+        ),
+        Relation(
+            "v_late_events",
+            (
+                Column("query", TEXT, nullable=True),
+                Column("source", TEXT, nullable=True),
+                Column("late_events", NUMERIC, nullable=True),
+                Column("batches_with_late_events", BIGINT, nullable=True),
+                Column("last_late_at", TIMESTAMPTZ, nullable=True),
+                Column("watermark", TIMESTAMPTZ, nullable=True),
             ),
         ),
     )

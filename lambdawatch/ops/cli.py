@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -389,6 +389,25 @@ def feed(
     )
 
 
+def _live_watermarks(settings: Settings, topic: str) -> dict[str, Any]:
+    """The speed layer's watermarks for ``topic``; none when PostgreSQL is not reachable."""
+    from lambdawatch.core import db
+    from lambdawatch.core.pipeline_health import live_watermarks
+
+    try:
+        with db.connect(settings, _secrets(settings)) as conn:
+            return live_watermarks(conn, topic)
+    except Exception:  # a warning's lookup must never stop a replay
+        return {}
+
+
+def _backtest_hint(file: Path, source: str) -> str:
+    from lambdawatch.pipelines.backtest import DETECTOR_SOURCES
+
+    detector = next((d for d, s in DETECTOR_SOURCES.items() if s == source), None)
+    return f"lambdawatch backtest {file}" + (f" --detector {detector}" if detector else "")
+
+
 @app.command()
 def replay(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV with a header.")],
@@ -424,6 +443,7 @@ def replay(
         OptionError,
         ReplayError,
         check_replay,
+        late_warning,
         paced,
         replay_options,
         stream_replay,
@@ -480,6 +500,9 @@ def replay(
             soft_wrap=True,
         )
         raise typer.Exit(1)
+    warning = late_warning(check, _live_watermarks(settings, target), _backtest_hint(file, source))
+    if warning:
+        console.print(f"[yellow]warning: {warning}[/yellow]", soft_wrap=True)
     producer = make_producer(settings.kafka_bootstrap, client)  # type: ignore[arg-type]
     columns = (
         TextColumn(f"[bold]{file.name}[/bold] → {target}"),

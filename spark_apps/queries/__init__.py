@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pyspark.sql.streaming import StreamingQuery
 
 from lambdawatch.core.catalog import SPEED_LAYER_QUERIES
+from lambdawatch.core.settings import Settings
 from spark_apps.io import StreamIO
 from spark_apps.queries import (
     cdn_clusters,
@@ -24,6 +25,7 @@ from spark_apps.queries import (
     silence,
     weather_derived,
 )
+from spark_apps.transforms.lateness import LateRule
 
 STARTERS: dict[str, Callable[[StreamIO], StreamingQuery]] = {
     "cdn_clusters": cdn_clusters.start,
@@ -39,3 +41,12 @@ STARTERS: dict[str, Callable[[StreamIO], StreamingQuery]] = {
     "weather_derived": weather_derived.start,
 }
 assert set(STARTERS) == set(SPEED_LAYER_QUERIES), "the catalog names every query, once"
+
+# The queries whose stateful operators drop rows behind their event-time watermark, and how
+# (``spark_apps.transforms.lateness``). The others keep no event-time state (``silence`` and
+# ``metric_scores`` hand every row to their own state functions).
+LATE_RULES: dict[str, Callable[[Settings], LateRule]] = {
+    "cpu_anomalies": cpu_anomalies.late_rule,
+    "ip_windows": ip_windows.late_rule,
+    "server_status": server_status.late_rule,
+}

@@ -12,12 +12,14 @@ from pyspark.sql.streaming import StreamingQuery
 from lambdawatch.core.events import (
     SERVER_SCHEMA,
 )
+from lambdawatch.core.settings import Settings
 from spark_apps.detectors.cpu import (
     classify_cpu,
     cpu_records_to_kafka,
     cpu_window_stats,
 )
 from spark_apps.io import StreamIO
+from spark_apps.transforms.lateness import LateRule
 
 log = logging.getLogger("lambdawatch.speed_layer")
 
@@ -45,3 +47,8 @@ def start(io: StreamIO) -> StreamingQuery:
         kafka_topics=topics,
         interval="500 milliseconds",
     )
+
+
+def late_rule(settings: Settings) -> LateRule:
+    """It aggregates by event-time window alone: a row is late once its window has closed."""
+    return LateRule(SERVER_SCHEMA, window=settings.models.cpu_anomaly.window)

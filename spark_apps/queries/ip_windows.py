@@ -9,7 +9,9 @@ from pyspark.sql.streaming import StreamingQuery
 from lambdawatch.core.events import (
     IP_SCHEMA,
 )
+from lambdawatch.core.settings import Settings
 from spark_apps.io import StreamIO
+from spark_apps.transforms.lateness import LateRule
 from spark_apps.transforms.rollups import (
     ip_window_aggregates,
 )
@@ -27,3 +29,8 @@ def start(io: StreamIO) -> StreamingQuery:
         output_mode="update",
         batch_sink=lambda frame, _id: io.upsert(frame, "rt_ip_windows"),
     )
+
+
+def late_rule(_settings: Settings) -> LateRule:
+    """It de-duplicates by event time first: a row is late by its own time."""
+    return LateRule(IP_SCHEMA)

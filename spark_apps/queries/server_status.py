@@ -12,8 +12,11 @@ from pyspark.sql.streaming import StreamingQuery
 from lambdawatch.core.events import (
     SERVER_SCHEMA,
 )
+from lambdawatch.core.settings import Settings
 from spark_apps.io import StreamIO
+from spark_apps.transforms.lateness import LateRule
 from spark_apps.transforms.rollups import (
+    SERVER_GROUP,
     server_status_counts,
 )
 
@@ -29,3 +32,9 @@ def start(io: StreamIO) -> StreamingQuery:
         output_mode="update",
         batch_sink=lambda frame, _id: io.upsert(frame, "rt_server_status"),
     )
+
+
+def late_rule(_settings: Settings) -> LateRule:
+    """It de-duplicates by event time first: a row is late by its own time (a server without
+    a location is not read at all)."""
+    return LateRule(SERVER_SCHEMA, requires=SERVER_GROUP)

@@ -20,6 +20,13 @@ from spark_apps.transforms.clock import wall_clock
 
 DEFAULT_MAX_RAW_BYTES = 64 * 1024  # config.json's dead_letters.max_raw_bytes default
 DEAD_LETTER_TIME_FORMAT = "yyyy-MM-dd'T'HH:mm:ss.SSS'Z'"
+# an event's Kafka record, kept beside its fields (named apart: a metric event has a ``value``)
+RECORD_COLUMNS = {
+    "value": "_raw",
+    "topic": "_topic",
+    "partition": "_partition",
+    "offset": "_offset",
+}
 
 
 def oversized_reason(size: Column) -> Column:
@@ -76,10 +83,12 @@ def parse_events(
     query: str,
     max_future_s: int = 300,
     max_event_bytes: int = DEFAULT_MAX_RAW_BYTES,
+    with_record: bool = False,
 ) -> tuple[DataFrame, DataFrame]:
     """Split Kafka records (``value, topic, partition, offset``) into events and dead letters.
 
-    A record over ``max_event_bytes`` is dead as ``oversized`` without being parsed.
+    A record over ``max_event_bytes`` is dead as ``oversized`` without being parsed. With
+    ``with_record`` each event keeps its record (``RECORD_COLUMNS``), to be set aside later.
     """
     size = F.coalesce(F.octet_length("value"), F.lit(0))
     oversized = size > max_event_bytes
@@ -103,9 +112,9 @@ def parse_events(
     )
     staged = decoded.select("*", reason.alias("reason"))
     fenced = F.col("_parse_fence") >= 0  # always true, but not provably so to the optimizer
-    events = with_event_id(
-        staged.where(F.col("reason").isNull() & fenced).select("event.*"), schema
-    )
+    kept = [F.col(name).alias(alias) for name, alias in RECORD_COLUMNS.items()] * with_record
+    valid = staged.where(F.col("reason").isNull() & fenced).select("event.*", *kept)
+    events = with_event_id(valid, schema)
     dead = staged.where(F.col("reason").isNotNull() & fenced).select(
         F.col("value").alias("raw"),
         F.lit(query).alias("query"),

@@ -95,6 +95,12 @@ DATASETS = {
             None,
         ),
         Dataset(
+            "v_late_events",
+            "Per windowed speed-layer query and topic: events that arrived behind its watermark "
+            "in the last day (counted by Spark; the events are in the dead-letter topic).",
+            None,
+        ),
+        Dataset(
             "v_hot_store_stats",
             "The hot store's size over time.",
             "sampled_at",
@@ -357,11 +363,22 @@ DASHBOARDS = (
                     time_range="No filter",
                     order_by=("records_set_aside", False),
                     row_limit=50,
-                    width=12,
+                    width=7,
+                ),
+                Chart(
+                    "Late events per query and topic (last day)",
+                    DATASETS["v_late_events"],
+                    "table",
+                    columns=("query", "source", "late_events", "last_late_at", "watermark"),
+                    time_range="No filter",
+                    order_by=("late_events", False),
+                    row_limit=50,
+                    width=5,
                 ),
             ),
         ),
-        "Is data flowing: events/s and lag per topic, batch DAG freshness, hot-store size, and "
-        "the records a query could not write and set aside (dead letters or quarantine).",
+        "Is data flowing: events/s and lag per topic, batch DAG freshness, hot-store size, the "
+        "records a query could not write and set aside (dead letters or quarantine), and the "
+        "events that arrived behind a windowed query's watermark (dead letters, reason late).",
     ),
 )

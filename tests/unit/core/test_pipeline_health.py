@@ -66,3 +66,22 @@ def test_one_row_per_source_with_non_finite_rates_dropped() -> None:
 
 def test_a_progress_without_sources_gives_no_rows() -> None:
     assert progress_rows({"name": "q", "batchId": 0, "timestamp": "t", "sources": []}) == []
+
+
+def test_a_windowed_query_records_its_watermark_and_spark_s_late_count() -> None:
+    windowed = {
+        **PROGRESS,
+        "name": "cpu_anomalies",
+        "sources": PROGRESS["sources"][:1],
+        "eventTime": {"watermark": "2026-11-23T09:59:58.000Z", "max": "2026-11-23T10:00:00.000Z"},
+        "stateOperators": [
+            {"operatorName": "dedupe", "numRowsDroppedByWatermark": 3},
+            {"operatorName": "stateStoreSave", "numRowsDroppedByWatermark": 4},
+        ],
+    }
+    (row,) = progress_rows(windowed)
+    assert (row.watermark, row.late_rows) == ("2026-11-23T09:59:58.000Z", 7)
+    # a query without a watermark (or before its first event) has neither
+    before = {**windowed, "eventTime": {"watermark": "1970-01-01T00:00:00.000Z"}}
+    assert [(r.watermark, r.late_rows) for r in progress_rows(before)] == [(None, None)]
+    assert {(r.watermark, r.late_rows) for r in progress_rows(PROGRESS)} == {(None, None)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tracemalloc
 from collections.abc import Iterable
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -14,11 +14,13 @@ import pytest
 from generators.registry import make_generator
 from generators.replay import (
     OptionError,
+    ReplayCheck,
     ReplayError,
     ReplayOptions,
     TimeUnit,
     check_replay,
     column_time_unit,
+    late_warning,
     paced,
     parse_time,
     plan_replay,
@@ -390,3 +392,20 @@ def test_one_metric_name_for_several_columns_is_refused(tmp_path: Path) -> None:
     path = _csv(tmp_path, "t,a,b\n2026-01-01T00:00:00Z,1,2\n")
     with pytest.raises(ReplayError, match="line 1: one metric name for 2 value columns"):
         plan_replay(path, replay_options("metric", None, "metric=m"))
+
+
+def test_a_file_older_than_a_live_watermark_is_announced_with_the_backtest_to_run() -> None:
+    check = ReplayCheck(good_rows=2, events=2, first_ms=T0, last_ms=T0 + 60_000)
+    mark = datetime.fromtimestamp((T0 + 30_000) / 1000, tz=UTC)
+    warning = late_warning(check, {"cpu_anomalies": mark, "server_status": mark}, "HINT")
+    assert warning == (
+        "the file starts at 2026-01-01T00:00:00.000Z, behind the live watermark of "
+        "cpu_anomalies (2026-01-01T00:00:30.000Z), server_status (2026-01-01T00:00:30.000Z): "
+        "its events before those are late for those queries and go to the dead-letter topic "
+        "(reason late), not to their windows. To score history, run: HINT"
+    )
+    later = datetime.fromtimestamp((T0 + 90_000) / 1000, tz=UTC)
+    assert "all of its events are late" in (late_warning(check, {"q": later}, "H") or "")
+    earlier = datetime.fromtimestamp((T0 - 1) / 1000, tz=UTC)
+    assert late_warning(check, {"q": earlier}, "H") is None
+    assert late_warning(check, {}, "H") is None
