@@ -21,6 +21,7 @@ from pyspark.sql.streaming import StreamingQuery
 
 from lambdawatch.core import db
 from lambdawatch.core.catalog import QUERY_VERSIONS, SPEED_LAYER_QUERIES
+from lambdawatch.core.model_registry import forecasts_between
 from lambdawatch.core.pipeline_health import SinkError
 from lambdawatch.core.secrets import Secrets
 from lambdawatch.core.settings import Settings
@@ -260,12 +261,7 @@ class StreamIO:
     def forecasts(self, first_us: int, last_us: int) -> list[tuple[Any, ...]]:
         """Forecast rows for the hours a micro-batch spans."""
         with self.pool.connection() as conn:
-            return conn.execute(
-                "SELECT ip, feature, ds, yhat, yhat_lower, yhat_upper, run_id FROM ip_forecasts "
-                "WHERE ds >= date_trunc('hour', to_timestamp(%s / 1e6)) "
-                "AND ds <= to_timestamp(%s / 1e6)",
-                (first_us, last_us),
-            ).fetchall()
+            return forecasts_between(conn, first_us, last_us)
 
     def record_anomalies(
         self,

@@ -63,3 +63,14 @@ class ModelCache(Generic[Loaded]):
         self.current = registered  # a re-registered version may carry a new threshold
         assert self.loaded is not None
         return self.current, self.loaded
+
+
+def forecasts_between(conn: psycopg.Connection, first_us: int, last_us: int) -> list[tuple]:
+    """The ``ip_forecasts`` rows (``ip, feature, ds, yhat, yhat_lower, yhat_upper, run_id``)
+    for the hours from ``first_us`` to ``last_us`` (epoch µs): what samples are judged by."""
+    return conn.execute(
+        "SELECT ip, feature, ds, yhat, yhat_lower, yhat_upper, run_id FROM ip_forecasts "
+        "WHERE ds >= date_trunc('hour', to_timestamp(%s / 1e6)) "
+        "AND ds <= to_timestamp(%s / 1e6)",
+        (first_us, last_us),
+    ).fetchall()

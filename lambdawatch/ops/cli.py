@@ -552,10 +552,15 @@ def backtest(
     normal_stddev: Annotated[
         float | None, typer.Option(help="cpu_anomalies: the normal σ for every server.")
     ] = None,
+    source: Annotated[
+        str | None, typer.Option(help="silence: server | ip | cdn (default: server).")
+    ] = None,
 ) -> None:
-    """Score a CSV with a speed-layer detector directly (no service needed): the same code and
-    verdicts as replaying it through the stack. The file is read as the detector's events
-    (metric_scores: metric, cpu_anomalies: server)."""
+    """Run a speed-layer detector over a CSV directly: the same code and verdicts as replaying
+    it through the stack. The file is read as the detector's events (metric_scores: metric,
+    cpu_anomalies: server, forecast_deviations: ip, cdn_clusters: cdn, silence: --source).
+    metric_scores, cpu_anomalies and silence need no service; forecast_deviations and
+    cdn_clusters judge by the forecasts and model in PostgreSQL."""
     from generators.replay import ReplayError
     from lambdawatch.pipelines.backtest import (
         BacktestError,
@@ -569,7 +574,7 @@ def backtest(
     settings = _settings()
     try:
         options = options_from_cli(
-            detector, map_, set_, time_column, value_column, normal_mean, normal_stddev
+            detector, map_, set_, time_column, value_column, normal_mean, normal_stddev, source
         )
         scores = run_backtest(file, options, settings)
     except (BacktestError, ReplayError) as exc:

@@ -33,7 +33,7 @@ from lambdawatch.core.settings import Settings
 from lambdawatch.core.tables import TABLES
 from lambdawatch.ops.dashboards import DASHBOARDS
 from lambdawatch.pipelines.archive import store_history
-from lambdawatch.pipelines.backtest import cpu_verdicts
+from lambdawatch.pipelines.backtest import cpu_verdicts, event_frame
 from lambdawatch.pipelines.event_feed import feed_batch
 from lambdawatch.pipelines.live_feed import FeedCounts, plan_feed, run_feed
 from lambdawatch.pipelines.platform_init import SCHEDULED_DAGS, create_topics
@@ -177,7 +177,8 @@ def seed_cdn_events(settings: Settings, secrets: Secrets, end: datetime) -> int:
 def cpu_window_rows(spark: SparkSession, events: list[dict[str, Any]], settings: Settings) -> Any:
     """Server events → ``rt_cpu_windows`` rows (an Arrow table) by the speed layer's own CPU
     detector, run in batch, as it judges before any baseline exists (the ``.env`` fallback)."""
-    return cpu_verdicts(spark, events, settings).select(*CPU_WINDOW_COLUMNS).toArrow()
+    frame = event_frame(spark, events, "server")
+    return cpu_verdicts(spark, frame, settings).select(*CPU_WINDOW_COLUMNS).toArrow()
 
 
 def seed_cpu_windows(settings: Settings, secrets: Secrets, end: datetime) -> int:

@@ -1,27 +1,42 @@
-"""Score a file with a speed-layer detector directly: no Kafka, no service running.
+"""Run a speed-layer detector over a file: the same detector code, no Kafka, no service needed.
 
-The file is read by the replay planner (``generators.replay``), so a backtest sees exactly the
-events ``lambdawatch replay`` would send (``--source`` is the detector's). ``metric_scores``
-scores each series with the detector's own pure model, in the order the streaming query
-would: live and direct scores are identical. ``cpu_anomalies`` runs the speed layer's CPU
-window and classification functions in batch on a local Spark session, against the baseline
-given (``--normal-mean/--normal-stddev``), else the ``baselines`` table when PostgreSQL is
-reachable, else ``.env``'s.
+The file is read by the replay planner (``generators.replay``) as the detector's source's
+events, so a backtest sees exactly the events ``lambdawatch replay`` would send.
+``metric_scores`` scores each series with the detector's own pure model, in the order the
+streaming query would: live and direct scores are identical. The other detectors run in batch
+on a local Spark session, from the events as the speed layer parses them
+(``parse_events`` of their JSON) through the query's own functions:
+
+- ``cpu_anomalies``: ``cpu_window_stats`` and ``classify_cpu``, one row per server and window,
+  against ``--normal-mean/--normal-stddev``, else the ``baselines`` table when PostgreSQL is
+  reachable, else ``.env``'s;
+- ``forecast_deviations``: ``judge_against_forecast`` on the ``ip_forecasts`` rows of the
+  file's hours (PostgreSQL needed), one row per judged sample and feature;
+- ``cdn_clusters``: the promoted KMeans model (PostgreSQL and the model files needed), one row
+  per event;
+- ``silence``: ``find_silences`` per entity up to the watermark the stream would have at the
+  file's end, one row per gap.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import orjson
 import pandas as pd
 
 from generators.replay import OptionError, ReplayOptions, plan_replay, replay_options
 from lambdawatch.core import db
+from lambdawatch.core.events import SCHEMAS, Source
+from lambdawatch.core.model_registry import RegisteredModel, forecasts_between, promoted_model
 from lambdawatch.core.secrets import secrets_for
 from lambdawatch.core.settings import Settings
+from lambdawatch.core.tables import TABLES
 from spark_apps.detectors.metric_model import ScoringParams, SeriesState, Thresholds, score_frame
 
 if TYPE_CHECKING:
@@ -31,8 +46,17 @@ OUTPUT_COLUMNS = (
     "detector", "entity", "metric", "window_start", "window_end", "value", "expected", "score",
     "severity",
 )  # fmt: skip
-# detector → the source whose events it reads (the file is read as that source's events)
-DETECTOR_SOURCES = {"metric_scores": "metric", "cpu_anomalies": "server"}
+ANOMALY_FIELDS = TABLES["anomalies"].names
+# what a backtest returns: the output and the model or baseline each row was judged by
+RESULT_COLUMNS = (*OUTPUT_COLUMNS, "model_version")
+# detector → the sources whose events it reads (the first is the default ``--source``)
+DETECTOR_SOURCES: dict[str, tuple[Source, ...]] = {
+    "metric_scores": ("metric",),
+    "cpu_anomalies": ("server",),
+    "forecast_deviations": ("ip",),
+    "cdn_clusters": ("cdn",),
+    "silence": ("server", "ip", "cdn"),
+}
 DETECTORS = tuple(DETECTOR_SOURCES)
 
 
@@ -63,10 +87,14 @@ def options_from_cli(
     value_column: str | None,
     normal_mean: float | None = None,
     normal_stddev: float | None = None,
+    source: str | None = None,
 ) -> BacktestOptions:
     """``--map col=field`` and ``--set field=value`` as replay takes them (one rule)."""
     if detector not in DETECTORS:
         raise BacktestError(f"--detector: {detector!r} is not one of {', '.join(DETECTORS)}")
+    sources = DETECTOR_SOURCES[detector]
+    if source is not None and source not in sources:
+        raise BacktestError(f"--source: {detector} reads {', '.join(sources)}, not {source!r}")
     if (normal_mean is None) != (normal_stddev is None):
         raise BacktestError("--normal-mean and --normal-stddev go together")
     normal = None
@@ -77,9 +105,7 @@ def options_from_cli(
             raise BacktestError(f"--normal-stddev: {normal_stddev} is not positive")
         normal = Normal(normal_mean, normal_stddev)
     try:
-        replay = replay_options(
-            DETECTOR_SOURCES[detector], mapping, constants, time_column, value_column
-        )
+        replay = replay_options(source or sources[0], mapping, constants, time_column, value_column)
     except OptionError as exc:
         raise BacktestError(str(exc)) from None
     return BacktestOptions(detector, replay, normal)
@@ -87,9 +113,12 @@ def options_from_cli(
 
 def metric_samples(path: Path, options: BacktestOptions) -> pd.DataFrame:
     """The ``entity, metric, timestamp, value`` events replay would send for ``path``."""
-    plan = plan_replay(path, options.replay)  # a malformed row raises ReplayError with its line
+    return _metric_frame(plan_replay(path, options.replay).events)
+
+
+def _metric_frame(events: Iterable[tuple[int, str, dict[str, Any]]]) -> pd.DataFrame:
     frame = pd.DataFrame(
-        [(e["entity"], e["metric"], millis, e["value"]) for millis, _key, e in plan.events],
+        [(e["entity"], e["metric"], millis, e["value"]) for millis, _key, e in events],
         columns=["entity", "metric", "timestamp", "value"],
     )
     frame["timestamp"] = pd.to_datetime(frame["timestamp"], unit="ms", utc=True)
@@ -113,31 +142,101 @@ def score_metric_samples(samples: pd.DataFrame, settings: Settings) -> pd.DataFr
                 metric=metric,
                 window_start=scored["timestamp"],
                 window_end=scored["timestamp"],
-            )[list(OUTPUT_COLUMNS)]
+                model_version=params.version,
+            )[list(RESULT_COLUMNS)]
         )
     if not parts:
-        return pd.DataFrame(columns=list(OUTPUT_COLUMNS))
+        return pd.DataFrame(columns=list(RESULT_COLUMNS))
     return pd.concat(parts, ignore_index=True)
 
 
-def stored_baselines(settings: Settings) -> list[tuple[str, str, float, float]] | None:
+@dataclass(frozen=True)
+class Judges:
+    """What a detector judges events by, looked up once per backtest."""
+
+    baselines: list[tuple[Any, ...]] = field(default_factory=list)  # metric, entity, mean, σ
+    forecasts: list[tuple[Any, ...]] = field(default_factory=list)  # FORECAST_LOOKUP_SCHEMA
+    cdn_model: tuple[RegisteredModel, Any] | None = None  # the promoted version, loaded
+
+
+def _database(settings: Settings, needed_by: str | None = None) -> Any:
+    """A connection, or None when PostgreSQL cannot be reached and ``needed_by`` is None."""
+    try:
+        return db.connect(settings, secrets_for(settings))
+    except Exception as exc:  # unreachable or no credentials
+        if needed_by is None:
+            return None
+        raise BacktestError(
+            f"{needed_by}; PostgreSQL at {settings.postgres_host}:{settings.postgres_port} is "
+            f"not reachable ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+        ) from None
+
+
+def stored_baselines(settings: Settings) -> list[tuple[Any, ...]] | None:
     """``(metric, entity, mean, stddev)`` rows of the ``baselines`` table, or None when
     PostgreSQL is not reachable (a file backtest needs no service)."""
-    try:
-        with db.connect(settings, secrets_for(settings)) as conn:
-            return conn.execute("SELECT metric, entity, mean, stddev FROM baselines").fetchall()
-    except Exception:  # unreachable, no credentials or not migrated: fall back to .env
+    conn = _database(settings)
+    if conn is None:
         return None
+    try:
+        with conn:
+            return conn.execute("SELECT metric, entity, mean, stddev FROM baselines").fetchall()
+    except Exception:  # not migrated yet: fall back to .env
+        return None
+
+
+def look_up(options: BacktestOptions, settings: Settings, first_ms: int, last_ms: int) -> Judges:
+    """The baselines, forecasts or model the detector judges the file's span by."""
+    if options.detector == "cpu_anomalies":
+        return Judges(baselines=[] if options.normal else stored_baselines(settings) or [])
+    if options.detector == "forecast_deviations":
+        with _database(
+            settings, "forecast_deviations judges by the forecasts in ip_forecasts"
+        ) as c:
+            forecasts = forecasts_between(c, first_ms * 1000, last_ms * 1000)
+        if not forecasts:
+            raise BacktestError(
+                f"no forecast in ip_forecasts covers {_iso(first_ms)} to {_iso(last_ms)}: "
+                "forecast_deviations has nothing to judge by"
+            )
+        return Judges(forecasts=forecasts)
+    if options.detector == "cdn_clusters":
+        from pyspark.ml import PipelineModel  # noqa: PLC0415 - PySpark only when used
+
+        from spark_apps.detectors.cdn_kmeans import MODEL_NAME  # noqa: PLC0415
+
+        with _database(settings, "cdn_clusters judges by the promoted model") as conn:
+            registered = promoted_model(conn, MODEL_NAME)
+        if registered is None:
+            raise BacktestError(f"no promoted {MODEL_NAME} model: retrain_cdn_kmeans has not run")
+        return Judges(cdn_model=(registered, PipelineModel.load(registered.path)))
+    return Judges()
+
+
+def _iso(millis: int) -> str:
+    return datetime.fromtimestamp(millis / 1000, tz=UTC).isoformat()
+
+
+def event_frame(spark: SparkSession, events: Iterable[dict[str, Any]], source: str) -> DataFrame:
+    """Events as the speed layer parses them: their JSON through ``parse_events``."""
+    from spark_apps.transforms.parsing import parse_events  # noqa: PLC0415
+
+    records = spark.createDataFrame(
+        [(orjson.dumps(event), source, 0, i) for i, event in enumerate(events)],
+        "value binary, topic string, partition int, offset long",
+    )
+    parsed, _invalid = parse_events(records, SCHEMAS[source], "backtest")
+    return parsed
 
 
 def cpu_verdicts(
     spark: SparkSession,
-    events: Iterable[dict[str, Any]],
+    events: DataFrame,
     settings: Settings,
-    baselines: list[tuple[str, str, float, float]] | None = None,
+    baselines: list[tuple[Any, ...]] | None = None,
     normal: Normal | None = None,
 ) -> DataFrame:
-    """Server events → each window judged by the speed layer's CPU detector, in batch.
+    """Parsed server events → each window judged by the speed layer's CPU detector, in batch.
 
     The windows are the query's (``cpu_window_stats``: a re-sent event counts once), and so is
     the verdict (``classify_cpu``); ``normal`` replaces every baseline, else ``baselines``
@@ -148,20 +247,13 @@ def cpu_verdicts(
         cpu_window_stats,
     )
 
-    frame = spark.createDataFrame(
-        [
-            (e["event_id"], e["server_id"], float(e["cpu_usage"]), _when(e["timestamp"]))
-            for e in events
-        ],
-        "event_id string, server_id string, cpu_usage double, timestamp timestamp",
-    )
     config = settings.models.cpu_anomaly
     rows = [] if normal is not None else list(baselines or [])
     fallback = (
         (normal.mean, normal.stddev) if normal else (settings.normal_mean, settings.normal_stddev)
     )
     return classify_cpu(
-        cpu_window_stats(frame, config.window, config.watermark),
+        cpu_window_stats(events, config.window, config.watermark),
         spark.createDataFrame(rows, BASELINES_READ_SCHEMA),
         *fallback,
         config.warn_sigma,
@@ -169,48 +261,113 @@ def cpu_verdicts(
     )
 
 
-def _when(text: str) -> Any:
-    return pd.Timestamp(text).to_pydatetime()
+def spark_verdicts(
+    spark: SparkSession, events: DataFrame, options: BacktestOptions, settings: Settings,
+    judges: Judges,
+) -> DataFrame:  # fmt: skip
+    """Every window, sample or event the detector judges, as ``RESULT_COLUMNS``."""
+    # PySpark only when used
+    from spark_apps.detectors.cdn_kmeans import cdn_anomaly_columns, cdn_cluster_rows  # noqa: PLC0415
+    from spark_apps.detectors.cpu import cpu_anomaly_columns  # noqa: PLC0415
+    from spark_apps.detectors.forecast_deviations import (  # noqa: PLC0415
+        FORECAST_LOOKUP_SCHEMA,
+        deviation_columns,
+        judge_against_forecast,
+    )
+    from spark_apps.transforms.rollups import melt_ip_features  # noqa: PLC0415
+
+    models = settings.models
+    if options.detector == "cpu_anomalies":
+        judged = cpu_verdicts(spark, events, settings, judges.baselines, options.normal)
+        columns = cpu_anomaly_columns()
+    elif options.detector == "forecast_deviations":
+        lookup = spark.createDataFrame(judges.forecasts, FORECAST_LOOKUP_SCHEMA)
+        judged = judge_against_forecast(melt_ip_features(events, settings.ips.features), lookup)
+        prophet = models.prophet
+        columns = deviation_columns(
+            prophet.deviation_error_factor, prophet.deviation_error_direction
+        )
+    else:  # cdn_clusters
+        assert judges.cdn_model is not None
+        registered, model = judges.cdn_model
+        threshold = registered.threshold if registered.threshold is not None else float("inf")
+        judged = cdn_cluster_rows(model, events, registered.version, threshold)
+        columns = cdn_anomaly_columns(models.kmeans.error_threshold_factor)
+    return judged.select(*columns).select(*RESULT_COLUMNS)
 
 
-def cpu_backtest(path: Path, options: BacktestOptions, settings: Settings) -> pd.DataFrame:
-    """Every CPU window of the file's server events, SAFE ones included, as ``OUTPUT_COLUMNS``."""
+def silence_gaps(events: list[dict[str, Any]], source: str, settings: Settings) -> pd.DataFrame:
+    """Every gap in each entity's reports, up to the watermark the stream would have at the
+    file's end (its newest event less the query's delay)."""
+    from spark_apps.detectors.silence import (  # noqa: PLC0415
+        find_silences,
+        report_intervals_ms,
+        silence_anomaly,
+    )
+
+    config = settings.models.silence
+    interval = report_intervals_ms(settings.generators)[source]
+    key = SCHEMAS[source].key_field
+    stamps: dict[str, list[int]] = {}
+    for event in events:
+        millis = int(pd.Timestamp(event["timestamp"]).value // 1_000_000)
+        stamps.setdefault(str(event[key]), []).append(millis)
+    if not stamps:
+        return pd.DataFrame(columns=list(RESULT_COLUMNS))
+    newest = max(max(times) for times in stamps.values())
+    watermark = newest - int(pd.Timedelta(config.watermark).total_seconds() * 1000)
+    rows = [
+        silence_anomaly(source, entity, last, interval, config.missed_intervals, watermark, resumed)
+        for entity, times in sorted(stamps.items())
+        for last, resumed in find_silences(times, interval, config.missed_intervals, watermark)
+    ]
+    return pd.DataFrame(rows, columns=list(ANOMALY_FIELDS))[list(RESULT_COLUMNS)]
+
+
+def backtest(path: Path, options: BacktestOptions, settings: Settings) -> pd.DataFrame:
+    """Every sample, window or gap the detector judges in the file, as ``RESULT_COLUMNS``
+    (``OUTPUT_COLUMNS`` and the model or baseline that judged it), by entity and time."""
+    plan = plan_replay(path, options.replay)  # a malformed row raises ReplayError with its line
+    if options.detector == "metric_scores":
+        return score_metric_samples(_metric_frame(plan.events), settings)
+    events = [event for _ms, _key, event in plan.events]
+    if options.detector == "silence":
+        return silence_gaps(events, options.replay.source, settings)
+    if not events:
+        return pd.DataFrame(columns=list(RESULT_COLUMNS))
+    judges = look_up(options, settings, plan.events[0][0], plan.events[-1][0])
+    with local_session() as spark:
+        frame = event_frame(spark, events, options.replay.source)
+        table = spark_verdicts(spark, frame, options, settings, judges).toPandas()
+    for column in ("window_start", "window_end"):
+        table[column] = pd.to_datetime(table[column], utc=True)
+    return table.sort_values(["entity", "metric", "window_start"], ignore_index=True)
+
+
+@contextmanager
+def local_session() -> Iterator[SparkSession]:
+    """A small local Spark session, stopped after, unless this process runs one (tests)."""
     from pyspark import SparkContext  # noqa: PLC0415 - PySpark only when used
 
-    from spark_apps.detectors.cpu import cpu_anomaly_columns  # noqa: PLC0415
     from spark_apps.session import build_session  # noqa: PLC0415
 
-    plan = plan_replay(path, options.replay)
-    baselines = None if options.normal else stored_baselines(settings)
-    own_session = SparkContext._active_spark_context is None  # else: the caller's (tests)
+    own = SparkContext._active_spark_context is None
     spark = build_session(
         "lambdawatch-backtest", master="local[2]", with_kafka=False, shuffle_partitions=2,
         extra={"spark.ui.enabled": "false"},
     )  # fmt: skip
+    if own:
+        spark.sparkContext.setLogLevel("ERROR")
     try:
-        verdicts = cpu_verdicts(
-            spark, (event for _ms, _key, event in plan.events), settings, baselines,
-            options.normal,
-        )  # fmt: skip
-        table = verdicts.select(*cpu_anomaly_columns()).select(*OUTPUT_COLUMNS).toPandas()
+        yield spark
     finally:
-        if own_session:
+        if own:
             spark.stop()
-    for column in ("window_start", "window_end"):
-        table[column] = pd.to_datetime(table[column], utc=True)
-    return table.sort_values(["entity", "window_start"], ignore_index=True)
 
 
-def backtest(path: Path, options: BacktestOptions, settings: Settings) -> pd.DataFrame:
-    """One row per sample or window: the columns every detector's backtest writes
-    (``OUTPUT_COLUMNS``)."""
-    if options.detector == "cpu_anomalies":
-        return cpu_backtest(path, options, settings)
-    return score_metric_samples(metric_samples(path, options), settings)
-
-
-def write_output(scores: pd.DataFrame, path: Path) -> None:
-    out = scores.copy()
+def write_output(results: pd.DataFrame, path: Path) -> None:
+    """``OUTPUT_COLUMNS`` as CSV, times in ISO-8601 UTC with milliseconds."""
+    out = results[list(OUTPUT_COLUMNS)].copy()
     for column in ("window_start", "window_end"):
         out[column] = out[column].dt.strftime("%Y-%m-%dT%H:%M:%S.%f").str[:-3] + "Z"
     out.to_csv(path, index=False, float_format="%.17g")

@@ -16,7 +16,7 @@ from pyspark.ml.clustering import KMeans, KMeansModel
 from pyspark.ml.evaluation import ClusteringEvaluator
 from pyspark.ml.feature import StandardScaler, VectorAssembler
 from pyspark.ml.functions import vector_to_array
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from lambdawatch.core.tables import TABLES
@@ -124,24 +124,30 @@ def cdn_cluster_rows(
     )
 
 
-def cdn_anomalies(rows: DataFrame, error_factor: float) -> DataFrame:
-    """Events beyond the threshold: WARN, ERROR beyond ``error_factor`` × the threshold."""
-    flagged = rows.where(F.col("anomalous"))
+def cdn_anomaly_columns(error_factor: float) -> list[Column]:
+    """An assigned event as the anomaly record: SAFE within the threshold, WARN beyond it,
+    ERROR beyond ``error_factor`` × the threshold."""
     ratio = F.col("distance") / F.greatest(F.col("threshold"), F.lit(1e-9))
-    return flagged.select(
-        *anomaly_columns(
-            "cdn_clusters",
-            entity=F.col("edge_id"),
-            metric=F.lit(METRIC),
-            window_start=F.col("ts"),
-            window_end=F.col("ts"),
-            value=F.col("distance"),
-            expected=F.col("threshold"),
-            score=ratio,
-            severity=F.when(ratio > error_factor, "ERROR").otherwise("WARN"),
-            model_version=F.col("model_version"),
-        )
+    severity = (
+        F.when(~F.col("anomalous"), "SAFE").when(ratio > error_factor, "ERROR").otherwise("WARN")
     )
+    return anomaly_columns(
+        "cdn_clusters",
+        entity=F.col("edge_id"),
+        metric=F.lit(METRIC),
+        window_start=F.col("ts"),
+        window_end=F.col("ts"),
+        value=F.col("distance"),
+        expected=F.col("threshold"),
+        score=ratio,
+        severity=severity,
+        model_version=F.col("model_version"),
+    )
+
+
+def cdn_anomalies(rows: DataFrame, error_factor: float) -> DataFrame:
+    """Events beyond the threshold, as anomalies."""
+    return rows.where(F.col("anomalous")).select(*cdn_anomaly_columns(error_factor))
 
 
 def cdn_clusters_to_kafka(rows: DataFrame) -> DataFrame:

@@ -8,7 +8,7 @@ the point forecast, on the side(s) ``error_direction`` names, is ERROR (as an an
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from spark_apps.detectors.anomaly import anomaly_columns
@@ -38,24 +38,33 @@ def judge_against_forecast(samples: DataFrame, forecasts: DataFrame) -> DataFram
     )
 
 
-def forecast_deviations(judged: DataFrame, error_factor: float, error_direction: str) -> DataFrame:
-    flagged = judged.where(F.col("outside"))
+def deviation_columns(error_factor: float, error_direction: str) -> list[Column]:
+    """A judged sample as the anomaly record: SAFE inside the interval, WARN outside it, ERROR
+    beyond ``error_factor`` half-widths on the ``error_direction`` side."""
     side = {
         "above": F.col("value") > F.col("yhat"),
         "below": F.col("value") < F.col("yhat"),
         "both": F.lit(True),
     }[error_direction]
-    return flagged.select(
-        *anomaly_columns(
-            "forecast_deviations",
-            entity=F.col("src_ip"),
-            metric=F.col("feature"),
-            window_start=F.col("timestamp"),
-            window_end=F.col("timestamp"),
-            value=F.col("value"),
-            expected=F.col("yhat"),
-            score=F.col("score"),
-            severity=F.when((F.col("score") > error_factor) & side, "ERROR").otherwise("WARN"),
-            model_version=F.col("run_id"),
-        )
+    severity = (
+        F.when(~F.col("outside"), "SAFE")
+        .when((F.col("score") > error_factor) & side, "ERROR")
+        .otherwise("WARN")
     )
+    return anomaly_columns(
+        "forecast_deviations",
+        entity=F.col("src_ip"),
+        metric=F.col("feature"),
+        window_start=F.col("timestamp"),
+        window_end=F.col("timestamp"),
+        value=F.col("value"),
+        expected=F.col("yhat"),
+        score=F.col("score"),
+        severity=severity,
+        model_version=F.col("run_id"),
+    )
+
+
+def forecast_deviations(judged: DataFrame, error_factor: float, error_direction: str) -> DataFrame:
+    """The samples outside their interval, as anomalies."""
+    return judged.where(F.col("outside")).select(*deviation_columns(error_factor, error_direction))

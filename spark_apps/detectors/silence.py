@@ -20,6 +20,8 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.streaming.state import GroupState, GroupStateTimeout
 
+from lambdawatch.core.config_model import GeneratorsConfig
+
 DETECTOR = "silence"
 METRIC = "reports_missing"
 STATE_SCHEMA = "last_seen_ms long"
@@ -28,6 +30,15 @@ OUTPUT_SCHEMA = (
     "window_end timestamp, value double, expected double, score double, severity string, "
     "model_version string, detected_at timestamp"
 )
+
+
+def report_intervals_ms(generators: GeneratorsConfig) -> dict[str, int]:
+    """Each source's expected reporting interval: the generators' cadence."""
+    return {
+        "ip": generators.ip_interval_seconds * 1000,
+        "server": generators.server_interval_ms,
+        "cdn": generators.cdn_interval_seconds * 1000,
+    }
 
 
 def silence_deadline(last_seen_ms: int, interval_ms: int, missed: int) -> int:

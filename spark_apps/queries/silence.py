@@ -11,7 +11,7 @@ from lambdawatch.core.events import (
     IP_SCHEMA,
     SERVER_SCHEMA,
 )
-from spark_apps.detectors.silence import detect_silences, source_signals
+from spark_apps.detectors.silence import detect_silences, report_intervals_ms, source_signals
 from spark_apps.io import StreamIO
 
 log = logging.getLogger("lambdawatch.speed_layer")
@@ -20,12 +20,8 @@ log = logging.getLogger("lambdawatch.speed_layer")
 def start(io: StreamIO) -> StreamingQuery:
     """IPs, servers and CDN edges that stop reporting for ``missed_intervals`` of their
     expected interval (the generators' cadence) become ERROR anomalies."""
-    config, g = io.settings.models.silence, io.settings.generators
-    intervals = {
-        "ip": g.ip_interval_seconds * 1000,
-        "server": g.server_interval_ms,
-        "cdn": g.cdn_interval_seconds * 1000,
-    }
+    config = io.settings.models.silence
+    intervals = report_intervals_ms(io.settings.generators)
     per_source = {}
     for source, schema in (("ip", IP_SCHEMA), ("server", SERVER_SCHEMA), ("cdn", CDN_SCHEMA)):
         events, _dead = io.parse(io.kafka_source(schema.topic_role), schema, "silence")

@@ -8,17 +8,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from pyspark.sql import SparkSession
 from typer.testing import CliRunner
 
-from generators.replay import ReplayOptions
+from generators.replay import ReplayOptions, plan_replay
 from lambdawatch.core.settings import load_settings
 from lambdawatch.ops.cli import app
 from lambdawatch.pipelines.backtest import (
     OUTPUT_COLUMNS,
+    RESULT_COLUMNS,
     BacktestError,
     BacktestOptions,
+    Judges,
     backtest,
+    event_frame,
     options_from_cli,
+    spark_verdicts,
     write_output,
 )
 from spark_apps.detectors.metric_model import ScoringParams, SeriesState, score_samples
@@ -44,7 +49,7 @@ def test_every_sample_is_scored_exactly_as_the_model_scores_it(tmp_path: Path) -
     path = _csv(tmp_path / "boiler.csv")
     options = options_from_cli("metric_scores", "when=timestamp", "metric=temp", None, "reading")
     scores = backtest(path, options, load_settings())
-    assert list(scores.columns) == list(OUTPUT_COLUMNS)
+    assert list(scores.columns) == list(RESULT_COLUMNS)
     assert len(scores) == 900
     assert set(scores["entity"]) == {"boiler"}  # the file name, as replay names it
     assert set(scores["metric"]) == {"temp"}
@@ -157,7 +162,7 @@ def test_cpu_windows_of_a_two_column_file_match_the_hand_computed_reference(
     path.write_text(CPU_FILE)
     options = options_from_cli("cpu_anomalies", None, None, None, "cpu", 50.0, 5.0)
     windows = backtest(path, options, load_settings())
-    assert list(windows.columns) == list(OUTPUT_COLUMNS)
+    assert list(windows.columns) == list(RESULT_COLUMNS)
     first = pd.Timestamp(1767225600000, unit="ms", tz="UTC")
     millis = pd.Timedelta(milliseconds=1)
     found = [
@@ -185,3 +190,108 @@ def test_cpu_windows_of_a_two_column_file_match_the_hand_computed_reference(
 def test_a_bad_baseline_option_is_one_line(args: tuple, message: str) -> None:
     with pytest.raises(BacktestError, match=message):
         options_from_cli(*args)
+
+
+def test_silence_finds_each_gap_of_a_file_up_to_the_stream_s_watermark(tmp_path: Path) -> None:
+    # a server reporting every 250 ms (config.json's cadence), silent from 2.0 s to 4.0 s, then
+    # reporting to 40 s: the watermark (30 s behind) has passed that gap's deadline
+    stamps = [*range(0, 2001, 250), *range(4000, 40001, 250)]
+    path = tmp_path / "box.csv"
+    path.write_text("t_ms,cpu_usage\n" + "".join(f"{1767225600000 + t},5\n" for t in stamps))
+    gaps = backtest(path, options_from_cli("silence", None, None, None, None), load_settings())
+    first = pd.Timestamp(1767225600000, unit="ms", tz="UTC")
+    assert gaps[["entity", "metric", "value", "score", "severity"]].values.tolist() == [
+        ["box", "server:reports_missing", 8.0, 8 / 3, "ERROR"]  # 2 s of 250 ms ticks missed
+    ]
+    assert gaps.loc[0, "window_start"] == first + pd.Timedelta(milliseconds=2250)
+    assert gaps.loc[0, "window_end"] == first + pd.Timedelta(milliseconds=4000)
+
+
+IP_FILE = (
+    "timestamp,src_ip,unq_dst_ip,allow,drop,frequency,pkts_sent,pkts_received,bytesin,bytesout,"
+    "unq_dst_port\n"
+    "2026-01-01T10:05:00Z,198.18.0.9,1,1,0,1,1,1,105,1,1\n"
+    "2026-01-01T10:06:00Z,198.18.0.9,1,1,0,1,1,1,120,1,1\n"
+    "2026-01-01T10:07:00Z,198.18.0.9,1,1,0,1,1,1,150,1,1\n"
+    "2026-01-01T10:08:00Z,198.18.0.9,1,1,0,1,1,1,80,1,1\n"
+)
+
+
+def test_forecast_deviations_judges_each_sample_by_its_hour_s_forecast(
+    tmp_path: Path, spark: SparkSession
+) -> None:
+    """Interval 90–110 around 100 (half-width 10): SAFE inside, WARN outside, ERROR beyond
+    2 half-widths above (config.json's direction); far below stays WARN."""
+    path = tmp_path / "fw.csv"
+    path.write_text(IP_FILE)
+    options = options_from_cli("forecast_deviations", None, None, None, None)
+    hour = datetime(2026, 1, 1, 10, tzinfo=UTC)
+    judges = Judges(forecasts=[("198.18.0.9", "bytesin", hour, 100.0, 90.0, 110.0, "run-7")])
+    events = [e for _ms, _key, e in plan_replay(path, options.replay).events]
+    judged = spark_verdicts(spark, event_frame(spark, events, "ip"), options, load_settings(),
+                            judges).orderBy("window_start").collect()  # fmt: skip
+    assert [(r["metric"], r["value"], r["score"], r["severity"]) for r in judged] == [
+        ("bytesin", 105.0, 0.5, "SAFE"),
+        ("bytesin", 120.0, 2.0, "WARN"),  # exactly 2 half-widths is not beyond
+        ("bytesin", 150.0, 5.0, "ERROR"),
+        ("bytesin", 80.0, 2.0, "WARN"),
+    ]  # the features without a forecast are not judged
+    assert {r["model_version"] for r in judged} == {"run-7"}
+
+
+def test_cdn_clusters_judges_every_event_by_the_model_s_threshold(
+    tmp_path: Path, spark: SparkSession
+) -> None:
+    from pyspark.ml import Pipeline
+
+    from lambdawatch.core.model_registry import RegisteredModel
+    from spark_apps.detectors.cdn_kmeans import assign_clusters, kmeans_pipeline
+
+    rng = np.random.default_rng(3)
+    header = "timestamp,edge_id,requests,bytes_sent,cache_hit_ratio,latency_p50_ms,"
+    header += "latency_p95_ms,status_4xx,status_5xx,origin_errors\n"
+    rows = []
+    for i in range(60):
+        latency = 40 + rng.normal(0, 2) + (400 if i == 50 else 0)  # one far off
+        rows.append(f"2026-01-01T00:{i // 60:02d}:{i % 60:02d}Z,edge-{i % 3},100,5000,0.9,"
+                    f"{latency / 2:.3f},{latency:.3f},1,0,0\n")  # fmt: skip
+    path = tmp_path / "cdn.csv"
+    path.write_text(header + "".join(rows))
+    settings = load_settings()
+    options = options_from_cli("cdn_clusters", None, None, None, None)
+    events = event_frame(
+        spark, [e for _ms, _k, e in plan_replay(path, options.replay).events], "cdn"
+    )
+    config = settings.models.kmeans
+    pipeline: Pipeline = kmeans_pipeline(config.features, 2, 20, 1)
+    model = pipeline.fit(events.where("latency_p95_ms < 200"))  # trained on ordinary history
+    distances = sorted(r["distance"] for r in assign_clusters(model, events).collect())
+    threshold = distances[-3]  # two events beyond it
+    judges = Judges(cdn_model=(RegisteredModel("cdn_kmeans", "v9", "/nowhere", threshold), model))
+    judged = spark_verdicts(spark, events, options, settings, judges).toPandas()
+    assert len(judged) == 60  # one row per event
+    assert set(judged["model_version"]) == {"v9"}
+    beyond = judged["value"] > threshold
+    assert (judged.loc[~beyond, "severity"] == "SAFE").all()
+    assert beyond.sum() == 2
+    ratio = judged["value"] / threshold
+    errors = beyond & (ratio > config.error_threshold_factor)
+    assert errors.sum() == 1  # the far-off event
+    assert (judged.loc[errors, "severity"] == "ERROR").all()
+    assert (judged.loc[beyond & ~errors, "severity"] == "WARN").all()
+
+
+def test_a_detector_that_judges_by_the_database_says_so_when_it_is_not_reachable(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "fw.csv"
+    path.write_text(IP_FILE)
+    unreachable = load_settings().model_copy(update={"postgres_host": "127.0.0.1",
+                                                     "postgres_port": 9})  # fmt: skip
+    options = options_from_cli("forecast_deviations", None, None, None, None)
+    with pytest.raises(BacktestError, match="judges by the forecasts in ip_forecasts; PostgreSQL"):
+        backtest(path, options, unreachable)
+    with pytest.raises(
+        BacktestError, match="--source: silence reads server, ip, cdn, not 'metric'"
+    ):
+        options_from_cli("silence", None, None, None, None, source="metric")
