@@ -555,16 +555,25 @@ def backtest(
     source: Annotated[
         str | None, typer.Option(help="silence: server | ip | cdn (default: server).")
     ] = None,
+    run_id: Annotated[
+        str | None, typer.Option(help="Record under this id (default: a new one); replaces it.")
+    ] = None,
 ) -> None:
     """Run a speed-layer detector over a CSV directly: the same code and verdicts as replaying
     it through the stack. The file is read as the detector's events (metric_scores: metric,
     cpu_anomalies: server, forecast_deviations: ip, cdn_clusters: cdn, silence: --source).
     metric_scores, cpu_anomalies and silence need no service; forecast_deviations and
     cdn_clusters judge by the forecasts and model in PostgreSQL."""
+    import uuid
+    from datetime import UTC, datetime
+
     from generators.replay import ReplayError
     from lambdawatch.pipelines.backtest import (
         BacktestError,
+        BacktestRun,
         options_from_cli,
+        record_backtest,
+        run_parameters,
         write_output,
     )
     from lambdawatch.pipelines.backtest import (
@@ -576,6 +585,7 @@ def backtest(
         options = options_from_cli(
             detector, map_, set_, time_column, value_column, normal_mean, normal_stddev, source
         )
+        started = datetime.now(UTC)
         scores = run_backtest(file, options, settings)
     except (BacktestError, ReplayError) as exc:
         errors.print(f"[red]{file}: {exc}[/red]", soft_wrap=True)
@@ -596,6 +606,15 @@ def backtest(
     console.print(table)
     if output:
         console.print(f"{len(scores):,} rows written to {output}")
+    run = BacktestRun(
+        run_id or uuid.uuid4().hex, detector, str(file.resolve()),
+        run_parameters(options, settings), started,
+    )  # fmt: skip
+    findings = record_backtest(settings, run, scores)
+    if findings is None:
+        console.print("PostgreSQL is not reachable: the run is not recorded in backtest_runs")
+    else:
+        console.print(f"recorded as backtest run {run.run_id} ({findings:,} WARN or ERROR)")
 
 
 @app.command("fetch-jars")

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -363,6 +363,83 @@ def local_session() -> Iterator[SparkSession]:
     finally:
         if own:
             spark.stop()
+
+
+# each detector's section of config.json's models, recorded with a run
+DETECTOR_CONFIG = {
+    "metric_scores": "metric_scores", "cpu_anomalies": "cpu_anomaly",
+    "forecast_deviations": "prophet", "cdn_clusters": "kmeans", "silence": "silence",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class BacktestRun:
+    """One backtest as ``backtest_runs`` records it (an id that is run again is replaced)."""
+
+    run_id: str
+    detector: str
+    history: str  # the file, or the archived span
+    parameters: dict[str, Any]
+    started_at: datetime
+
+
+def run_parameters(options: BacktestOptions, settings: Settings) -> dict[str, Any]:
+    """What the verdicts depend on beside the events: the options and the detector's
+    configuration."""
+    section = getattr(settings.models, DETECTOR_CONFIG[options.detector])
+    return {
+        "detector": options.detector,
+        "replay": asdict(options.replay),
+        "normal": asdict(options.normal) if options.normal else None,
+        "config": section.model_dump(mode="json"),
+    }
+
+
+def record_run(conn: Any, run: BacktestRun, results: pd.DataFrame) -> int:
+    """The run and its WARN and ERROR findings in one transaction; returns the findings."""
+    severity = results["severity"]
+    findings = results[severity != "SAFE"]
+    times = results["window_start"]
+    versions = ",".join(sorted({str(v) for v in results["model_version"].dropna()}))
+    detected_at = datetime.now(tz=UTC)
+    rows = [
+        (run.run_id, *(_plain(value) for value in row), detected_at)
+        for row in findings[list(RESULT_COLUMNS)].itertuples(index=False, name=None)
+    ]
+    with conn.transaction():
+        conn.execute("DELETE FROM backtest_runs WHERE run_id = %s", (run.run_id,))
+        conn.execute(
+            "INSERT INTO backtest_runs (run_id, detector, history, parameters, model_versions, "
+            "judged, warn, error, first_event, last_event, started_at) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (
+                run.run_id, run.detector, run.history, orjson.dumps(run.parameters).decode(),
+                versions, len(results), int((severity == "WARN").sum()),
+                int((severity == "ERROR").sum()), _plain(times.min()) if len(times) else None,
+                _plain(times.max()) if len(times) else None, run.started_at,
+            ),
+        )  # fmt: skip
+        table = TABLES["backtest_anomalies"]
+        db.upsert_rows(conn, table.name, table.names, rows, table.key)
+    return len(rows)
+
+
+def _plain(value: Any) -> Any:
+    """A pandas value as psycopg takes it."""
+    if isinstance(value, pd.Timestamp):
+        return value.to_pydatetime()
+    if pd.isna(value):
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+def record_backtest(settings: Settings, run: BacktestRun, results: pd.DataFrame) -> int | None:
+    """``record_run`` when PostgreSQL is reachable; None when it is not."""
+    conn = _database(settings)
+    if conn is None:
+        return None
+    with conn:
+        return record_run(conn, run, results)
 
 
 def write_output(results: pd.DataFrame, path: Path) -> None:
