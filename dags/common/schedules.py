@@ -8,4 +8,5 @@ SCHEDULES: dict[str, str | None] = {
     "forecast_ip_traffic": "asset",
     "baseline_stats": "@hourly",
     "retrain_cdn_kmeans": "@daily",
+    "archive_raw_events": "@hourly",
 }

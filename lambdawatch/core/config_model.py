@@ -189,6 +189,7 @@ class SchedulesConfig(StrictModel):
     forecast_ip_traffic: str | None = "asset"
     baseline_stats: str | None = "@hourly"
     retrain_cdn_kmeans: str | None = "@daily"
+    archive_raw_events: str | None = "@hourly"
 
     @field_validator("*")
     @classmethod

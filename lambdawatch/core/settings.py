@@ -106,6 +106,7 @@ class Settings(BaseSettings):
     # default: BIND_HOST, which is right for local mode.
     spark_driver_host: str | None = None
     models_dir: Path | None = None  # trained models; shared storage in distributed mode
+    history_dir: Path | None = None  # the raw-event archive; shared storage likewise
     spark_python: Path | None = None  # interpreter with PySpark; default .venv/bin/python
     airflow_port: Port = 18080
     airflow_log_server_port: Port = 18793
@@ -248,6 +249,11 @@ class Settings(BaseSettings):
     @cached_property
     def models_path(self) -> Path:
         return (self.models_dir or self.var_path / "models").resolve()
+
+    @cached_property
+    def history_path(self) -> Path:
+        """The raw-event archive (Parquet per source and hour of arrival), for backtests."""
+        return (self.history_dir or self.var_path / "history").resolve()
 
     @cached_property
     def spark_python_path(self) -> Path:

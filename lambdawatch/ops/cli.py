@@ -537,7 +537,14 @@ def replay(
 
 @app.command()
 def backtest(
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV with a header.")],
+    file: Annotated[
+        Path | None,
+        typer.Argument(exists=True, dir_okay=False, help="CSV with a header (or --from/--to)."),
+    ] = None,
+    from_: Annotated[
+        str | None, typer.Option("--from", help="Archived history from (ISO-8601 or epoch).")
+    ] = None,
+    to: Annotated[str | None, typer.Option("--to", help="… to (exclusive).")] = None,
     detector: Annotated[str, typer.Option(help="The detector to run.")] = "metric_scores",
     map_: MapOption = None,
     set_: SetOption = None,
@@ -559,11 +566,11 @@ def backtest(
         str | None, typer.Option(help="Record under this id (default: a new one); replaces it.")
     ] = None,
 ) -> None:
-    """Run a speed-layer detector over a CSV directly: the same code and verdicts as replaying
-    it through the stack. The file is read as the detector's events (metric_scores: metric,
-    cpu_anomalies: server, forecast_deviations: ip, cdn_clusters: cdn, silence: --source).
-    metric_scores, cpu_anomalies and silence need no service; forecast_deviations and
-    cdn_clusters judge by the forecasts and model in PostgreSQL."""
+    """Run a speed-layer detector over a CSV, or over archived history (--from/--to), directly:
+    the same code and verdicts as the stream. Events are the detector's source's (metric_scores:
+    metric, cpu_anomalies: server, forecast_deviations: ip, cdn_clusters: cdn, silence:
+    --source). A file's metric_scores, cpu_anomalies and silence need no service;
+    forecast_deviations and cdn_clusters judge by the forecasts and model in PostgreSQL."""
     import uuid
     from datetime import UTC, datetime
 
@@ -571,6 +578,8 @@ def backtest(
     from lambdawatch.pipelines.backtest import (
         BacktestError,
         BacktestRun,
+        archived_backtest,
+        history_span,
         options_from_cli,
         record_backtest,
         run_parameters,
@@ -581,14 +590,23 @@ def backtest(
     )
 
     settings = _settings()
+    where = str(file) if file else "history"
     try:
+        if (file is None) == (from_ is None or to is None) or (file and (from_ or to)):
+            raise BacktestError("give a FILE, or --from and --to for archived history")
         options = options_from_cli(
             detector, map_, set_, time_column, value_column, normal_mean, normal_stddev, source
         )
         started = datetime.now(UTC)
-        scores = run_backtest(file, options, settings)
+        if file is not None:
+            scores = run_backtest(file, options, settings)
+            history = str(file.resolve())
+        else:
+            start, end = history_span(from_ or "", to or "")
+            scores = archived_backtest(options, settings, start, end)
+            history = f"archive {options.replay.source} {start.isoformat()} to {end.isoformat()}"
     except (BacktestError, ReplayError) as exc:
-        errors.print(f"[red]{file}: {exc}[/red]", soft_wrap=True)
+        errors.print(f"[red]{where}: {exc}[/red]", soft_wrap=True)
         raise typer.Exit(1) from None
     if output:
         try:
@@ -607,9 +625,8 @@ def backtest(
     if output:
         console.print(f"{len(scores):,} rows written to {output}")
     run = BacktestRun(
-        run_id or uuid.uuid4().hex, detector, str(file.resolve()),
-        run_parameters(options, settings), started,
-    )  # fmt: skip
+        run_id or uuid.uuid4().hex, detector, history, run_parameters(options, settings), started
+    )
     findings = record_backtest(settings, run, scores)
     if findings is None:
         console.print("PostgreSQL is not reachable: the run is not recorded in backtest_runs")

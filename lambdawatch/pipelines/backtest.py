@@ -296,9 +296,17 @@ def spark_verdicts(
     return judged.select(*columns).select(*RESULT_COLUMNS)
 
 
-def silence_gaps(events: list[dict[str, Any]], source: str, settings: Settings) -> pd.DataFrame:
+def report_times(pairs: Iterable[tuple[str, int]]) -> dict[str, list[int]]:
+    """``(entity, epoch ms)`` pairs → each entity's report times."""
+    stamps: dict[str, list[int]] = {}
+    for entity, millis in pairs:
+        stamps.setdefault(str(entity), []).append(int(millis))
+    return stamps
+
+
+def silence_gaps(stamps: dict[str, list[int]], source: str, settings: Settings) -> pd.DataFrame:
     """Every gap in each entity's reports, up to the watermark the stream would have at the
-    file's end (its newest event less the query's delay)."""
+    end of history (its newest event less the query's delay)."""
     from spark_apps.detectors.silence import (  # noqa: PLC0415
         find_silences,
         report_intervals_ms,
@@ -307,11 +315,6 @@ def silence_gaps(events: list[dict[str, Any]], source: str, settings: Settings) 
 
     config = settings.models.silence
     interval = report_intervals_ms(settings.generators)[source]
-    key = SCHEMAS[source].key_field
-    stamps: dict[str, list[int]] = {}
-    for event in events:
-        millis = int(pd.Timestamp(event["timestamp"]).value // 1_000_000)
-        stamps.setdefault(str(event[key]), []).append(millis)
     if not stamps:
         return pd.DataFrame(columns=list(RESULT_COLUMNS))
     newest = max(max(times) for times in stamps.values())
@@ -324,24 +327,82 @@ def silence_gaps(events: list[dict[str, Any]], source: str, settings: Settings) 
     return pd.DataFrame(rows, columns=list(ANOMALY_FIELDS))[list(RESULT_COLUMNS)]
 
 
+def _ordered(table: pd.DataFrame) -> pd.DataFrame:
+    for column in ("window_start", "window_end"):
+        table[column] = pd.to_datetime(table[column], utc=True)
+    return table.sort_values(["entity", "metric", "window_start"], ignore_index=True)
+
+
 def backtest(path: Path, options: BacktestOptions, settings: Settings) -> pd.DataFrame:
     """Every sample, window or gap the detector judges in the file, as ``RESULT_COLUMNS``
     (``OUTPUT_COLUMNS`` and the model or baseline that judged it), by entity and time."""
     plan = plan_replay(path, options.replay)  # a malformed row raises ReplayError with its line
+    source = options.replay.source
     if options.detector == "metric_scores":
         return score_metric_samples(_metric_frame(plan.events), settings)
-    events = [event for _ms, _key, event in plan.events]
     if options.detector == "silence":
-        return silence_gaps(events, options.replay.source, settings)
-    if not events:
+        key = SCHEMAS[source].key_field
+        pairs = ((event[key], millis) for millis, _key, event in plan.events)
+        return silence_gaps(report_times(pairs), source, settings)
+    if not plan.events:
         return pd.DataFrame(columns=list(RESULT_COLUMNS))
     judges = look_up(options, settings, plan.events[0][0], plan.events[-1][0])
     with local_session() as spark:
-        frame = event_frame(spark, events, options.replay.source)
-        table = spark_verdicts(spark, frame, options, settings, judges).toPandas()
-    for column in ("window_start", "window_end"):
-        table[column] = pd.to_datetime(table[column], utc=True)
-    return table.sort_values(["entity", "metric", "window_start"], ignore_index=True)
+        frame = event_frame(spark, (event for _ms, _key, event in plan.events), source)
+        return _ordered(spark_verdicts(spark, frame, options, settings, judges).toPandas())
+
+
+def history_span(start: str, end: str) -> tuple[datetime, datetime]:
+    """``--from`` and ``--to`` (ISO-8601, naive meaning UTC, or epoch numbers) as instants."""
+    from generators.replay import parse_time  # noqa: PLC0415
+
+    bounds = []
+    for option, text in (("--from", start), ("--to", end)):
+        try:
+            bounds.append(datetime.fromtimestamp(parse_time(text) / 1000, tz=UTC))
+        except (ValueError, OverflowError) as exc:
+            raise BacktestError(f"{option}: {exc}") from None
+    return bounds[0], bounds[1]
+
+
+def archived_backtest(
+    options: BacktestOptions, settings: Settings, start: datetime, end: datetime
+) -> pd.DataFrame:
+    """The same, over the archived events of ``[start, end)`` (``archive_raw_events``), parsed
+    as the stream parses them."""
+    from pyspark.sql import functions as F  # noqa: N812, PLC0415 - PySpark only when used
+
+    from spark_apps.jobs.archive_raw_events import (  # noqa: PLC0415
+        NothingArchivedError,
+        read_archive,
+    )
+    from spark_apps.transforms.parsing import parse_events  # noqa: PLC0415
+
+    if not start < end:
+        raise BacktestError(f"--from {start.isoformat()} is not before --to {end.isoformat()}")
+    source = options.replay.source
+    schema = SCHEMAS[source]
+    with local_session() as spark:
+        try:
+            records = read_archive(spark, settings, source, start, end)
+        except NothingArchivedError as exc:
+            raise BacktestError(str(exc)) from None
+        events, _invalid = parse_events(records, schema, "backtest")
+        if options.detector == "metric_scores":
+            samples = (
+                events.select("entity", "metric", F.unix_millis("timestamp").alias("ms"), "value")
+                .orderBy("ms", "entity", "metric")
+                .toPandas()
+            )
+            samples["timestamp"] = pd.to_datetime(samples.pop("ms"), unit="ms", utc=True)
+            return score_metric_samples(samples[["entity", "metric", "timestamp", "value"]],
+                                        settings)  # fmt: skip
+        if options.detector == "silence":
+            rows = events.select(schema.key_field, F.unix_millis("timestamp")).collect()
+            return silence_gaps(report_times(tuple(row) for row in rows), source, settings)
+        start_ms, end_ms = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
+        judges = look_up(options, settings, start_ms, end_ms)
+        return _ordered(spark_verdicts(spark, events, options, settings, judges).toPandas())
 
 
 @contextmanager

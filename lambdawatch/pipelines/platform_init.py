@@ -18,6 +18,7 @@ SCHEDULED_DAGS = (
     "baseline_stats",
     "forecast_ip_traffic",
     "retrain_cdn_kmeans",
+    "archive_raw_events",
 )
 
 

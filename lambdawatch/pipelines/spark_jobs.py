@@ -12,14 +12,22 @@ import json
 import os
 import subprocess
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from lambdawatch.core.catalog import IVY_SETTINGS, JDBC_DRIVER_PACKAGE, ivy_cache, kafka_connector
 from lambdawatch.core.settings import Settings
 
-BATCH_JOBS = ("baseline_stats", "forecast_ip_traffic", "retrain_cdn_kmeans")
-# Kafka: KMeans trains on the CDN topic's retained events; JDBC: every job reads PostgreSQL.
-NEEDS_KAFKA = {"retrain_cdn_kmeans"}
+BATCH_JOBS = (
+    "baseline_stats", "forecast_ip_traffic", "retrain_cdn_kmeans", "archive_raw_events",
+    "backtest",
+)  # fmt: skip
+# Kafka: KMeans trains on the CDN topic's retained events, the archive copies every topic;
+# JDBC: the jobs that read PostgreSQL through Spark.
+NEEDS_KAFKA = {"retrain_cdn_kmeans", "archive_raw_events"}
+# The application each job submits: spark_apps/jobs/<job>.py, except the backtest, which is
+# the pipeline's own (it records its runs, as the CLI's do).
+JOB_SCRIPTS = {"backtest": Path("lambdawatch") / "pipelines" / "backtest_job.py"}
 
 
 def spark_submit_command(
@@ -48,9 +56,19 @@ def spark_submit_command(
         f"spark.jars.ivy={ivy_cache()}",
         "--conf",
         f"spark.jars.ivySettings={IVY_SETTINGS}",
-        str(settings.root / "spark_apps" / "jobs" / f"{job}.py"),
+        str(settings.root / JOB_SCRIPTS.get(job, Path("spark_apps") / "jobs" / f"{job}.py")),
         *args,
     ]
+
+
+def backtest_arguments(params: dict[str, Any], run_id: str) -> list[str]:
+    """The ``backtest`` DAG's form → the job's command line (empty fields left out)."""
+    arguments = ["--detector", str(params["detector"]), "--from", str(params["from"]),
+                 "--to", str(params["to"]), "--run-id", run_id]  # fmt: skip
+    for name in ("source", "normal_mean", "normal_stddev"):
+        if params.get(name) is not None:
+            arguments += [f"--{name.replace('_', '-')}", str(params[name])]
+    return arguments
 
 
 def run_spark_job(settings: Settings, job: str, args: Sequence[str] = ()) -> dict[str, Any]:

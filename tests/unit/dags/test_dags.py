@@ -6,6 +6,7 @@ Airflow lives in its own virtual environment, so the DagBag is loaded there (a s
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from lambdawatch.core.settings import load_settings
+from lambdawatch.pipelines.backtest import DETECTORS
 from lambdawatch.pipelines.platform_init import SCHEDULES_MODULE, render_schedules
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -57,6 +59,8 @@ EXPECTED_TASKS = {
     "baseline_stats": ["baselines", "record_run"],
     "forecast_ip_traffic": ["forecast", "record_run"],
     "retrain_cdn_kmeans": ["record_run", "train"],
+    "archive_raw_events": ["archive", "record_run"],
+    "backtest": ["record_run", "run"],
 }
 
 
@@ -109,13 +113,27 @@ def test_schedules_follow_config(dagbag: dict) -> None:
     assert dags["InitialDag"]["timetable"] == "NullTimetable"  # manual only
     assert dags["InitialDag"]["is_paused_upon_creation"] is False
     schedules = load_settings().schedules
-    for dag_id in ("feed_events", "archive_hot_store", "baseline_stats", "retrain_cdn_kmeans"):
+    scheduled = ("feed_events", "archive_hot_store", "baseline_stats", "retrain_cdn_kmeans",
+                 "archive_raw_events")  # fmt: skip
+    for dag_id in scheduled:
         # interval timetables: the loads are keyed by a real, non-empty data interval
         assert dags[dag_id]["timetable"] == "CronDataIntervalTimetable", dag_id
         configured = getattr(schedules, dag_id)
         assert dags[dag_id]["cron"] == PRESETS.get(configured, configured), dag_id
     assert schedules.forecast_ip_traffic == "asset"
     assert dags["forecast_ip_traffic"]["timetable"] == "AssetTriggeredTimetable"
+    assert dags["backtest"]["timetable"] == "NullTimetable"  # on demand, from its form
+
+
+def test_the_backtest_form_offers_every_detector() -> None:
+    """The DAG file lists them literally (parsing imports no pipeline): the same list."""
+    tree = ast.parse((ROOT / "dags" / "backtest.py").read_text())
+    listed = next(
+        ast.literal_eval(node.value)
+        for node in tree.body
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "DETECTORS"
+    )
+    assert sorted(listed) == sorted(DETECTORS)
 
 
 def test_the_rendered_schedules_are_config_jsons() -> None:

@@ -295,3 +295,30 @@ def test_a_detector_that_judges_by_the_database_says_so_when_it_is_not_reachable
         BacktestError, match="--source: silence reads server, ip, cdn, not 'metric'"
     ):
         options_from_cli("silence", None, None, None, None, source="metric")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "give a FILE, or --from and --to for archived history"),
+        (["--from", "2026-01-01"], "give a FILE, or --from and --to"),
+        (["--from", "yesterday", "--to", "2026-01-01"], "--from: Invalid isoformat string"),
+        (["--from", "2026-01-02", "--to", "2026-01-01"], "--from 2026-01-02T00:00:00+00:00 is "
+                                                         "not before --to"),
+    ],
+)  # fmt: skip
+def test_a_bad_history_span_is_one_line(args: list[str], message: str) -> None:
+    result = CliRunner().invoke(app, ["backtest", "--detector", "cpu_anomalies", *args])
+    assert result.exit_code == 1
+    assert message in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+
+
+def test_history_not_archived_yet_is_one_line(tmp_path: Path, spark: SparkSession) -> None:
+    from lambdawatch.pipelines.backtest import archived_backtest
+
+    settings = load_settings(history_dir=tmp_path)
+    options = options_from_cli("silence", None, None, None, None, source="cdn")
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    with pytest.raises(BacktestError, match=r"no cdn events archived under .*archive_raw_events"):
+        archived_backtest(options, settings, start, start + timedelta(hours=1))

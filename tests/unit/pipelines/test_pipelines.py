@@ -14,7 +14,7 @@ from lambdawatch.ops.stack.airflow_node import airflow_environment, metadata_url
 from lambdawatch.ops.stack.superset_node import superset_environment, superset_program
 from lambdawatch.pipelines.archive import archive_cutoff_ms, history_rows
 from lambdawatch.pipelines.event_feed import interval_ms
-from lambdawatch.pipelines.spark_jobs import spark_submit_command
+from lambdawatch.pipelines.spark_jobs import backtest_arguments, spark_submit_command
 from spark_apps.detectors.cdn_kmeans import should_promote
 
 END = datetime(2026, 5, 1, 12, tzinfo=UTC)
@@ -75,6 +75,26 @@ def test_spark_submit_targets_the_configured_master_with_matching_packages() -> 
     assert "spark-sql-kafka" not in baseline[baseline.index("--packages") + 1]
     with pytest.raises(ValueError, match="unknown batch job"):
         spark_submit_command(settings, "rm -rf", "4.2.0")
+
+
+def test_the_archive_reads_kafka_and_the_backtest_submits_the_pipeline_s_own_job() -> None:
+    settings = load_settings()
+    archive = spark_submit_command(settings, "archive_raw_events", "4.2.0", ["--hour", "h"])
+    assert "spark-sql-kafka" in archive[archive.index("--packages") + 1]
+    assert archive[-3].endswith("spark_apps/jobs/archive_raw_events.py")
+    backtest = spark_submit_command(settings, "backtest", "4.2.0")
+    assert backtest[-1].endswith("lambdawatch/pipelines/backtest_job.py")
+    assert Path(backtest[-1]).is_file()
+    assert Path(archive[-3]).is_file()
+
+
+def test_the_backtest_form_becomes_the_job_s_arguments() -> None:
+    form = {"detector": "cpu_anomalies", "from": "2026-01-01T00:00:00Z", "to": "2026-01-02",
+            "source": None, "normal_mean": 40.0, "normal_stddev": 6}  # fmt: skip
+    assert backtest_arguments(form, "manual__1") == [
+        "--detector", "cpu_anomalies", "--from", "2026-01-01T00:00:00Z", "--to", "2026-01-02",
+        "--run-id", "manual__1", "--normal-mean", "40.0", "--normal-stddev", "6",
+    ]  # fmt: skip
 
 
 def test_airflow_environment_avoids_the_known_traps() -> None:
