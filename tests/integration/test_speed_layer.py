@@ -295,6 +295,36 @@ def test_cpu_detector_quality_against_ground_truth(
     assert quality.precision >= max(0.5, 10 * prevalence), quality
 
 
+def test_cpu_windows_are_exactly_the_backtest_of_the_same_events(
+    speed_run: dict[str, Any], local_stack: LocalStack, settings: Settings, spark: Any
+) -> None:
+    """History through the same code: each window's last verdict (``rt_cpu_windows``, not the
+    provisional records on the topic) equals the CPU detector run in batch over the same
+    events (the re-sent ones included) against the same baselines."""
+    from lambdawatch.pipelines.backtest import cpu_verdicts, event_frame
+
+    events = speed_run["server"].events
+    with db.connect(settings, local_stack.secrets) as conn:
+        baselines = conn.execute("SELECT metric, entity, mean, stddev FROM baselines").fetchall()
+        live = {
+            (server, start): (round(mean, 9), samples, round(z, 9), status)
+            for server, start, mean, samples, z, status in conn.execute(
+                "SELECT server_id, window_start, mean_cpu, samples, z, status FROM "
+                f"rt_cpu_windows WHERE {IN_INTERVAL}",
+                {"start": START, "end": END},
+            )
+        }
+    frame = event_frame(spark, [*events, *events[:2000]], "server")
+    direct = {
+        (r["server_id"], r["window_start"].replace(tzinfo=UTC)): (
+            round(r["mean_cpu"], 9), r["samples"], round(r["z"], 9), r["status"],
+        )
+        for r in cpu_verdicts(spark, frame, settings, baselines).collect()
+    }  # fmt: skip
+    assert len(direct) == len(events) // 2  # two samples per 500 ms window
+    assert live == direct
+
+
 def test_cdn_events_are_clustered_by_the_promoted_model(
     speed_run: dict[str, Any], local_stack: LocalStack, settings: Settings
 ) -> None:
