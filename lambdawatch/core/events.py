@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 import orjson
 
+from lambdawatch.core.config_model import IP_FEATURES
+
 FieldType = Literal["string", "long", "double", "timestamp", "int"]
 Source = Literal["ip", "server", "cdn", "weather", "metric"]
 
@@ -63,19 +65,7 @@ IP_SCHEMA = EventSchema(
         ("unq_dst_port", "long"),
         ("timestamp", "timestamp"),
     ),
-    required=(
-        "src_ip",
-        "unq_dst_ip",
-        "allow",
-        "drop",
-        "frequency",
-        "pkts_sent",
-        "pkts_received",
-        "bytesin",
-        "bytesout",
-        "unq_dst_port",
-        "timestamp",
-    ),
+    required=("src_ip", *IP_FEATURES, "timestamp"),
 )
 SERVER_SCHEMA = EventSchema(
     source="server",

@@ -69,25 +69,29 @@ class Relation:
         return ", ".join(f"{c.name} {SPARK_TYPES[c.type]}" for c in chosen)
 
 
+# The one anomaly record every detector emits (DESIGN.md, "Contracts"), and its natural key.
+ANOMALY_SHAPE = (
+    Column("detector", TEXT),
+    Column("entity", TEXT),
+    Column("metric", TEXT),
+    Column("window_start", TIMESTAMPTZ),
+    Column("window_end", TIMESTAMPTZ),
+    Column("value", DOUBLE, nullable=True),
+    Column("expected", DOUBLE, nullable=True),
+    Column("score", DOUBLE, nullable=True),
+    Column("severity", TEXT),
+    Column("model_version", TEXT),
+    Column("detected_at", TIMESTAMPTZ),
+)
+ANOMALY_SHAPE_KEY = ("detector", "entity", "metric", "window_start")
+
 TABLES = {
     relation.name: relation
     for relation in (
         Relation(
             "anomalies",
-            (
-                Column("detector", TEXT),
-                Column("entity", TEXT),
-                Column("metric", TEXT),
-                Column("window_start", TIMESTAMPTZ),
-                Column("window_end", TIMESTAMPTZ),
-                Column("value", DOUBLE, nullable=True),
-                Column("expected", DOUBLE, nullable=True),
-                Column("score", DOUBLE, nullable=True),
-                Column("severity", TEXT),
-                Column("model_version", TEXT),
-                Column("detected_at", TIMESTAMPTZ),
-            ),
-            key=("detector", "entity", "metric", "window_start"),
+            ANOMALY_SHAPE,
+            key=ANOMALY_SHAPE_KEY,
         ),
         Relation(
             "backtest_runs",
@@ -109,21 +113,8 @@ TABLES = {
         ),
         Relation(
             "backtest_anomalies",
-            (
-                Column("run_id", TEXT),
-                Column("detector", TEXT),
-                Column("entity", TEXT),
-                Column("metric", TEXT),
-                Column("window_start", TIMESTAMPTZ),
-                Column("window_end", TIMESTAMPTZ),
-                Column("value", DOUBLE, nullable=True),
-                Column("expected", DOUBLE, nullable=True),
-                Column("score", DOUBLE, nullable=True),
-                Column("severity", TEXT),
-                Column("model_version", TEXT),
-                Column("detected_at", TIMESTAMPTZ),
-            ),
-            key=("run_id", "detector", "entity", "metric", "window_start"),
+            (Column("run_id", TEXT), *ANOMALY_SHAPE),  # a run's findings, in the same shape
+            key=("run_id", *ANOMALY_SHAPE_KEY),
         ),
         Relation(
             "baselines",
