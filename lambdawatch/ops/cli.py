@@ -404,7 +404,8 @@ def _live_watermarks(settings: Settings, topic: str) -> dict[str, Any]:
 def _backtest_hint(file: Path, source: str) -> str:
     from lambdawatch.pipelines.backtest import DETECTOR_SOURCES
 
-    detector = next((d for d, s in DETECTOR_SOURCES.items() if s == source), None)
+    # the detector that reads this source by default (weather: none)
+    detector = next((d for d, sources in DETECTOR_SOURCES.items() if sources[0] == source), None)
     return f"lambdawatch backtest {file}" + (f" --detector {detector}" if detector else "")
 
 

@@ -31,6 +31,7 @@ from tests.integration.kafka_reading import end_offsets, read_topic
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 QUERIES = ("cpu_anomalies", "server_status")
 BACKFILL = 40  # one reading every 500 ms, a year before the live events
+LIVE = datetime(2023, 6, 1, tzinfo=UTC)
 # where the box stood: server_status reads only located servers
 LOCATION = "datacenter=old-dc,country_code=FR,country_name=France,city=Lyon,status_color=Green"
 LOCATION += ",severity_level=1"
@@ -54,7 +55,9 @@ def test_a_backfill_behind_the_watermark_is_dead_lettered_and_counted(
     server_topic = settings.topic("server_events").name
     _speed_layer(checkpoints)  # checkpoints at the topic's end: nothing before counts
 
-    now = datetime.now(UTC).replace(microsecond=0)
+    # "live" is older than every other test's events: a test reading the topic from its start
+    # must not find its own events behind this one's watermark
+    now = LIVE
     live = {"server_id": "late-test-live", "cpu_usage": 30.0, "timestamp": now.isoformat(),
             **dict(pair.split("=") for pair in LOCATION.split(","))}  # fmt: skip
     live["severity_level"] = int(live["severity_level"])

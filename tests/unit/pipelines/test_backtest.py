@@ -322,3 +322,13 @@ def test_history_not_archived_yet_is_one_line(tmp_path: Path, spark: SparkSessio
     start = datetime(2026, 1, 1, tzinfo=UTC)
     with pytest.raises(BacktestError, match=r"no cdn events archived under .*archive_raw_events"):
         archived_backtest(options, settings, start, start + timedelta(hours=1))
+
+
+def test_replay_names_the_backtest_of_the_source_s_detector() -> None:
+    from lambdawatch.ops.cli import _backtest_hint
+
+    assert _backtest_hint(Path("box.csv"), "server") == (
+        "lambdawatch backtest box.csv --detector cpu_anomalies"
+    )
+    assert _backtest_hint(Path("m.csv"), "metric").endswith("--detector metric_scores")
+    assert _backtest_hint(Path("w.csv"), "weather") == "lambdawatch backtest w.csv"
