@@ -497,17 +497,14 @@ def late_warning(
 ) -> str | None:
     """What to tell before sending a file whose events are older than a live query's
     watermark: those events will be late dead letters for it, not scored."""
-    if check.first_ms is None:
+    if check.first_ms is None or check.last_ms is None:
         return None
-    first = datetime.fromtimestamp(check.first_ms / 1000, tz=UTC)
-    behind = sorted(query for query, mark in watermarks.items() if first <= mark)
+    marks_ms = {query: int(mark.timestamp() * 1000) for query, mark in watermarks.items()}
+    behind = sorted(query for query, mark in marks_ms.items() if check.first_ms <= mark)
     if not behind:
         return None
-    marks = ", ".join(f"{q} ({iso_utc(int(watermarks[q].timestamp() * 1000))})" for q in behind)
-    everything = all(
-        check.last_ms is not None and check.last_ms <= int(watermarks[q].timestamp() * 1000)
-        for q in behind
-    )
+    marks = ", ".join(f"{q} ({iso_utc(marks_ms[q])})" for q in behind)
+    everything = all(check.last_ms <= marks_ms[q] for q in behind)
     share = "all of its events are" if everything else "its events before those are"
     return (
         f"the file starts at {iso_utc(check.first_ms)}, behind the live watermark of {marks}: "

@@ -153,13 +153,12 @@ class StreamIO:
         )
 
     def kafka_range(
-        self, start: dict[str, dict[str, int]] | None, end: dict[str, dict[str, int]] | None
+        self, start: dict[str, dict[str, int]], end: dict[str, dict[str, int]]
     ) -> DataFrame:
         """A batch read of the records a micro-batch read: from its start offsets (inclusive;
         a partition without one, from the earliest) to its end offsets (exclusive)."""
-        end = end or {}
         first = {
-            topic: {p: (start or {}).get(topic, {}).get(p, -2) for p in partitions}
+            topic: {p: start.get(topic, {}).get(p, -2) for p in partitions}
             for topic, partitions in end.items()
         }  # -2: Kafka's "earliest"
         return (

@@ -10,17 +10,20 @@ The queries never wait for it, and a failure here is logged, never raised into t
 
 from __future__ import annotations
 
-import json
 import logging
 import queue
 import threading
-from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from lambdawatch.core.pipeline_health import SUBSCRIPTION, batch_watermark, late_rows
+from lambdawatch.core.pipeline_health import (
+    SUBSCRIPTION,
+    batch_watermark,
+    kafka_offsets,
+    late_rows,
+)
 from spark_apps.io import StreamIO
 from spark_apps.transforms.lateness import LateRule, late_dead_letters
 from spark_apps.transforms.parsing import dead_letters_to_kafka
@@ -40,13 +43,6 @@ class LateBatch:
     dropped: int  # Spark's count
 
 
-def as_offsets(value: Any) -> dict[str, dict[str, int]] | None:
-    """Spark's offsets (a JSON string or a dict) as ``topic → partition → offset``."""
-    if value is None:
-        return None
-    return json.loads(value) if isinstance(value, str) else dict(value)
-
-
 class LateEvents:
     def __init__(
         self,
@@ -56,7 +52,6 @@ class LateEvents:
     ) -> None:
         self.io, self.rules, self.previous_watermark = io, rules, previous_watermark
         self.last: dict[str, tuple[int, str | None]] = {}  # query → (batch id, its watermark)
-        self.sent: Counter[str] = Counter()  # late dead letters sent per query
         self.jobs: queue.Queue[LateBatch | None] = queue.Queue()
         self.worker = threading.Thread(target=self._work, name="late-events", daemon=True)
         self.worker.start()
@@ -103,9 +98,10 @@ class LateEvents:
         max_bytes = self.io.settings.dead_letters.max_raw_bytes
         found = 0
         for start, end in job.sources:
-            if not as_offsets(end):
+            last = kafka_offsets(end)
+            if not last:
                 continue
-            records = self.io.kafka_range(as_offsets(start), as_offsets(end))
+            records = self.io.kafka_range(kafka_offsets(start), last)
             letters = late_dead_letters(records, rule, job.query, mark, max_bytes).persist()
             try:
                 count = letters.count()
@@ -115,7 +111,6 @@ class LateEvents:
             finally:
                 letters.unpersist()
             found += count
-        self.sent[job.query] += found
         if found != job.dropped:
             log.warning("%s batch %d: Spark dropped %d late rows, %d found", job.query,
                         job.batch_id, job.dropped, found)  # fmt: skip

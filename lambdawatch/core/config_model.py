@@ -27,6 +27,17 @@ IP_FEATURES = (
     "bytesout",
     "unq_dst_port",
 )
+# every measurement of a CDN event (the KMeans model's default features)
+CDN_FEATURES = (
+    "requests",
+    "bytes_sent",
+    "cache_hit_ratio",
+    "latency_p50_ms",
+    "latency_p95_ms",
+    "status_4xx",
+    "status_5xx",
+    "origin_errors",
+)
 TopicRole = Literal[
     "ip_events",
     "server_events",
@@ -219,18 +230,7 @@ class KMeansConfig(StrictModel):
     # beyond the threshold: WARN; beyond this multiple of it: ERROR
     error_threshold_factor: Annotated[float, Field(gt=1)] = 2.0
     training_hours: Annotated[int, Field(ge=1)] = 24
-    features: list[str] = Field(
-        default_factory=lambda: [
-            "requests",
-            "bytes_sent",
-            "cache_hit_ratio",
-            "latency_p50_ms",
-            "latency_p95_ms",
-            "status_4xx",
-            "status_5xx",
-            "origin_errors",
-        ]
-    )
+    features: list[str] = Field(default_factory=lambda: list(CDN_FEATURES))
 
 
 class CpuAnomalyConfig(StrictModel):

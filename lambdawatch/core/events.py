@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import orjson
 
-from lambdawatch.core.config_model import IP_FEATURES
+from lambdawatch.core.config_model import CDN_FEATURES, IP_FEATURES
 
 FieldType = Literal["string", "long", "double", "timestamp", "int"]
 Source = Literal["ip", "server", "cdn", "weather", "metric"]
@@ -108,18 +108,7 @@ CDN_SCHEMA = EventSchema(
         ("origin_errors", "long"),
         ("timestamp", "timestamp"),
     ),
-    required=(
-        "edge_id",
-        "requests",
-        "bytes_sent",
-        "cache_hit_ratio",
-        "latency_p50_ms",
-        "latency_p95_ms",
-        "status_4xx",
-        "status_5xx",
-        "origin_errors",
-        "timestamp",
-    ),
+    required=("edge_id", *CDN_FEATURES, "timestamp"),
 )
 WEATHER_SCHEMA = EventSchema(
     source="weather",

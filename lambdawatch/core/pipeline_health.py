@@ -62,7 +62,7 @@ def source_name(description: str) -> str:
     return match.group(1) if match else description
 
 
-def _offsets(raw: Any) -> dict[str, dict[str, int]]:
+def kafka_offsets(raw: Any) -> dict[str, dict[str, int]]:
     """Spark reports offsets as a JSON string (or dict) of topic → partition → offset."""
     if raw is None:
         return {}
@@ -76,7 +76,7 @@ def offsets_behind(source: Mapping[str, Any]) -> int | None:
     Falls back to the connector's own ``maxOffsetsBehindLatest`` metric when Spark did not
     report the latest offsets; ``None`` when neither is known (not a Kafka source).
     """
-    end, latest = _offsets(source.get("endOffset")), _offsets(source.get("latestOffset"))
+    end, latest = kafka_offsets(source.get("endOffset")), kafka_offsets(source.get("latestOffset"))
     if end and latest:
         return sum(
             max(0, int(offset) - int(end.get(topic, {}).get(partition, offset)))

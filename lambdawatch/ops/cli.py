@@ -579,6 +579,7 @@ def backtest(
     from lambdawatch.pipelines.backtest import (
         BacktestError,
         BacktestRun,
+        archive_history,
         archived_backtest,
         history_span,
         options_from_cli,
@@ -605,7 +606,7 @@ def backtest(
         else:
             start, end = history_span(from_ or "", to or "")
             scores = archived_backtest(options, settings, start, end)
-            history = f"archive {options.replay.source} {start.isoformat()} to {end.isoformat()}"
+            history = archive_history(options, start, end)
     except (BacktestError, ReplayError) as exc:
         errors.print(f"[red]{where}: {exc}[/red]", soft_wrap=True)
         raise typer.Exit(1) from None

@@ -365,6 +365,11 @@ def history_span(start: str, end: str) -> tuple[datetime, datetime]:
     return bounds[0], bounds[1]
 
 
+def archive_history(options: BacktestOptions, start: datetime, end: datetime) -> str:
+    """How ``backtest_runs.history`` names an archived span."""
+    return f"archive {options.replay.source} {start.isoformat()} to {end.isoformat()}"
+
+
 def archived_backtest(
     options: BacktestOptions, settings: Settings, start: datetime, end: datetime
 ) -> pd.DataFrame:

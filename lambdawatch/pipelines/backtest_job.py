@@ -15,6 +15,7 @@ from lambdawatch.core.settings import load_settings
 from lambdawatch.pipelines.backtest import (
     DETECTORS,
     BacktestRun,
+    archive_history,
     archived_backtest,
     history_span,
     options_from_cli,
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
         results = archived_backtest(options, settings, start, end)
     finally:
         spark.stop()
-    history = f"archive {options.replay.source} {start.isoformat()} to {end.isoformat()}"
+    history = archive_history(options, start, end)
     run = BacktestRun(args.run_id, args.detector, history, run_parameters(options, settings), began)
     findings = record_backtest(settings, run, results)
     severity = results["severity"]

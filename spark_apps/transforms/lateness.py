@@ -18,8 +18,13 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from lambdawatch.core.events import EventSchema
-from spark_apps.transforms.clock import wall_clock
-from spark_apps.transforms.parsing import DEFAULT_MAX_RAW_BYTES, parse_events
+from spark_apps.transforms.parsing import (
+    DEFAULT_MAX_RAW_BYTES,
+    RECORD_COLUMNS,
+    all_present,
+    dead_letter_columns,
+    parse_events,
+)
 
 
 @dataclass(frozen=True)
@@ -53,15 +58,6 @@ def late_dead_letters(
     mark = F.lit(watermark).cast("timestamp")
     judged = F.col("timestamp") if rule.window is None else F.window("timestamp", rule.window).end
     behind_ms = F.unix_millis(mark) - F.unix_millis(F.col("timestamp"))
-    read = F.lit(True)
-    for name in rule.requires:
-        read = read & F.col(name).isNotNull()
-    return events.where(read & (judged <= mark)).select(
-        F.col("_raw").alias("raw"),
-        F.lit(query).alias("query"),
-        late_reason(behind_ms, query).alias("reason"),
-        F.col("_topic").alias("source_topic"),
-        F.col("_partition").alias("partition"),
-        F.col("_offset").alias("offset"),
-        wall_clock().alias("dead_at"),
+    return events.where(all_present(rule.requires) & (judged <= mark)).select(
+        *dead_letter_columns(query, late_reason(behind_ms, query), RECORD_COLUMNS)
     )

@@ -12,6 +12,8 @@ the record (base64) with its size and SHA-256, so it always fits the dead-letter
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
@@ -66,6 +68,36 @@ def rejection_reason(
     return F.when(suspicious, F.coalesce(*explained)).when(parsed["timestamp"] > horizon, too_late)
 
 
+def dead_letter_columns(
+    query: str, reason: Column, record: Mapping[str, str] | None = None
+) -> list[Column]:
+    """A dead-letter row (``raw, query, reason, source_topic, partition, offset, dead_at``) of
+    a Kafka record whose columns are named as Kafka names them, or as ``record`` renames them
+    (``RECORD_COLUMNS``)."""
+    names = record or {}
+
+    def column(name: str) -> Column:
+        return F.col(names.get(name, name))
+
+    return [
+        column("value").alias("raw"),
+        F.lit(query).alias("query"),
+        reason.alias("reason"),
+        column("topic").alias("source_topic"),
+        column("partition").alias("partition"),
+        column("offset").alias("offset"),
+        wall_clock().alias("dead_at"),
+    ]
+
+
+def all_present(names: Iterable[str]) -> Column:
+    """True where none of the ``names`` columns is null."""
+    present = F.lit(True)
+    for name in names:
+        present = present & F.col(name).isNotNull()
+    return present
+
+
 def with_event_id(events: DataFrame, schema: EventSchema) -> DataFrame:
     """``event_id`` as sent, else derived as ``lambdawatch.core.events.event_id`` derives it."""
     derived = F.concat_ws(
@@ -116,13 +148,7 @@ def parse_events(
     valid = staged.where(F.col("reason").isNull() & fenced).select("event.*", *kept)
     events = with_event_id(valid, schema)
     dead = staged.where(F.col("reason").isNotNull() & fenced).select(
-        F.col("value").alias("raw"),
-        F.lit(query).alias("query"),
-        "reason",
-        F.col("topic").alias("source_topic"),
-        "partition",
-        "offset",
-        wall_clock().alias("dead_at"),
+        *dead_letter_columns(query, F.col("reason"))
     )
     return events, dead
 

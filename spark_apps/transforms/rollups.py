@@ -8,7 +8,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from spark_apps.detectors.anomaly import TIMESTAMP_FORMAT
-from spark_apps.transforms.parsing import watermarked_unique
+from spark_apps.transforms.parsing import all_present, watermarked_unique
 
 SERVER_GROUP = (
     "country_code",
@@ -28,11 +28,8 @@ def server_status_counts(events: DataFrame, window: str, watermark: str) -> Data
     without a location or status (those fields are optional) joins no group: a defaulted
     datacenter must not pool unrelated servers.
     """
-    located = F.lit(True)
-    for name in SERVER_GROUP:
-        located = located & F.col(name).isNotNull()
     return (
-        watermarked_unique(events.where(located), watermark)
+        watermarked_unique(events.where(all_present(SERVER_GROUP)), watermark)
         .groupBy(F.window("timestamp", window).alias("w"), *SERVER_GROUP)
         .agg(
             F.count(F.lit(1)).alias("messages"),
