@@ -21,10 +21,12 @@ from common.tasks import record_run
     default_args=DEFAULT_ARGS,
     tags=["lambdawatch", "archive"],
     doc_md="""
-Spark batch: the records every event topic received in the data interval's hour (by Kafka's
-record time), written as they came (raw bytes, topic, partition, offset, arrival and event
-time) to `<history>/raw/source=<source>/arrived=<hour>/` as Parquet. The hour's directory is
-replaced whole, so a retried run neither duplicates nor drops. Runs hourly, well within the
+Spark batch: the records every event topic received in the hours the data interval touches
+(by Kafka's record time; a manual run: the last hour and this one so far), written as they
+came (raw bytes, topic, partition, offset, arrival and event time) to
+`<history>/raw/source=<source>/arrived=<hour>/` as Parquet. Each hour's directory is replaced
+whole, so a retried run, or the scheduled run after a manual one, neither duplicates nor
+drops. Runs hourly, well within the
 topics' retention; `lambdawatch backtest --from/--to` and the `backtest` DAG read it.
 """,
 )
@@ -38,10 +40,11 @@ def archive_raw_events() -> None:
         from common.defaults import data_interval, settings
         from lambdawatch.pipelines.spark_jobs import run_spark_job
 
-        start, _ = data_interval(
+        start, end = data_interval(
             "archive_raw_events", data_interval_start, data_interval_end, dag_run
         )
-        return run_spark_job(settings(), "archive_raw_events", ["--hour", start.isoformat()])
+        interval = ["--from", start.isoformat(), "--to", end.isoformat()]
+        return run_spark_job(settings(), "archive_raw_events", interval)
 
     record_run(archive())
 

@@ -84,6 +84,18 @@ ANOMALY_SHAPE = (
     Column("detected_at", TIMESTAMPTZ),
 )
 ANOMALY_SHAPE_KEY = ("detector", "entity", "metric", "window_start")
+# a backtest judged against labels (``pipelines.quality``); null where nothing was judged
+BACKTEST_JUDGEMENT = (
+    Column("labels", TEXT, nullable=True),
+    Column("episodes", BIGINT, nullable=True),
+    Column("detected", BIGINT, nullable=True),
+    Column("detected_by_error", BIGINT, nullable=True),
+    Column("precision", DOUBLE, nullable=True),
+    Column("recall", DOUBLE, nullable=True),
+    Column("error_precision", DOUBLE, nullable=True),
+    Column("error_recall", DOUBLE, nullable=True),
+    Column("median_time_to_detect_s", DOUBLE, nullable=True),
+)
 
 TABLES = {
     relation.name: relation
@@ -108,8 +120,23 @@ TABLES = {
                 Column("last_event", TIMESTAMPTZ, nullable=True),
                 Column("started_at", TIMESTAMPTZ),
                 Column("finished_at", TIMESTAMPTZ),
+                *BACKTEST_JUDGEMENT,
             ),
             key=("run_id",),
+        ),
+        Relation(
+            "backtest_episodes",
+            (
+                Column("run_id", TEXT),
+                Column("entity", TEXT),
+                Column("kind", TEXT),
+                Column("start_ts", TIMESTAMPTZ),
+                Column("end_ts", TIMESTAMPTZ),
+                Column("first_finding", TIMESTAMPTZ, nullable=True),
+                Column("first_error", TIMESTAMPTZ, nullable=True),
+                Column("time_to_detect_s", DOUBLE, nullable=True),
+            ),
+            key=("run_id", "entity", "kind", "start_ts"),
         ),
         Relation(
             "backtest_anomalies",
@@ -501,6 +528,54 @@ VIEWS = {
                 Column("batch_duration_ms", BIGINT, nullable=True),
                 Column("watermark", TIMESTAMPTZ, nullable=True),
                 Column("late_rows", BIGINT, nullable=True),
+            ),
+        ),
+        Relation(
+            "v_backtest_runs",
+            tuple(
+                Column(name, kind, nullable=True)
+                for name, kind in [
+                    ("run_id", TEXT),
+                    ("detector", TEXT),
+                    ("history", TEXT),
+                    ("model_versions", TEXT),
+                    ("judged", BIGINT),
+                    ("warn", BIGINT),
+                    ("error", BIGINT),
+                    ("first_event", TIMESTAMPTZ),
+                    ("last_event", TIMESTAMPTZ),
+                    ("started_at", TIMESTAMPTZ),
+                    ("finished_at", TIMESTAMPTZ),
+                ]
+            )
+            + BACKTEST_JUDGEMENT,
+        ),
+        Relation(
+            "v_backtest_findings",
+            (
+                Column("run_id", TEXT, nullable=True),
+                Column("detector", TEXT, nullable=True),
+                Column("entity", TEXT, nullable=True),
+                Column("metric", TEXT, nullable=True),
+                Column("window_start", TIMESTAMPTZ, nullable=True),
+                Column("backtest_severity", TEXT, nullable=True),
+                Column("live_severity", TEXT, nullable=True),
+                Column("agreement", TEXT, nullable=True),
+            ),
+        ),
+        Relation(
+            "v_backtest_episodes",
+            (
+                Column("run_id", TEXT, nullable=True),
+                Column("detector", TEXT, nullable=True),
+                Column("entity", TEXT, nullable=True),
+                Column("kind", TEXT, nullable=True),
+                Column("start_ts", TIMESTAMPTZ, nullable=True),
+                Column("end_ts", TIMESTAMPTZ, nullable=True),
+                Column("first_finding", TIMESTAMPTZ, nullable=True),
+                Column("first_error", TIMESTAMPTZ, nullable=True),
+                Column("time_to_detect_s", DOUBLE, nullable=True),
+                Column("detected", BOOLEAN, nullable=True),
             ),
         ),
         Relation(

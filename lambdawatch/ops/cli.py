@@ -566,6 +566,15 @@ def backtest(
     run_id: Annotated[
         str | None, typer.Option(help="Record under this id (default: a new one); replaces it.")
     ] = None,
+    labels: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="CSV of labelled episodes (start,end[,entity][,kind]): precision, recall and "
+            "time to detect. Archived history is judged by ground_truth without it.",
+        ),
+    ] = None,
 ) -> None:
     """Run a speed-layer detector over a CSV, or over archived history (--from/--to), directly:
     the same code and verdicts as the stream. Events are the detector's source's (metric_scores:
@@ -582,6 +591,7 @@ def backtest(
         archive_history,
         archived_backtest,
         history_span,
+        labelled,
         options_from_cli,
         record_backtest,
         run_parameters,
@@ -600,13 +610,15 @@ def backtest(
             detector, map_, set_, time_column, value_column, normal_mean, normal_stddev, source
         )
         started = datetime.now(UTC)
+        span = None
         if file is not None:
             scores = run_backtest(file, options, settings)
             history = str(file.resolve())
         else:
-            start, end = history_span(from_ or "", to or "")
-            scores = archived_backtest(options, settings, start, end)
-            history = archive_history(options, start, end)
+            span = history_span(from_ or "", to or "")
+            scores = archived_backtest(options, settings, *span)
+            history = archive_history(options, *span)
+        judgement = labelled(scores, options, settings, labels, span)
     except (BacktestError, ReplayError) as exc:
         errors.print(f"[red]{where}: {exc}[/red]", soft_wrap=True)
         raise typer.Exit(1) from None
@@ -629,11 +641,28 @@ def backtest(
     run = BacktestRun(
         run_id or uuid.uuid4().hex, detector, history, run_parameters(options, settings), started
     )
-    findings = record_backtest(settings, run, scores)
+    if judgement is not None:
+        console.print(_judgement_line(judgement.row()))
+    findings = record_backtest(settings, run, scores, judgement)
     if findings is None:
         console.print("PostgreSQL is not reachable: the run is not recorded in backtest_runs")
     else:
         console.print(f"recorded as backtest run {run.run_id} ({findings:,} WARN or ERROR)")
+
+
+def _judgement_line(row: dict[str, Any]) -> str:
+    """A run's judgement in one line; "n/a" where nothing could be judged."""
+
+    def share(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.2f}"
+
+    ttd = row["median_time_to_detect_s"]
+    return (
+        f"against {row['labels']}: {row['detected']}/{row['episodes']} episodes found; "
+        f"WARN-or-ERROR precision {share(row['precision'])}, recall {share(row['recall'])}; "
+        f"ERROR precision {share(row['error_precision'])}, recall {share(row['error_recall'])}; "
+        f"median time to detect {'n/a' if ttd is None else f'{ttd:g} s'}"
+    )
 
 
 @app.command("fetch-jars")

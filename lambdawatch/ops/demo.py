@@ -55,8 +55,13 @@ BASELINE_DAG, FORECAST_DAG, MODEL_DAG = (
     "forecast_ip_traffic",
     "retrain_cdn_kmeans",
 )
+ARCHIVE_DAG, BACKTEST_DAG = "archive_raw_events", "backtest"
 DAGS_WITH_FEED = (BASELINE_DAG, FORECAST_DAG, MODEL_DAG)
-DAGS_AFTER_FEED = ("archive_hot_store", BASELINE_DAG)
+# After the feed: archive the hot store, baselines of what was fed, then history through the
+# same code: the feed's raw events archived and the CPU detector backtested over them, judged
+# against the ground truth and beside the live findings (the Backtests dashboard).
+DAGS_AFTER_FEED = ("archive_hot_store", BASELINE_DAG, ARCHIVE_DAG, BACKTEST_DAG)
+BACKTEST_DETECTOR = "cpu_anomalies"
 CDN_HISTORY = timedelta(minutes=30)
 CPU_HISTORY = timedelta(minutes=10)
 BATCH_DAGS = DAGS_WITH_FEED + DAGS_AFTER_FEED
@@ -77,6 +82,7 @@ class DemoReport:
     quality: dict[str, Quality] = field(default_factory=dict)
     forecasts: int = 0
     model_version: str | None = None
+    backtest: dict[str, Any] = field(default_factory=dict)  # v_backtest_runs' row, agreement
     urls: dict[str, str] = field(default_factory=dict)
 
 
@@ -272,13 +278,25 @@ def feed_all_sources(
     return totals
 
 
-def run_dags(client: AirflowClient, dag_ids: tuple[str, ...], timeout: float) -> dict[str, str]:
-    """Trigger each DAG once, in order, each after the previous finished."""
-    states = {}
+def run_dags(
+    client: AirflowClient,
+    dag_ids: tuple[str, ...],
+    timeout: float,
+    forms: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, dict[str, str]]:
+    """Trigger each DAG once (with its form, if any), in order, each after the previous
+    finished; returns each DAG's run id and final state."""
+    runs = {}
     for dag_id in dag_ids:
-        run_id = client.trigger(dag_id)
-        states[dag_id] = client.wait_for_run(dag_id, run_id, timeout=timeout)
-    return states
+        run_id = trigger_now(client, dag_id, (forms or {}).get(dag_id))
+        runs[dag_id] = {"run_id": run_id,
+                        "state": client.wait_for_run(dag_id, run_id, timeout=timeout)}  # fmt: skip
+    return runs
+
+
+def backtest_form(detector: str, start: datetime, end: datetime) -> dict[str, Any]:
+    """The ``backtest`` DAG's form for a detector over ``[start, end)``."""
+    return {"detector": detector, "from": start.isoformat(), "to": end.isoformat()}
 
 
 def topic_end_offsets(settings: Settings) -> dict[str, int]:
@@ -465,11 +483,11 @@ def wait_for_first_anomaly(
     return None
 
 
-def trigger_now(client: AirflowClient, dag_id: str) -> str:
+def trigger_now(client: AirflowClient, dag_id: str, conf: dict[str, Any] | None = None) -> str:
     """A manual run that starts at once: unpaused first, as InitialDag would, which may still
     be running."""
     client.set_paused(dag_id, paused=False)
-    return client.trigger(dag_id)
+    return client.trigger(dag_id, conf)
 
 
 def run_demo(
@@ -543,9 +561,31 @@ def run_demo(
         report.batch_runs[dag_id] = client.wait_for_run(dag_id, run_id, timeout=dag_timeout)
     baselines_at = client.run_ended_at(BASELINE_DAG, runs[BASELINE_DAG])
     say("running the batch DAGs on what was fed: " + ", ".join(DAGS_AFTER_FEED))
-    report.batch_runs |= run_dags(client, DAGS_AFTER_FEED, dag_timeout)
+    forms = {BACKTEST_DAG: backtest_form(BACKTEST_DETECTOR, feed_started, horizon)}
+    after = run_dags(client, DAGS_AFTER_FEED, dag_timeout, forms)
+    report.batch_runs |= {dag_id: run["state"] for dag_id, run in after.items()}
     summarize(settings, secrets, report, feed_started, horizon, baselines_at)
+    report.backtest = backtest_summary(settings, secrets, after[BACKTEST_DAG]["run_id"])
     return report
+
+
+def backtest_summary(settings: Settings, secrets: Secrets, run_id: str) -> dict[str, Any]:
+    """The demo's backtest as the Backtests dashboard shows it: its row of
+    ``v_backtest_runs`` and its findings beside the live ones (``agreement`` → count)."""
+    with db.connect(settings, secrets) as conn:
+        cursor = conn.execute("SELECT * FROM v_backtest_runs WHERE run_id = %s", (run_id,))
+        row = cursor.fetchone()
+        if row is None:
+            return {}
+        summary = dict(zip([c.name for c in cursor.description or ()], row, strict=True))
+        summary["agreement"] = dict(
+            conn.execute(
+                "SELECT agreement, count(*) FROM v_backtest_findings WHERE run_id = %s "
+                "GROUP BY 1 ORDER BY 1",
+                (run_id,),
+            ).fetchall()
+        )
+    return summary
 
 
 def report_rows(report: DemoReport) -> list[tuple[str, Any]]:
@@ -566,7 +606,24 @@ def report_rows(report: DemoReport) -> list[tuple[str, Any]]:
             )
         severities = ", ".join(f"{n} {severity}" for severity, n in sorted(counts.items()))
         rows.append((f"anomalies: {detector}", severities + judged))
+    if report.backtest:
+        rows.append((f"backtest: {report.backtest['detector']}", backtest_line(report.backtest)))
     rows.append(("forecasts written (latest run)", f"{report.forecasts:,}"))
     rows.append(("CDN model in use", report.model_version or "none promoted"))
     rows += [(f"url: {name}", url) for name, url in report.urls.items()]
     return rows
+
+
+def backtest_line(summary: dict[str, Any]) -> str:
+    """The demo's backtest in one line: what it judged, against the labels, beside live."""
+    line = (
+        f"{summary['judged']:,} windows re-judged, {summary['warn']} WARN, {summary['error']} ERROR"
+    )
+    if summary.get("episodes"):
+        line += f"; found {summary['detected']}/{summary['episodes']} labelled episodes"
+        if summary.get("median_time_to_detect_s") is not None:
+            line += f" (median {summary['median_time_to_detect_s']:.1f} s to detect)"
+    agreement = summary.get("agreement") or {}
+    if agreement:
+        line += "; beside live: " + ", ".join(f"{n} {what}" for what, n in agreement.items())
+    return line

@@ -37,6 +37,14 @@ from lambdawatch.core.model_registry import RegisteredModel, forecasts_between, 
 from lambdawatch.core.secrets import secrets_for
 from lambdawatch.core.settings import Settings
 from lambdawatch.core.tables import TABLES
+from lambdawatch.pipelines.backtest_labels import (
+    Judgement,
+    LabelError,
+    ground_truth_labels,
+    judge,
+    read_labels,
+)
+from lambdawatch.pipelines.quality import EpisodeVerdict
 from spark_apps.detectors.metric_model import ScoringParams, SeriesState, Thresholds, score_frame
 
 if TYPE_CHECKING:
@@ -431,6 +439,30 @@ def local_session() -> Iterator[SparkSession]:
             spark.stop()
 
 
+def labelled(
+    results: pd.DataFrame,
+    options: BacktestOptions,
+    settings: Settings,
+    labels: Path | None = None,
+    span: tuple[datetime, datetime] | None = None,
+) -> Judgement | None:
+    """The run judged against ``labels`` (a file) or, over archived history (``span``), the
+    ``ground_truth`` episodes of its source when PostgreSQL holds any; None when unlabelled."""
+    if labels is not None:
+        try:
+            return judge(results, options.detector, read_labels(labels), str(labels))
+        except LabelError as exc:
+            raise BacktestError(f"--labels {exc}") from None
+    if span is None:
+        return None
+    conn = _database(settings)
+    if conn is None:
+        return None
+    with conn:
+        found = ground_truth_labels(conn, options.replay.source, *span)
+    return judge(results, options.detector, found, "ground_truth") if found else None
+
+
 # each detector's section of config.json's models, recorded with a run
 DETECTOR_CONFIG = {
     "metric_scores": "metric_scores", "cpu_anomalies": "cpu_anomaly",
@@ -461,8 +493,11 @@ def run_parameters(options: BacktestOptions, settings: Settings) -> dict[str, An
     }
 
 
-def record_run(conn: Any, run: BacktestRun, results: pd.DataFrame) -> int:
-    """The run and its WARN and ERROR findings in one transaction; returns the findings."""
+def record_run(
+    conn: Any, run: BacktestRun, results: pd.DataFrame, judgement: Judgement | None = None
+) -> int:
+    """The run, its WARN and ERROR findings and, when labelled, its judgement and episodes, in
+    one transaction (a run id recorded again is replaced); returns the findings."""
     severity = results["severity"]
     findings = results[severity != "SAFE"]
     times = results["window_start"]
@@ -472,22 +507,37 @@ def record_run(conn: Any, run: BacktestRun, results: pd.DataFrame) -> int:
         (run.run_id, *(_plain(value) for value in row), detected_at)
         for row in findings[list(RESULT_COLUMNS)].itertuples(index=False, name=None)
     ]
+    judged = judgement.row() if judgement else {}
+    columns = {
+        "run_id": run.run_id, "detector": run.detector, "history": run.history,
+        "parameters": orjson.dumps(run.parameters).decode(), "model_versions": versions,
+        "judged": len(results), "warn": int((severity == "WARN").sum()),
+        "error": int((severity == "ERROR").sum()),
+        "first_event": _plain(times.min()) if len(times) else None,
+        "last_event": _plain(times.max()) if len(times) else None,
+        "started_at": run.started_at, **judged,
+    }  # fmt: skip
     with conn.transaction():
         conn.execute("DELETE FROM backtest_runs WHERE run_id = %s", (run.run_id,))
-        conn.execute(
-            "INSERT INTO backtest_runs (run_id, detector, history, parameters, model_versions, "
-            "judged, warn, error, first_event, last_event, started_at) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (
-                run.run_id, run.detector, run.history, orjson.dumps(run.parameters).decode(),
-                versions, len(results), int((severity == "WARN").sum()),
-                int((severity == "ERROR").sum()), _plain(times.min()) if len(times) else None,
-                _plain(times.max()) if len(times) else None, run.started_at,
-            ),
-        )  # fmt: skip
+        db.upsert_rows(conn, "backtest_runs", list(columns), [tuple(columns.values())],
+                       TABLES["backtest_runs"].key)  # fmt: skip
         table = TABLES["backtest_anomalies"]
         db.upsert_rows(conn, table.name, table.names, rows, table.key)
+        if judgement:
+            episodes = TABLES["backtest_episodes"]
+            db.upsert_rows(
+                conn, episodes.name, episodes.names,
+                [_episode_row(run.run_id, verdict, first_error) for verdict, first_error
+                 in zip(judgement.episodes, judgement.first_errors, strict=True)],
+                episodes.key,
+            )  # fmt: skip
     return len(rows)
+
+
+def _episode_row(run_id: str, verdict: EpisodeVerdict, first_error: datetime | None) -> tuple:
+    label, ttd = verdict.label, verdict.time_to_detect
+    return (run_id, label.entity, label.kind, label.start, label.end, verdict.first_finding,
+            first_error, ttd.total_seconds() if ttd is not None else None)  # fmt: skip
 
 
 def _plain(value: Any) -> Any:
@@ -499,13 +549,15 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
-def record_backtest(settings: Settings, run: BacktestRun, results: pd.DataFrame) -> int | None:
+def record_backtest(
+    settings: Settings, run: BacktestRun, results: pd.DataFrame, judgement: Judgement | None
+) -> int | None:
     """``record_run`` when PostgreSQL is reachable; None when it is not."""
     conn = _database(settings)
     if conn is None:
         return None
     with conn:
-        return record_run(conn, run, results)
+        return record_run(conn, run, results, judgement)
 
 
 def write_output(results: pd.DataFrame, path: Path) -> None:

@@ -1,5 +1,6 @@
 """backtest, as a Spark application (``spark-submit``; the ``backtest`` DAG submits it): a
-detector over archived history, recorded in ``backtest_runs`` under the given run id.
+detector over archived history, recorded in ``backtest_runs`` under the given run id and
+judged against the ``ground_truth`` episodes of the span, where there are any.
 
 The last stdout line is the run's JSON summary (the submitting task's XCom).
 """
@@ -18,6 +19,7 @@ from lambdawatch.pipelines.backtest import (
     archive_history,
     archived_backtest,
     history_span,
+    labelled,
     options_from_cli,
     record_backtest,
     run_parameters,
@@ -49,7 +51,8 @@ def main(argv: list[str] | None = None) -> None:
         spark.stop()
     history = archive_history(options, start, end)
     run = BacktestRun(args.run_id, args.detector, history, run_parameters(options, settings), began)
-    findings = record_backtest(settings, run, results)
+    judgement = labelled(results, options, settings, span=(start, end))
+    findings = record_backtest(settings, run, results, judgement)
     severity = results["severity"]
     summary = {
         "run_id": run.run_id,
@@ -57,6 +60,7 @@ def main(argv: list[str] | None = None) -> None:
         "recorded": findings,
         "warn": int((severity == "WARN").sum()),
         "error": int((severity == "ERROR").sum()),
+        "judged_against": judgement.row() if judgement else None,
     }
     sys.stdout.write(json.dumps(summary) + "\n")
 

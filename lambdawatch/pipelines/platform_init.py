@@ -20,6 +20,8 @@ SCHEDULED_DAGS = (
     "retrain_cdn_kmeans",
     "archive_raw_events",
 )
+# DAGs without a schedule that users trigger from a form: unpaused too, so a run starts at once.
+ON_DEMAND_DAGS = ("backtest",)
 
 
 SCHEDULES_MODULE = "dags/common/schedules.py"
@@ -89,12 +91,13 @@ def migrate_database(settings: Settings, secrets: Secrets | None = None) -> list
 
 
 def unpause_scheduled_dags(settings: Settings, secrets: Secrets | None = None) -> list[str]:
-    """Let the scheduled DAGs run now that their topics, keys and tables exist."""
+    """Let the scheduled DAGs run now that their topics, keys and tables exist, and the
+    on-demand ones start when triggered."""
     secrets = secrets or secrets_for(settings)
     client = AirflowClient.from_settings(settings, secrets)
     known = set(client.dag_ids())
     unpaused = []
-    for dag_id in SCHEDULED_DAGS:
+    for dag_id in (*SCHEDULED_DAGS, *ON_DEMAND_DAGS):
         if dag_id in known:
             client.set_paused(dag_id, paused=False)
             unpaused.append(dag_id)

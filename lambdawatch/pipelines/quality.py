@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 
 @dataclass(frozen=True)
@@ -122,3 +122,30 @@ def detector_quality(
         ]
         result[detector] = score(targets, intervals, detections.get(detector, []))
     return result
+
+
+@dataclass(frozen=True)
+class EpisodeVerdict:
+    """A labelled episode and the end of the first finding that overlaps it (when the
+    detector had said so: a window's verdict is known at its end)."""
+
+    label: Label
+    first_finding: datetime | None
+
+    @property
+    def time_to_detect(self) -> timedelta | None:
+        if self.first_finding is None:
+            return None
+        return max(self.first_finding - self.label.start, timedelta(0))
+
+
+def judge_episodes(labels: Iterable[Label], detections: Iterable[Interval]) -> list[EpisodeVerdict]:
+    """Each episode with its first overlapping finding (the overlap rule of ``score``)."""
+    by_entity: dict[str, list[Interval]] = defaultdict(list)
+    for detection in detections:
+        by_entity[detection.entity].append(detection)
+    verdicts = []
+    for label in labels:
+        ends = [d.end for d in by_entity[label.entity] if label.interval.overlaps(d)]
+        verdicts.append(EpisodeVerdict(label, min(ends, default=None)))
+    return verdicts

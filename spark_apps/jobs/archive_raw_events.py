@@ -87,21 +87,38 @@ def read_archive(
     )
 
 
+def archived_hours(start: datetime, end: datetime) -> list[datetime]:
+    """The hours of arrival that ``[start, end)`` touches, each archived whole.
+
+    A scheduled run covers one hour; a manual one ("archive now") covers the hour before and
+    the current hour up to now, which the next scheduled run replaces whole: a directory only
+    ever holds its own hour's records, so nothing is archived twice.
+    """
+    hour = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    hours = []
+    while hour < end:
+        hours.append(hour)
+        hour += HOUR
+    return hours
+
+
+def _instant(text: str) -> datetime:
+    return datetime.fromisoformat(text).astimezone(UTC)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "--hour",
-        type=lambda text: datetime.fromisoformat(text).astimezone(UTC),
-        required=True,
-        help="ISO-8601 start of the hour of arrival to archive",
-    )
+    parser.add_argument("--from", dest="start", type=_instant, required=True,
+                        help="ISO-8601: archive the hours of arrival from this one")  # fmt: skip
+    parser.add_argument("--to", dest="end", type=_instant, required=True,
+                        help="ISO-8601, exclusive")  # fmt: skip
     args = parser.parse_args(argv)
-    hour = args.hour.replace(minute=0, second=0, microsecond=0)
+    hours = archived_hours(args.start, args.end)
     settings = load_settings()
     spark = build_session("lambdawatch-archive_raw_events", settings, with_kafka=True)
     try:
-        rows = archive_hour(spark, settings, hour)
-        print_summary({"hour": hour.isoformat(), "rows": rows})
+        rows = {hour.isoformat(): archive_hour(spark, settings, hour) for hour in hours}
+        print_summary({"hours": rows})
     finally:
         spark.stop()
 

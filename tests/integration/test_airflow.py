@@ -26,11 +26,11 @@ from lambdawatch.core.settings import Settings
 from lambdawatch.ops.stack.airflow_node import run_airflow_cli
 from lambdawatch.ops.stack.local import LocalStack
 from lambdawatch.pipelines.event_feed import feed_batch
-from lambdawatch.pipelines.platform_init import SCHEDULED_DAGS
+from lambdawatch.pipelines.platform_init import ON_DEMAND_DAGS, SCHEDULED_DAGS
 from tests.integration.kafka_reading import read_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-ALL_DAGS = ["InitialDag", *SCHEDULED_DAGS]
+ALL_DAGS = ["InitialDag", *SCHEDULED_DAGS, *ON_DEMAND_DAGS]
 
 
 def dags_test(stack: LocalStack, dag_id: str, logical_date: datetime) -> str:
@@ -104,7 +104,7 @@ def test_initial_dag_creates_topics_series_and_tables(
             )
         }
     assert {"ip_history", "baselines", "model_registry", "ip_forecasts", "anomalies"} <= tables
-    for dag_id in SCHEDULED_DAGS:  # the platform exists now: the schedules may run
+    for dag_id in (*SCHEDULED_DAGS, *ON_DEMAND_DAGS):  # the platform exists: they may run
         assert client.dag(dag_id)["is_paused"] is False, dag_id
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -57,8 +57,10 @@ def test_archived_history_backtests_exactly_as_its_file(
 
     hour = sent_at.replace(minute=0, second=0, microsecond=0)
     for _attempt in range(2):  # a retried run replaces the hour
-        summary = run_spark_job(settings, "archive_raw_events", ["--hour", hour.isoformat()])
-        assert summary["rows"]["server"] >= len(events)
+        interval = ["--from", hour.isoformat(), "--to", (hour + timedelta(hours=1)).isoformat()]
+        summary = run_spark_job(settings, "archive_raw_events", interval)
+        assert summary["hours"] == {hour.isoformat(): summary["hours"][hour.isoformat()]}
+        assert summary["hours"][hour.isoformat()]["server"] >= len(events)
     stored = pd.read_parquet(
         settings.history_path / "raw" / "source=server" / f"arrived={hour:%Y-%m-%dT%H}"
     )

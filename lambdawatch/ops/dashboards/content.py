@@ -101,6 +101,24 @@ DATASETS = {
             None,
         ),
         Dataset(
+            "v_backtest_runs",
+            "One row per backtest: findings, and where labelled its precision, recall and median "
+            "time to detect.",
+            "finished_at",
+        ),
+        Dataset(
+            "v_backtest_findings",
+            "A backtest's findings beside the live anomalies of the same detector and span: "
+            "found by both, by one, or at another severity.",
+            "window_start",
+            {"findings": "COUNT(*)"},
+        ),
+        Dataset(
+            "v_backtest_episodes",
+            "The labelled episodes a backtest was judged on, and when its first finding said so.",
+            "start_ts",
+        ),
+        Dataset(
             "v_hot_store_stats",
             "The hot store's size over time.",
             "sampled_at",
@@ -380,5 +398,95 @@ DASHBOARDS = (
         "Is data flowing: events/s and lag per topic, batch DAG freshness, hot-store size, the "
         "records a query could not write and set aside (dead letters or quarantine), and the "
         "events that arrived behind a windowed query's watermark (dead letters, reason late).",
+    ),
+    Dashboard(
+        "Backtests",
+        "backtests",
+        60,
+        (
+            (
+                Chart(
+                    "Backtest runs",
+                    DATASETS["v_backtest_runs"],
+                    "table",
+                    columns=(
+                        "finished_at",
+                        "run_id",
+                        "detector",
+                        "history",
+                        "judged",
+                        "warn",
+                        "error",
+                        "labels",
+                        "episodes",
+                        "detected",
+                        "precision",
+                        "recall",
+                        "error_precision",
+                        "error_recall",
+                        "median_time_to_detect_s",
+                    ),
+                    time_range="No filter",
+                    order_by=("finished_at", False),
+                    row_limit=50,
+                    width=12,
+                ),
+            ),
+            (
+                Chart(
+                    "Backtest vs live findings per run",
+                    DATASETS["v_backtest_findings"],
+                    "bar",
+                    metrics=("findings",),
+                    x_axis="run_id",
+                    groupby=("agreement",),
+                    time_range="No filter",
+                    options={"stack": "Stack"},
+                ),
+                Chart(
+                    "Labelled episodes: time to detect",
+                    DATASETS["v_backtest_episodes"],
+                    "table",
+                    columns=(
+                        "run_id",
+                        "entity",
+                        "kind",
+                        "start_ts",
+                        "end_ts",
+                        "detected",
+                        "time_to_detect_s",
+                        "first_error",
+                    ),
+                    time_range="No filter",
+                    order_by=("start_ts", False),
+                    row_limit=100,
+                ),
+            ),
+            (
+                Chart(
+                    "Findings: backtest beside live",
+                    DATASETS["v_backtest_findings"],
+                    "table",
+                    columns=(
+                        "window_start",
+                        "run_id",
+                        "detector",
+                        "entity",
+                        "metric",
+                        "backtest_severity",
+                        "live_severity",
+                        "agreement",
+                    ),
+                    time_range="No filter",
+                    order_by=("window_start", False),
+                    row_limit=200,
+                    width=12,
+                    height=70,
+                ),
+            ),
+        ),
+        "History through the same detectors: each backtest run, what it found beside what "
+        "the live speed layer found over the same span, and where labelled, its precision, "
+        "recall and time to detect.",
     ),
 )

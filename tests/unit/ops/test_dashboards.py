@@ -134,7 +134,14 @@ def test_every_dataset_reads_a_view_the_migrations_create(
 
 def test_dashboards_refresh_themselves(assets: dict[str, dict[str, dict[str, Any]]]) -> None:
     titles = {doc["dashboard_title"] for doc in assets["dashboards"].values()}
-    assert titles == {"Network traffic", "Data center", "Anomalies", "CDN", "Pipeline health"}
+    assert titles == {
+        "Network traffic",
+        "Data center",
+        "Anomalies",
+        "CDN",
+        "Pipeline health",
+        "Backtests",
+    }
     for name, dashboard in assets["dashboards"].items():
         assert 10 <= dashboard["metadata"]["refresh_frequency"] <= 300, name
 

@@ -79,7 +79,7 @@ def test_spark_submit_targets_the_configured_master_with_matching_packages() -> 
 
 def test_the_archive_reads_kafka_and_the_backtest_submits_the_pipeline_s_own_job() -> None:
     settings = load_settings()
-    archive = spark_submit_command(settings, "archive_raw_events", "4.2.0", ["--hour", "h"])
+    archive = spark_submit_command(settings, "archive_raw_events", "4.2.0", ["--from", "h"])
     assert "spark-sql-kafka" in archive[archive.index("--packages") + 1]
     assert archive[-3].endswith("spark_apps/jobs/archive_raw_events.py")
     backtest = spark_submit_command(settings, "backtest", "4.2.0")
