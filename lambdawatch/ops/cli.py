@@ -582,6 +582,7 @@ def backtest(
     --source). A file's metric_scores, cpu_anomalies and silence need no service;
     forecast_deviations and cdn_clusters judge by the forecasts and model in PostgreSQL."""
     import uuid
+    from contextlib import ExitStack
     from datetime import UTC, datetime
 
     from generators.replay import ReplayError
@@ -595,55 +596,58 @@ def backtest(
         options_from_cli,
         record_backtest,
         run_parameters,
-        write_output,
     )
     from lambdawatch.pipelines.backtest import (
         backtest as run_backtest,
     )
+    from lambdawatch.pipelines.backtest_verdicts import verdicts_of, write_output
 
     settings = _settings()
     where = str(file) if file else "history"
-    try:
-        if (file is None) == (from_ is None or to is None) or (file and (from_ or to)):
-            raise BacktestError("give a FILE, or --from and --to for archived history")
-        options = options_from_cli(
-            detector, map_, set_, time_column, value_column, normal_mean, normal_stddev, source
-        )
-        started = datetime.now(UTC)
-        span = None
-        if file is not None:
-            scores = run_backtest(file, options, settings)
-            history = str(file.resolve())
-        else:
-            span = history_span(from_ or "", to or "")
-            scores = archived_backtest(options, settings, *span)
-            history = archive_history(options, *span)
-        judgement = labelled(scores, options, settings, labels, span)
-    except (BacktestError, ReplayError) as exc:
-        errors.print(f"[red]{where}: {exc}[/red]", soft_wrap=True)
-        raise typer.Exit(1) from None
-    if output:
+    with ExitStack() as scratch:  # archived verdicts live on disk until the run is recorded
         try:
-            write_output(scores, output)
-        except OSError as exc:
-            errors.print(f"[red]--output {output}: {exc.strerror or exc}[/red]", soft_wrap=True)
+            if (file is None) == (from_ is None or to is None) or (file and (from_ or to)):
+                raise BacktestError("give a FILE, or --from and --to for archived history")
+            options = options_from_cli(
+                detector, map_, set_, time_column, value_column, normal_mean, normal_stddev,
+                source,
+            )  # fmt: skip
+            started = datetime.now(UTC)
+            span = None
+            if file is not None:
+                verdicts = verdicts_of(run_backtest(file, options, settings))
+                history = str(file.resolve())
+            else:
+                span = history_span(from_ or "", to or "")
+                verdicts = scratch.enter_context(archived_backtest(options, settings, *span))
+                history = archive_history(options, *span)
+            judgement = labelled(verdicts, options, settings, labels, span)
+        except (BacktestError, ReplayError) as exc:
+            errors.print(f"[red]{where}: {exc}[/red]", soft_wrap=True)
             raise typer.Exit(1) from None
-    table = Table("entity", "metric", "rows", "WARN", "ERROR", "highest score")
-    for (entity, metric), series in scores.groupby(["entity", "metric"], sort=True):
-        counts = series["severity"].value_counts()
-        table.add_row(
-            str(entity), str(metric), f"{len(series):,}", str(counts.get("WARN", 0)),
-            str(counts.get("ERROR", 0)), f"{series['score'].max():.3f}",
+        written = None
+        if output:
+            try:
+                written = write_output(verdicts, output)
+            except OSError as exc:
+                errors.print(f"[red]--output {output}: {exc.strerror or exc}[/red]", soft_wrap=True)
+                raise typer.Exit(1) from None
+        table = Table("entity", "metric", "rows", "WARN", "ERROR", "highest score")
+        for row in verdicts.series.itertuples(index=False):
+            table.add_row(
+                str(row.entity), str(row.metric), f"{row.judged:,}", str(row.warn),
+                str(row.error), f"{row.highest_score:.3f}",
+            )  # fmt: skip
+        console.print(table)
+        if written is not None:
+            console.print(f"{written:,} rows written to {output}")
+        if judgement is not None:
+            console.print(_judgement_line(judgement.row()))
+        run = BacktestRun(
+            run_id or uuid.uuid4().hex, detector, history, run_parameters(options, settings),
+            started,
         )  # fmt: skip
-    console.print(table)
-    if output:
-        console.print(f"{len(scores):,} rows written to {output}")
-    run = BacktestRun(
-        run_id or uuid.uuid4().hex, detector, history, run_parameters(options, settings), started
-    )
-    if judgement is not None:
-        console.print(_judgement_line(judgement.row()))
-    findings = record_backtest(settings, run, scores, judgement)
+        findings = record_backtest(settings, run, verdicts, judgement)
     if findings is None:
         console.print("PostgreSQL is not reachable: the run is not recorded in backtest_runs")
     else:

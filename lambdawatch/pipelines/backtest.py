@@ -20,6 +20,8 @@ on a local Spark session, from the events as the speed layer parses them
 
 from __future__ import annotations
 
+import shutil
+import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -44,19 +46,20 @@ from lambdawatch.pipelines.backtest_labels import (
     judge,
     read_labels,
 )
+from lambdawatch.pipelines.backtest_verdicts import (
+    RESULT_COLUMNS,
+    Verdicts,
+    ordered,
+    stored_verdicts,
+    verdicts_of,
+)
 from lambdawatch.pipelines.quality import EpisodeVerdict
 from spark_apps.detectors.metric_model import ScoringParams, SeriesState, Thresholds, score_frame
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-OUTPUT_COLUMNS = (
-    "detector", "entity", "metric", "window_start", "window_end", "value", "expected", "score",
-    "severity",
-)  # fmt: skip
 ANOMALY_FIELDS = TABLES["anomalies"].names
-# what a backtest returns: the output and the model or baseline each row was judged by
-RESULT_COLUMNS = (*OUTPUT_COLUMNS, "model_version")
 # detector → the sources whose events it reads (the first is the default ``--source``)
 DETECTOR_SOURCES: dict[str, tuple[Source, ...]] = {
     "metric_scores": ("metric",),
@@ -335,12 +338,6 @@ def silence_gaps(stamps: dict[str, list[int]], source: str, settings: Settings) 
     return pd.DataFrame(rows, columns=list(ANOMALY_FIELDS))[list(RESULT_COLUMNS)]
 
 
-def _ordered(table: pd.DataFrame) -> pd.DataFrame:
-    for column in ("window_start", "window_end"):
-        table[column] = pd.to_datetime(table[column], utc=True)
-    return table.sort_values(["entity", "metric", "window_start"], ignore_index=True)
-
-
 def backtest(path: Path, options: BacktestOptions, settings: Settings) -> pd.DataFrame:
     """Every sample, window or gap the detector judges in the file, as ``RESULT_COLUMNS``
     (``OUTPUT_COLUMNS`` and the model or baseline that judged it), by entity and time."""
@@ -357,7 +354,7 @@ def backtest(path: Path, options: BacktestOptions, settings: Settings) -> pd.Dat
     judges = look_up(options, settings, plan.events[0][0], plan.events[-1][0])
     with local_session() as spark:
         frame = event_frame(spark, (event for _ms, _key, event in plan.events), source)
-        return _ordered(spark_verdicts(spark, frame, options, settings, judges).toPandas())
+        return ordered(spark_verdicts(spark, frame, options, settings, judges).toPandas())
 
 
 def history_span(start: str, end: str) -> tuple[datetime, datetime]:
@@ -378,11 +375,14 @@ def archive_history(options: BacktestOptions, start: datetime, end: datetime) ->
     return f"archive {options.replay.source} {start.isoformat()} to {end.isoformat()}"
 
 
+@contextmanager
 def archived_backtest(
     options: BacktestOptions, settings: Settings, start: datetime, end: datetime
-) -> pd.DataFrame:
+) -> Iterator[Verdicts]:
     """The same, over the archived events of ``[start, end)`` (``archive_raw_events``), parsed
-    as the stream parses them."""
+    as the stream parses them. The Spark detectors' verdicts are written once to Parquet
+    under the history location (removed after the block): a long history need not fit in
+    memory. Rows come grouped by series, each in time order."""
     from pyspark.sql import functions as F  # noqa: N812, PLC0415 - PySpark only when used
 
     from spark_apps.jobs.archive_raw_events import (  # noqa: PLC0415
@@ -408,14 +408,28 @@ def archived_backtest(
                 .toPandas()
             )
             samples["timestamp"] = pd.to_datetime(samples.pop("ms"), unit="ms", utc=True)
-            return score_metric_samples(samples[["entity", "metric", "timestamp", "value"]],
-                                        settings)  # fmt: skip
+            yield verdicts_of(score_metric_samples(
+                samples[["entity", "metric", "timestamp", "value"]], settings
+            ))  # fmt: skip
+            return
         if options.detector == "silence":
             rows = events.select(schema.key_field, F.unix_millis("timestamp")).collect()
-            return silence_gaps(report_times(tuple(row) for row in rows), source, settings)
+            yield verdicts_of(silence_gaps(report_times(tuple(r) for r in rows), source, settings))
+            return
         start_ms, end_ms = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
         judges = look_up(options, settings, start_ms, end_ms)
-        return _ordered(spark_verdicts(spark, events, options, settings, judges).toPandas())
+        scratch = settings.history_path / "backtests" / uuid.uuid4().hex
+        spark.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")  # UTC
+        try:
+            (
+                spark_verdicts(spark, events, options, settings, judges)
+                .repartition("entity")
+                .sortWithinPartitions("entity", "metric", "window_start")
+                .write.parquet(str(scratch))
+            )
+            yield stored_verdicts(scratch)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 @contextmanager
@@ -440,7 +454,7 @@ def local_session() -> Iterator[SparkSession]:
 
 
 def labelled(
-    results: pd.DataFrame,
+    verdicts: Verdicts,
     options: BacktestOptions,
     settings: Settings,
     labels: Path | None = None,
@@ -450,7 +464,7 @@ def labelled(
     ``ground_truth`` episodes of its source when PostgreSQL holds any; None when unlabelled."""
     if labels is not None:
         try:
-            return judge(results, options.detector, read_labels(labels), str(labels))
+            return judge(verdicts, options.detector, read_labels(labels), str(labels))
         except LabelError as exc:
             raise BacktestError(f"--labels {exc}") from None
     if span is None:
@@ -460,7 +474,7 @@ def labelled(
         return None
     with conn:
         found = ground_truth_labels(conn, options.replay.source, *span)
-    return judge(results, options.detector, found, "ground_truth") if found else None
+    return judge(verdicts, options.detector, found, "ground_truth") if found else None
 
 
 # each detector's section of config.json's models, recorded with a run
@@ -494,27 +508,23 @@ def run_parameters(options: BacktestOptions, settings: Settings) -> dict[str, An
 
 
 def record_run(
-    conn: Any, run: BacktestRun, results: pd.DataFrame, judgement: Judgement | None = None
+    conn: Any, run: BacktestRun, verdicts: Verdicts, judgement: Judgement | None = None
 ) -> int:
     """The run, its WARN and ERROR findings and, when labelled, its judgement and episodes, in
     one transaction (a run id recorded again is replaced); returns the findings."""
-    severity = results["severity"]
-    findings = results[severity != "SAFE"]
-    times = results["window_start"]
-    versions = ",".join(sorted({str(v) for v in results["model_version"].dropna()}))
     detected_at = datetime.now(tz=UTC)
     rows = [
         (run.run_id, *(_plain(value) for value in row), detected_at)
-        for row in findings[list(RESULT_COLUMNS)].itertuples(index=False, name=None)
+        for row in verdicts.findings[list(RESULT_COLUMNS)].itertuples(index=False, name=None)
     ]
     judged = judgement.row() if judgement else {}
     columns = {
         "run_id": run.run_id, "detector": run.detector, "history": run.history,
-        "parameters": orjson.dumps(run.parameters).decode(), "model_versions": versions,
-        "judged": len(results), "warn": int((severity == "WARN").sum()),
-        "error": int((severity == "ERROR").sum()),
-        "first_event": _plain(times.min()) if len(times) else None,
-        "last_event": _plain(times.max()) if len(times) else None,
+        "parameters": orjson.dumps(run.parameters).decode(),
+        "model_versions": ",".join(verdicts.model_versions), "judged": verdicts.judged,
+        "warn": verdicts.warn, "error": verdicts.error,
+        "first_event": _plain(verdicts.first) if verdicts.first is not None else None,
+        "last_event": _plain(verdicts.last) if verdicts.last is not None else None,
         "started_at": run.started_at, **judged,
     }  # fmt: skip
     with conn.transaction():
@@ -550,19 +560,11 @@ def _plain(value: Any) -> Any:
 
 
 def record_backtest(
-    settings: Settings, run: BacktestRun, results: pd.DataFrame, judgement: Judgement | None
+    settings: Settings, run: BacktestRun, verdicts: Verdicts, judgement: Judgement | None
 ) -> int | None:
     """``record_run`` when PostgreSQL is reachable; None when it is not."""
     conn = _database(settings)
     if conn is None:
         return None
     with conn:
-        return record_run(conn, run, results, judgement)
-
-
-def write_output(results: pd.DataFrame, path: Path) -> None:
-    """``OUTPUT_COLUMNS`` as CSV, times in ISO-8601 UTC with milliseconds."""
-    out = results[list(OUTPUT_COLUMNS)].copy()
-    for column in ("window_start", "window_end"):
-        out[column] = out[column].dt.strftime("%Y-%m-%dT%H:%M:%S.%f").str[:-3] + "Z"
-    out.to_csv(path, index=False, float_format="%.17g")
+        return record_run(conn, run, verdicts, judgement)

@@ -46,20 +46,20 @@ def main(argv: list[str] | None = None) -> None:
     spark = build_session("lambdawatch-backtest", settings, with_kafka=False)  # the submit's
     try:
         began = datetime.now(UTC)
-        results = archived_backtest(options, settings, start, end)
+        with archived_backtest(options, settings, start, end) as verdicts:
+            history = archive_history(options, start, end)
+            run = BacktestRun(args.run_id, args.detector, history,
+                              run_parameters(options, settings), began)  # fmt: skip
+            judgement = labelled(verdicts, options, settings, span=(start, end))
+            findings = record_backtest(settings, run, verdicts, judgement)
     finally:
         spark.stop()
-    history = archive_history(options, start, end)
-    run = BacktestRun(args.run_id, args.detector, history, run_parameters(options, settings), began)
-    judgement = labelled(results, options, settings, span=(start, end))
-    findings = record_backtest(settings, run, results, judgement)
-    severity = results["severity"]
     summary = {
         "run_id": run.run_id,
-        "judged": len(results),
+        "judged": verdicts.judged,
         "recorded": findings,
-        "warn": int((severity == "WARN").sum()),
-        "error": int((severity == "ERROR").sum()),
+        "warn": verdicts.warn,
+        "error": verdicts.error,
         "judged_against": judgement.row() if judgement else None,
     }
     sys.stdout.write(json.dumps(summary) + "\n")

@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 
+from lambdawatch.pipelines.backtest_verdicts import Verdicts
 from lambdawatch.pipelines.quality import (
     DETECTOR_TARGETS,
     EpisodeVerdict,
@@ -138,16 +139,17 @@ def for_entities(labels: Iterable[Label], entities: Iterable[str]) -> list[Label
     return out
 
 
-def judge(results: pd.DataFrame, detector: str, labels: list[Label], origin: str) -> Judgement:
-    """A backtest's results against ``labels``. From ``ground_truth``, an episode is a target
+def judge(verdicts: Verdicts, detector: str, labels: list[Label], origin: str) -> Judgement:
+    """A backtest's verdicts against ``labels`` (only findings matter, and which entities
+    were judged). From ``ground_truth``, an episode is a target
     only if it is of a kind ``detector`` is meant to catch (``DETECTOR_TARGETS``); every label
     counts for precision. A file's labels are all targets."""
-    every = for_entities(labels, results["entity"].astype(str))
+    every = for_entities(labels, verdicts.entities)
     kinds = DETECTOR_TARGETS.get(detector) if origin == "ground_truth" else None
     targets = [label for label in every if kinds is None or label.kind in kinds]
     intervals = [label.interval for label in every]
-    findings = finding_intervals(results, ("WARN", "ERROR"))
-    errors = finding_intervals(results, ("ERROR",))
+    findings = finding_intervals(verdicts.findings, ("WARN", "ERROR"))
+    errors = finding_intervals(verdicts.findings, ("ERROR",))
     target_intervals = [label.interval for label in targets]
     return Judgement(
         origin,

@@ -61,3 +61,18 @@ def test_the_anomalies_dashboard_has_data(
         progress = conn.execute("SELECT count(*) FROM speed_layer_progress").fetchone()
     assert progress is not None
     assert progress[0] > 0
+
+
+def test_the_demo_s_feed_was_archived_and_backtested_against_its_ground_truth(
+    demo_report: Any,
+) -> None:
+    """archive_raw_events then the backtest DAG (its form: the CPU detector over the feed),
+    judged by the ground truth of the span and set beside the live findings."""
+    backtest = demo_report.backtest
+    assert backtest["detector"] == "cpu_anomalies"
+    assert backtest["judged"] > 0
+    assert backtest["labels"] == "ground_truth"
+    assert backtest["episodes"] > 0
+    agreement = backtest["agreement"]
+    assert set(agreement) <= {"both", "both, other severity", "backtest only", "live only"}
+    assert sum(agreement.values()) >= backtest["warn"] + backtest["error"]

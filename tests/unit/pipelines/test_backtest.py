@@ -15,8 +15,6 @@ from generators.replay import ReplayOptions, plan_replay
 from lambdawatch.core.settings import load_settings
 from lambdawatch.ops.cli import app
 from lambdawatch.pipelines.backtest import (
-    OUTPUT_COLUMNS,
-    RESULT_COLUMNS,
     BacktestError,
     BacktestOptions,
     Judges,
@@ -24,6 +22,11 @@ from lambdawatch.pipelines.backtest import (
     event_frame,
     options_from_cli,
     spark_verdicts,
+)
+from lambdawatch.pipelines.backtest_verdicts import (
+    OUTPUT_COLUMNS,
+    RESULT_COLUMNS,
+    verdicts_of,
     write_output,
 )
 from spark_apps.detectors.metric_model import ScoringParams, SeriesState, score_samples
@@ -77,7 +80,7 @@ def test_the_output_file_has_the_backtest_columns(tmp_path: Path) -> None:
     path = _csv(tmp_path / "boiler.csv", rows=50, spike_at=10)
     scores = backtest(path, BacktestOptions(replay=ReplayOptions(value_column="reading")),
                       load_settings())  # fmt: skip
-    write_output(scores, tmp_path / "out.csv")
+    write_output(verdicts_of(scores), tmp_path / "out.csv")
     written = pd.read_csv(tmp_path / "out.csv", float_precision="round_trip")
     assert list(written.columns) == list(OUTPUT_COLUMNS)
     assert written.loc[0, "window_start"] == "2026-03-02T00:00:00.000Z"
@@ -320,8 +323,9 @@ def test_history_not_archived_yet_is_one_line(tmp_path: Path, spark: SparkSessio
     settings = load_settings(history_dir=tmp_path)
     options = options_from_cli("silence", None, None, None, None, source="cdn")
     start = datetime(2026, 1, 1, tzinfo=UTC)
+    archived = archived_backtest(options, settings, start, start + timedelta(hours=1))
     with pytest.raises(BacktestError, match=r"no cdn events archived under .*archive_raw_events"):
-        archived_backtest(options, settings, start, start + timedelta(hours=1))
+        archived.__enter__()
 
 
 def test_replay_names_the_backtest_of_the_source_s_detector() -> None:

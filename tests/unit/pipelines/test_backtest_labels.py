@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from lambdawatch.ops.cli import app
 from lambdawatch.pipelines.backtest_labels import LabelError, judge, read_labels
+from lambdawatch.pipelines.backtest_verdicts import Verdicts, verdicts_of
 from lambdawatch.pipelines.quality import Label
 
 T0 = datetime(2026, 3, 2, tzinfo=UTC)
@@ -21,15 +22,23 @@ def _at(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
 
 
-def _results(rows: list[tuple[str, float, float, str]]) -> pd.DataFrame:
-    """(entity, window start s, window end s, severity) → backtest results."""
-    return pd.DataFrame(
-        {
-            "entity": [r[0] for r in rows],
-            "window_start": pd.to_datetime([_at(r[1]) for r in rows], utc=True),
-            "window_end": pd.to_datetime([_at(r[2]) for r in rows], utc=True),
-            "severity": [r[3] for r in rows],
-        }
+def _results(rows: list[tuple[str, float, float, str]]) -> Verdicts:
+    """(entity, window start s, window end s, severity) → a backtest's verdicts."""
+    return verdicts_of(
+        pd.DataFrame(
+            {
+                "detector": "cpu_anomalies",
+                "entity": [r[0] for r in rows],
+                "metric": "cpu_usage",
+                "window_start": pd.to_datetime([_at(r[1]) for r in rows], utc=True),
+                "window_end": pd.to_datetime([_at(r[2]) for r in rows], utc=True),
+                "value": 1.0,
+                "expected": 1.0,
+                "score": 1.0,
+                "severity": [r[3] for r in rows],
+                "model_version": "test",
+            }
+        )
     )
 
 
