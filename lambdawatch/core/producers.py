@@ -152,11 +152,20 @@ class ConfluentProducer:
 
 
 def make_producer(
-    bootstrap: str, client: ClientName | None = None, **overrides: Any
+    bootstrap: str,
+    client: ClientName | None = None,
+    buffer_mb: int | None = None,
+    **overrides: Any,
 ) -> EventProducer:
+    """A tuned producer; ``buffer_mb`` caps the messages it holds unsent (librdkafka's local
+    queue may otherwise grow to 1 GB when the caller outpaces the broker)."""
     chosen = client or os.environ.get("LAMBDAWATCH_KAFKA_CLIENT", "kafka-python")
     if chosen == "confluent":
+        if buffer_mb is not None:
+            overrides.setdefault("queue.buffering.max.kbytes", buffer_mb * 1024)
         return ConfluentProducer(bootstrap, **overrides)
     if chosen == "kafka-python":
+        if buffer_mb is not None:
+            overrides.setdefault("buffer_memory", buffer_mb * 1024 * 1024)
         return KafkaPythonProducer(bootstrap, **overrides)
     raise ValueError(f"unknown Kafka client {chosen!r}; expected kafka-python or confluent")

@@ -435,12 +435,12 @@ def replay(
 ) -> None:
     """Stream a CSV into Kafka in timestamp order, as events of --source (generic metrics by
     default)."""
-    import orjson
     from kafka.errors import KafkaError
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from generators.replay import (
         MILLIS_PER_UNIT,
+        SEND_BUFFER_MB,
         OptionError,
         ReplayError,
         check_replay,
@@ -504,7 +504,7 @@ def replay(
     warning = late_warning(check, _live_watermarks(settings, target), _backtest_hint(file, source))
     if warning:
         console.print(f"[yellow]warning: {warning}[/yellow]", soft_wrap=True)
-    producer = make_producer(settings.kafka_bootstrap, client)  # type: ignore[arg-type]
+    producer = make_producer(settings.kafka_bootstrap, client, SEND_BUFFER_MB)  # type: ignore[arg-type]
     columns = (
         TextColumn(f"[bold]{file.name}[/bold] → {target}"),
         BarColumn(),
@@ -517,8 +517,8 @@ def replay(
         with Progress(*columns, console=console) as progress:
             task = progress.add_task("replay", total=check.events)
             events = stream_replay(file, options)
-            for key, event in paced(events, None if max_rate else speed):
-                producer.send(target, key.encode(), orjson.dumps(event), None)
+            for key, encoded in paced(events, None if max_rate else speed):
+                producer.send(target, key.encode(), encoded, None)
                 sent += 1
                 if sent % 1000 == 0:
                     progress.update(task, completed=sent)

@@ -338,9 +338,11 @@ def test_streaming_sorts_within_its_window_and_keeps_ties_in_file_order(tmp_path
     # the values name the rows: a=1, b=2, ... in file order
     path = _csv(tmp_path, "t,v\n3,1\n1,2\n2,3\n1,4\n9,5\n5,6\n")
     options = ReplayOptions(time_unit="s")
-    assert [e["value"] for _, _, e in stream_replay(path, options)] == [2, 4, 3, 1, 6, 5]
+    assert [orjson.loads(e)["value"] for _, _, e in stream_replay(path, options)] == [
+        2, 4, 3, 1, 6, 5,
+    ]  # fmt: skip
     # a window of one event cannot wait for the second 1: it comes after the 2, late
-    assert [e["value"] for _, _, e in stream_replay(path, options, reorder=1)] == [
+    assert [orjson.loads(e)["value"] for _, _, e in stream_replay(path, options, reorder=1)] == [
         2, 3, 4, 1, 6, 5,
     ]  # fmt: skip
 
