@@ -346,7 +346,7 @@ def _row_events(
 Event = tuple[int, str, dict[str, Any]]  # (epoch ms, Kafka key, event)
 Encoded = tuple[int, str, bytes]  # (epoch ms, Kafka key, the event's JSON)
 REORDER_EVENTS = 100_000  # how far out of time order a streamed file may be and still be sorted
-SEND_BUFFER_MB = 32  # unsent messages a replay's producer may hold (bounds its memory)
+SEND_BUFFER_MB = 16  # unsent messages a replay's producer may hold (bounds its memory)
 
 
 def _encoding(options: ReplayOptions) -> str:

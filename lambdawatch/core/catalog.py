@@ -6,6 +6,7 @@ import importlib.metadata
 import os
 from pathlib import Path
 
+from lambdawatch.core.events import Source
 from lambdawatch.core.tables import TABLES
 
 SPEED_LAYER_QUERIES = (
@@ -21,6 +22,16 @@ SPEED_LAYER_QUERIES = (
     "silence",
     "metric_scores",
 )
+
+# detector → the sources whose events it reads (the first is the default ``--source``); here,
+# not beside the backtest, so replay's hint names it without importing the detectors
+DETECTOR_SOURCES: dict[str, tuple[Source, ...]] = {
+    "metric_scores": ("metric",),
+    "cpu_anomalies": ("server",),
+    "forecast_deviations": ("ip",),
+    "cdn_clusters": ("cdn",),
+    "silence": ("server", "ip", "cdn"),
+}
 
 # Queries that read another query's output topic: with an available-now trigger they start
 # once the others have finished, so they see everything.

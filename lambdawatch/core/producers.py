@@ -157,15 +157,14 @@ def make_producer(
     buffer_mb: int | None = None,
     **overrides: Any,
 ) -> EventProducer:
-    """A tuned producer; ``buffer_mb`` caps the messages it holds unsent (librdkafka's local
-    queue may otherwise grow to 1 GB when the caller outpaces the broker)."""
+    """A tuned producer; ``buffer_mb`` caps what confluent's holds unsent (librdkafka's local
+    queue may otherwise grow to 1 GB when the caller outpaces the broker). kafka-python has no
+    such setting: its sends are slower than a caller's own work, so its backlog stays small."""
     chosen = client or os.environ.get("LAMBDAWATCH_KAFKA_CLIENT", "kafka-python")
     if chosen == "confluent":
         if buffer_mb is not None:
             overrides.setdefault("queue.buffering.max.kbytes", buffer_mb * 1024)
         return ConfluentProducer(bootstrap, **overrides)
     if chosen == "kafka-python":
-        if buffer_mb is not None:
-            overrides.setdefault("buffer_memory", buffer_mb * 1024 * 1024)
         return KafkaPythonProducer(bootstrap, **overrides)
     raise ValueError(f"unknown Kafka client {chosen!r}; expected kafka-python or confluent")

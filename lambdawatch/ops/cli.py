@@ -402,7 +402,7 @@ def _live_watermarks(settings: Settings, topic: str) -> dict[str, Any]:
 
 
 def _backtest_hint(file: Path, source: str) -> str:
-    from lambdawatch.pipelines.backtest import DETECTOR_SOURCES
+    from lambdawatch.core.catalog import DETECTOR_SOURCES
 
     # the detector that reads this source by default (weather: none)
     detector = next((d for d, sources in DETECTOR_SOURCES.items() if sources[0] == source), None)

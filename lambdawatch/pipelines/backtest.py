@@ -34,7 +34,8 @@ import pandas as pd
 
 from generators.replay import OptionError, ReplayOptions, plan_replay, replay_options
 from lambdawatch.core import db
-from lambdawatch.core.events import SCHEMAS, Source
+from lambdawatch.core.catalog import DETECTOR_SOURCES
+from lambdawatch.core.events import SCHEMAS
 from lambdawatch.core.model_registry import RegisteredModel, forecasts_between, promoted_model
 from lambdawatch.core.secrets import secrets_for
 from lambdawatch.core.settings import Settings
@@ -60,14 +61,6 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 ANOMALY_FIELDS = TABLES["anomalies"].names
-# detector → the sources whose events it reads (the first is the default ``--source``)
-DETECTOR_SOURCES: dict[str, tuple[Source, ...]] = {
-    "metric_scores": ("metric",),
-    "cpu_anomalies": ("server",),
-    "forecast_deviations": ("ip",),
-    "cdn_clusters": ("cdn",),
-    "silence": ("server", "ip", "cdn"),
-}
 DETECTORS = tuple(DETECTOR_SOURCES)
 
 
