@@ -40,6 +40,7 @@ from lambdawatch.core.kafka_admin import admin_client, ensure_topics
 from lambdawatch.core.producers import make_producer
 from lambdawatch.core.settings import Settings
 from lambdawatch.core.tables import TABLES
+from lambdawatch.pipelines.backtest import DRIVER_MEMORY
 from lambdawatch.pipelines.event_feed import feed_batch
 from lambdawatch.pipelines.spark_jobs import run_spark_job
 from spark_apps.detectors.cpu import METRIC as CPU_METRIC
@@ -49,6 +50,7 @@ T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 CHUNK_MS = 600_000  # events generated and sent ten minutes of event time at a time
 RSS_GOAL_MB = 300
 SPEEDUP_GOAL = 2.0
+SPEED_LAYER_MEMORY = "1g"  # build_session's default, which the speed layer keeps
 
 
 def server_events(settings: Settings, events: int, seed: int) -> tuple[ServerGenerator, int]:
@@ -225,6 +227,7 @@ def main() -> None:
             "recorded": recorded,
         },
         "backtest_to_warm_query": round(backtest_rate / warm, 3),
+        "driver_memory": {"backtest": DRIVER_MEMORY, "speed_layer": SPEED_LAYER_MEMORY},
         "replay": {
             "bytes": size,
             "rows": rows,

@@ -180,6 +180,18 @@ def upsert_rows(
         return cursor.rowcount
 
 
+def copy_rows(conn: psycopg.Connection, table: str, rows: Rows) -> None:
+    """COPY ``rows`` (an Arrow table, or tuples in the table's column order) straight into
+    ``table``: for rows whose keys are known to be new (``upsert_rows`` merges)."""
+    arrow = sys.modules.get("pyarrow")
+    columns = rows.column_names if arrow and isinstance(rows, arrow.Table) else None
+    with conn.transaction(), conn.cursor() as cursor:
+        if columns is None:
+            cursor.execute(sql.SQL("SELECT * FROM {} LIMIT 0").format(sql.Identifier(table)))
+            columns = [column.name for column in cursor.description or ()]
+        _copy_rows(cursor, sql.Identifier(table), columns, rows)
+
+
 def delete_rows(
     conn: psycopg.Connection,
     table: str,

@@ -74,10 +74,15 @@ def _combined(parts: list[pd.DataFrame]) -> pd.DataFrame:
     )[list(SERIES_COLUMNS)]  # fmt: skip
 
 
-def ordered(table: pd.DataFrame) -> pd.DataFrame:
+def utc_times(table: pd.DataFrame) -> pd.DataFrame:
     for column in ("window_start", "window_end"):
         table[column] = pd.to_datetime(table[column], utc=True).astype("datetime64[ns, UTC]")
-    return table.sort_values(["entity", "metric", "window_start"], ignore_index=True)
+    return table
+
+
+def ordered(table: pd.DataFrame) -> pd.DataFrame:
+    """By entity, metric and window start, times as UTC."""
+    return utc_times(table).sort_values(["entity", "metric", "window_start"], ignore_index=True)
 
 
 def verdicts_of(results: pd.DataFrame) -> Verdicts:
@@ -102,8 +107,8 @@ def stored_verdicts(path: Path) -> Verdicts:
     def batches() -> Iterator[pd.DataFrame]:
         dataset = ds.dataset(str(path), format="parquet")
         for batch in dataset.to_batches(columns=list(RESULT_COLUMNS), batch_size=BATCH_ROWS):
-            if batch.num_rows:
-                yield ordered(batch.to_pandas())
+            if batch.num_rows:  # Spark sorted each file: a batch is in order already
+                yield utc_times(batch.to_pandas())
 
     series, findings, versions = [], [], set()
     first = last = None
