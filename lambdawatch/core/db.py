@@ -180,16 +180,11 @@ def upsert_rows(
         return cursor.rowcount
 
 
-def copy_rows(conn: psycopg.Connection, table: str, rows: Rows) -> None:
-    """COPY ``rows`` (an Arrow table, or tuples in the table's column order) straight into
-    ``table``: for rows whose keys are known to be new (``upsert_rows`` merges)."""
-    arrow = sys.modules.get("pyarrow")
-    columns = rows.column_names if arrow and isinstance(rows, arrow.Table) else None
+def copy_rows(conn: psycopg.Connection, table: str, rows: pa.Table) -> None:
+    """COPY an Arrow table straight into ``table`` by its column names: for rows whose keys
+    are known to be new (``upsert_rows`` merges)."""
     with conn.transaction(), conn.cursor() as cursor:
-        if columns is None:
-            cursor.execute(sql.SQL("SELECT * FROM {} LIMIT 0").format(sql.Identifier(table)))
-            columns = [column.name for column in cursor.description or ()]
-        _copy_rows(cursor, sql.Identifier(table), columns, rows)
+        _copy_rows(cursor, sql.Identifier(table), rows.column_names, rows)
 
 
 def delete_rows(

@@ -517,8 +517,8 @@ def record_run(
         "parameters": orjson.dumps(run.parameters).decode(),
         "model_versions": ",".join(verdicts.model_versions), "judged": verdicts.judged,
         "warn": verdicts.warn, "error": verdicts.error,
-        "first_event": _plain(verdicts.first) if verdicts.first is not None else None,
-        "last_event": _plain(verdicts.last) if verdicts.last is not None else None,
+        "first_event": _plain(verdicts.first),
+        "last_event": _plain(verdicts.last),
         "started_at": run.started_at, **judged,
     }  # fmt: skip
     with conn.transaction():

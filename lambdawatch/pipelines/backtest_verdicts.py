@@ -50,28 +50,27 @@ class Verdicts:
         return sorted({str(entity) for entity in self.series["entity"]})
 
 
+# How per-row or per-batch counts add up to a series' (one rule for a batch and the whole run).
+SERIES_TOTALS = {"judged": "sum", "warn": "sum", "error": "sum", "highest_score": "max"}
+
+
 def series_counts(table: pd.DataFrame) -> pd.DataFrame:
     """Verdicts → ``SERIES_COLUMNS`` per entity and metric."""
     severity = table["severity"]
     counted = table.assign(
-        judged=1, warn=(severity == "WARN").astype("int64"),
+        judged=1,
+        warn=(severity == "WARN").astype("int64"),
         error=(severity == "ERROR").astype("int64"),
-    )  # fmt: skip
-    grouped = counted.groupby(["entity", "metric"], sort=True, as_index=False)
-    return grouped.agg(
-        judged=("judged", "sum"), warn=("warn", "sum"), error=("error", "sum"),
-        highest_score=("score", "max"),
-    )[list(SERIES_COLUMNS)]  # fmt: skip
+        highest_score=table["score"],
+    )
+    return _combined([counted[list(SERIES_COLUMNS)]])
 
 
 def _combined(parts: list[pd.DataFrame]) -> pd.DataFrame:
     if not parts:
         return pd.DataFrame({name: [] for name in SERIES_COLUMNS})
     grouped = pd.concat(parts).groupby(["entity", "metric"], sort=True, as_index=False)
-    return grouped.agg(
-        judged=("judged", "sum"), warn=("warn", "sum"), error=("error", "sum"),
-        highest_score=("highest_score", "max"),
-    )[list(SERIES_COLUMNS)]  # fmt: skip
+    return grouped.agg(SERIES_TOTALS)[list(SERIES_COLUMNS)]
 
 
 def utc_times(table: pd.DataFrame) -> pd.DataFrame:

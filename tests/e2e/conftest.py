@@ -2,27 +2,62 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from generators.anomalies import schedule_episodes
+from generators.server import KINDS, SLOT_MS, SOURCE, inventory
 from lambdawatch.core.settings import Settings
 from lambdawatch.ops.demo import report_rows, run_demo
 from lambdawatch.ops.stack.local import LocalStack
 
 DEMO_MINUTES = 4.0  # the forecast (started with the feed) is ready after about two
-# Generator slots are 20-30 minutes per entity and a detector can judge only what happens once
-# it is ready (baselines, model, forecast), so a four-minute feed needs every slot to hold an
-# episode for each run to have some to judge. Detection quality proper is bench/detection_quality.
+# Generator slots are 20 minutes per entity on the wall clock and a detector can judge only
+# what happens once it is ready (baselines, model, forecast), so whether a four-minute feed
+# holds an episode to judge depends on when it runs. Every slot holds an episode, and the seed
+# is chosen (below) so that some fall where the demo can judge them. Detection quality proper
+# is bench/detection_quality.
 ANOMALY_RATE = 1.0
+JUDGED_OUTAGES = 2  # outages wholly inside the feed, ended before the stream's horizon
+FED_CPU_EPISODES = 2  # CPU episodes inside the feed, for the backtest of the feed's span
+HORIZON_MARGIN = timedelta(minutes=1.5)  # the demo judges up to a minute before the feed ends
+START_MARGIN = timedelta(seconds=30)  # silence needs a server's earlier events
+
+
+def seed_with_episodes_to_judge(settings: Settings, feed_start: datetime) -> int:
+    """The first seed, from the configured one, whose server schedule puts ``JUDGED_OUTAGES``
+    outages and ``FED_CPU_EPISODES`` CPU episodes where a demo starting at ``feed_start`` can
+    judge them. Only where the generators put anomalies is chosen; detectors never see labels.
+    """
+    fleet = inventory(settings.generators.servers, settings.generators.seed)
+    ids = [server.server_id for server in fleet]
+    start = feed_start + START_MARGIN
+    end = feed_start + timedelta(minutes=DEMO_MINUTES) - HORIZON_MARGIN
+    start_ms, end_ms = (int(moment.timestamp() * 1000) for moment in (start, end))
+    for seed in range(settings.generators.seed, settings.generators.seed + 10_000):
+        episodes = schedule_episodes(
+            SOURCE, ids, KINDS, start_ms, end_ms, SLOT_MS, ANOMALY_RATE, seed
+        )
+        inside = [e for e in episodes if start_ms <= e.start_ms and e.end_ms <= end_ms]
+        outages = sum(e.kind == "outage" for e in inside)
+        cpu = sum(e.kind in {"cpu_spike", "stuck_at_100"} for e in inside)
+        if outages >= JUDGED_OUTAGES and cpu >= FED_CPU_EPISODES:
+            return seed
+    raise AssertionError(f"no seed puts episodes inside the demo's feed from {feed_start}")
 
 
 @pytest.fixture(scope="session")
 def demo_report(airflow_stack: LocalStack, superset_stack: LocalStack, settings: Settings) -> Any:
     """``lambdawatch demo`` minus ``up``: the speed layer joins the session's stack first."""
     airflow_stack.up(["speed-layer"], on_event=lambda _message: None)
+    seed = seed_with_episodes_to_judge(settings, datetime.now(UTC))
+    demo_settings = settings.model_copy(
+        update={"generators": settings.generators.model_copy(update={"seed": seed})}
+    )
     report = run_demo(
-        settings,
+        demo_settings,
         airflow_stack.secrets,
         minutes=DEMO_MINUTES,
         anomaly_rate=ANOMALY_RATE,
@@ -31,5 +66,6 @@ def demo_report(airflow_stack: LocalStack, superset_stack: LocalStack, settings:
         say=lambda _message: None,
         dag_timeout=900,
     )
+    print(f"generator seed: {seed}")
     print("\n".join(f"{what}: {value}" for what, value in report_rows(report)))
     return report
