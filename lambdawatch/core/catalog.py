@@ -21,6 +21,7 @@ SPEED_LAYER_QUERIES = (
     "forecast_deviations",
     "silence",
     "metric_scores",
+    "incidents",
 )
 
 # detector → the sources whose events it reads (the first is the default ``--source``); here,
@@ -35,7 +36,7 @@ DETECTOR_SOURCES: dict[str, tuple[Source, ...]] = {
 
 # Queries that read another query's output topic: with an available-now trigger they start
 # once the others have finished, so they see everything.
-DOWNSTREAM_QUERIES = frozenset({"cpu_windows_store"})
+DOWNSTREAM_QUERIES = frozenset({"cpu_windows_store", "incidents"})
 
 # Bump a query's version whenever its stateful operators change (aggregation keys, windows,
 # de-duplication): Spark refuses to restore state into a different plan, so a new version
@@ -53,6 +54,7 @@ QUERY_VERSIONS = {
     "forecast_deviations": 1,
     "silence": 1,
     "metric_scores": 2,
+    "incidents": 1,
 }
 
 # JVM packages resolved from Maven Central (jvm/spark/ivysettings.xml) into the ivy cache.

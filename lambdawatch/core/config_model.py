@@ -49,6 +49,7 @@ TopicRole = Literal[
     "cdn_clusters",
     "metric_scores",
     "anomalies",
+    "incidents",
     "ground_truth",
     "dead_letters",
 ]
@@ -298,6 +299,36 @@ class ModelsConfig(StrictModel):
     baselines: BaselineConfig = BaselineConfig()
     silence: SilenceConfig = SilenceConfig()
     metric_scores: MetricScoresConfig = MetricScoresConfig()
+
+
+class IncidentsConfig(StrictModel):
+    """How anomalies become incidents (``spark_apps/transforms/incidents``): an entity's
+    ERROR opens one, or ``warn_count`` of its WARNs in distinct windows within
+    ``warn_window``; it resolves ``quiet`` after its last finding."""
+
+    warn_count: Annotated[int, Field(ge=1)] = 3
+    warn_window: timedelta = timedelta(minutes=1)
+    quiet: timedelta = timedelta(minutes=5)
+    # Each opening, escalation, reopening and resolution is POSTed to every webhook, signed
+    # with INCIDENT_WEBHOOK_SECRET (``lambdawatch.core.webhooks``).
+    webhooks: list[Annotated[str, Field(pattern=r"^https?://[^\s/$.?#].[^\s]*$")]] = Field(
+        default_factory=list
+    )
+    webhook_timeout: timedelta = timedelta(seconds=5)
+    webhook_attempts: Annotated[int, Field(ge=1, le=100)] = 10
+    webhook_first_retry: timedelta = timedelta(seconds=1)
+    webhook_max_retry: timedelta = timedelta(minutes=5)
+    webhook_max_age: timedelta = timedelta(hours=1)
+
+    @model_validator(mode="after")
+    def _positive(self) -> IncidentsConfig:
+        spans = ("warn_window", "quiet", "webhook_timeout", "webhook_first_retry")
+        for name in spans:
+            if getattr(self, name) <= timedelta(0):
+                raise ValueError(f"{name} must be positive")
+        if self.webhook_max_retry < self.webhook_first_retry:
+            raise ValueError("webhook_max_retry must be at least webhook_first_retry")
+        return self
 
 
 class DeadLettersConfig(StrictModel):

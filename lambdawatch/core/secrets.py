@@ -35,6 +35,7 @@ GENERATORS = {
     "AIRFLOW_FERNET_KEY": _fernet_key,
     "AIRFLOW_JWT_SECRET": lambda: token_source.token_urlsafe(48),
     "AIRFLOW_API_SECRET_KEY": lambda: token_source.token_urlsafe(48),
+    "INCIDENT_WEBHOOK_SECRET": lambda: token_source.token_urlsafe(32),
 }
 
 
@@ -52,6 +53,7 @@ class Secrets(BaseSettings):
     airflow_fernet_key: SecretStr
     airflow_jwt_secret: SecretStr
     airflow_api_secret_key: SecretStr
+    incident_webhook_secret: SecretStr
 
 
 def ensure_secrets_file(path: Path) -> Path:

@@ -24,6 +24,7 @@ from lambdawatch.core.config_model import (
     DeadLettersConfig,
     GeneratorsConfig,
     HotStoreConfig,
+    IncidentsConfig,
     IpConfig,
     ModelsConfig,
     SchedulesConfig,
@@ -132,6 +133,7 @@ class Settings(BaseSettings):
     hot_store: HotStoreConfig = HotStoreConfig()
     schedules: SchedulesConfig = SchedulesConfig()
     models: ModelsConfig = ModelsConfig()
+    incidents: IncidentsConfig = IncidentsConfig()
     generators: GeneratorsConfig = GeneratorsConfig()
     dead_letters: DeadLettersConfig = DeadLettersConfig()
 

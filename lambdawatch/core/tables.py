@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 # PostgreSQL's names for the types used (as ``information_schema.columns.data_type`` says them)
-TEXT, TIMESTAMPTZ, DOUBLE, BIGINT, INTEGER, BOOLEAN, JSONB, NUMERIC = (
+TEXT, TIMESTAMPTZ, DOUBLE, BIGINT, INTEGER, BOOLEAN, JSONB, NUMERIC, TEXT_ARRAY = (
     "text",
     "timestamp with time zone",
     "double precision",
@@ -21,6 +21,7 @@ TEXT, TIMESTAMPTZ, DOUBLE, BIGINT, INTEGER, BOOLEAN, JSONB, NUMERIC = (
     "boolean",
     "jsonb",
     "numeric",
+    "ARRAY",  # text[]: information_schema says ARRAY for any array
 )
 SPARK_TYPES = {
     TEXT: "string",
@@ -31,6 +32,7 @@ SPARK_TYPES = {
     BOOLEAN: "boolean",
     JSONB: "string",
     NUMERIC: "double",
+    TEXT_ARRAY: "array<string>",
 }
 
 
@@ -210,6 +212,93 @@ TABLES = {
                 Column("used_memory_bytes", BIGINT),
             ),
             key=("sampled_at",),
+        ),
+        Relation(
+            "entity_groups",
+            (
+                Column("entity", TEXT),
+                Column("group_kind", TEXT),
+                Column("group_name", TEXT),
+                Column("last_seen", TIMESTAMPTZ),
+            ),
+            key=("entity",),
+        ),
+        Relation(
+            "incidents",
+            (
+                Column("incident_id", TEXT),
+                Column("scope", TEXT),
+                Column("state", TEXT),
+                Column("severity", TEXT),
+                Column("first_seen", TIMESTAMPTZ),
+                Column("last_seen", TIMESTAMPTZ),
+                Column("entities", TEXT_ARRAY),
+                Column("metrics", TEXT_ARRAY),
+                Column("detectors", TEXT_ARRAY),
+                Column("members", INTEGER),
+                Column("strongest_detector", TEXT),
+                Column("strongest_entity", TEXT),
+                Column("strongest_metric", TEXT),
+                Column("strongest_window_start", TIMESTAMPTZ),
+                Column("strongest_value", DOUBLE, nullable=True),
+                Column("strongest_expected", DOUBLE, nullable=True),
+                Column("strongest_score", DOUBLE, nullable=True),
+                Column("summary", TEXT),
+                Column("resolved_by", TEXT, nullable=True),
+                Column("opened_at", TIMESTAMPTZ),
+                Column("acknowledged_at", TIMESTAMPTZ, nullable=True),
+                Column("resolved_at", TIMESTAMPTZ, nullable=True),
+                Column("false_positive", BOOLEAN),
+                Column("feedback", TEXT, nullable=True),
+                Column("updated_at", TIMESTAMPTZ),
+            ),
+            key=("incident_id",),
+        ),
+        Relation(
+            "incident_signals",
+            (*ANOMALY_SHAPE, Column("incident_id", TEXT, nullable=True)),
+            key=ANOMALY_SHAPE_KEY,
+        ),
+        Relation(
+            "incident_transitions",
+            (
+                Column("incident_id", TEXT),
+                Column("transition", TEXT),
+                Column("at", TIMESTAMPTZ),
+                Column("severity", TEXT),
+                Column("by_whom", TEXT),
+                Column("note", TEXT, nullable=True),
+                Column("recorded_at", TIMESTAMPTZ),
+            ),
+            key=("incident_id", "transition", "at"),
+        ),
+        Relation(
+            "incident_deliveries",
+            (
+                Column("incident_id", TEXT),
+                Column("transition", TEXT),
+                Column("at", TIMESTAMPTZ),
+                Column("webhook", TEXT),
+                Column("state", TEXT),
+                Column("attempts", INTEGER),
+                Column("last_status", INTEGER, nullable=True),
+                Column("last_error", TEXT, nullable=True),
+                Column("queued_at", TIMESTAMPTZ),
+                Column("last_attempt_at", TIMESTAMPTZ, nullable=True),
+                Column("next_attempt_at", TIMESTAMPTZ),
+                Column("delivered_at", TIMESTAMPTZ, nullable=True),
+            ),
+            key=("incident_id", "transition", "at", "webhook"),
+        ),
+        Relation(
+            "incident_progress",
+            (
+                Column("query", TEXT),
+                Column("batch_id", BIGINT),
+                Column("clock", TIMESTAMPTZ, nullable=True),
+                Column("updated_at", TIMESTAMPTZ),
+            ),
+            key=("query",),
         ),
         Relation(
             "ip_forecasts",
@@ -587,6 +676,58 @@ VIEWS = {
                 Column("batches_with_late_events", BIGINT, nullable=True),
                 Column("last_late_at", TIMESTAMPTZ, nullable=True),
                 Column("watermark", TIMESTAMPTZ, nullable=True),
+            ),
+        ),
+        Relation(
+            "v_incidents",
+            tuple(
+                Column(name, kind, nullable=True)
+                for name, kind in (
+                    ("incident_id", TEXT),
+                    ("scope", TEXT),
+                    ("state", TEXT),
+                    ("severity", TEXT),
+                    ("first_seen", TIMESTAMPTZ),
+                    ("last_seen", TIMESTAMPTZ),
+                    ("entities", TEXT),
+                    ("metrics", TEXT),
+                    ("detectors", TEXT),
+                    ("entity_count", INTEGER),
+                    ("members", INTEGER),
+                    ("strongest_detector", TEXT),
+                    ("strongest_entity", TEXT),
+                    ("strongest_metric", TEXT),
+                    ("strongest_score", DOUBLE),
+                    ("summary", TEXT),
+                    ("resolved_by", TEXT),
+                    ("opened_at", TIMESTAMPTZ),
+                    ("acknowledged_at", TIMESTAMPTZ),
+                    ("resolved_at", TIMESTAMPTZ),
+                    ("false_positive", BOOLEAN),
+                    ("feedback", TEXT),
+                    ("duration_minutes", NUMERIC),
+                )
+            ),
+        ),
+        Relation(
+            "v_incident_members",
+            tuple(
+                Column(name, kind, nullable=True)
+                for name, kind in (
+                    ("incident_id", TEXT),
+                    ("state", TEXT),
+                    ("incident_severity", TEXT),
+                    ("scope", TEXT),
+                    ("detector", TEXT),
+                    ("entity", TEXT),
+                    ("metric", TEXT),
+                    ("window_start", TIMESTAMPTZ),
+                    ("window_end", TIMESTAMPTZ),
+                    ("value", DOUBLE),
+                    ("expected", DOUBLE),
+                    ("score", DOUBLE),
+                    ("severity", TEXT),
+                )
             ),
         ),
     )

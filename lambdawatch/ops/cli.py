@@ -49,6 +49,10 @@ config_app = typer.Typer(help="Inspect and validate config.json and .env.")
 app.add_typer(config_app, name="config")
 dashboards_app = typer.Typer(help="Superset dashboards as code (superset/).")
 app.add_typer(dashboards_app, name="dashboards")
+incidents_app = typer.Typer(
+    help="Incidents: anomalies grouped into what to act on.", no_args_is_help=True
+)
+app.add_typer(incidents_app, name="incidents")
 console = Console()
 # What ``lambdawatch check`` probes (lambdawatch.ops.health.SERVICES, kept import-free here).
 SERVICE_NAMES = ("postgres", "redis", "kafka", "airflow", "superset", "speed-layer")
@@ -703,6 +707,124 @@ def dashboards_import() -> None:
     with console.status("importing dashboards…"):
         superset_node.provision(settings, secrets, force=True)
     console.print(f"imported; dashboards at {settings.superset_base_url}/dashboard/list/")
+
+
+IncidentId = Annotated[str, typer.Argument(help="The incident's id, or a unique prefix of it.")]
+
+
+def _with_incidents(work: Any) -> Any:
+    """Run ``work(conn)`` on the database; a missing incident, a refused act or an unreachable
+    database exits 1 with one line."""
+    import psycopg
+
+    from lambdawatch.core import db
+    from lambdawatch.pipelines.incidents import IncidentError
+
+    settings = _settings()
+    try:
+        with db.connect(settings, _secrets(settings)) as conn:
+            return work(conn)
+    except IncidentError as exc:
+        errors.print(f"[red]{escape(str(exc))}[/red]")
+        raise typer.Exit(1) from None
+    except psycopg.OperationalError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        errors.print(f"[red]cannot reach PostgreSQL: {escape(first)}[/red]")
+        raise typer.Exit(1) from None
+
+
+@incidents_app.command("list")
+def incidents_list(
+    state: Annotated[
+        str | None, typer.Option(help="open | acknowledged | resolved (default: all).")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many, newest first.")] = 50,
+) -> None:
+    """Incidents, active first; says so when there are none."""
+    from lambdawatch.pipelines.incidents import list_incidents
+
+    rows = _with_incidents(lambda conn: list_incidents(conn, state, limit))
+    if not rows:
+        console.print("no incidents" + (f" {state}" if state else ""))
+        return
+    table = Table(title="incidents")
+    for column in ("id", "state", "severity", "scope", "last seen", "findings", "summary"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row["incident_id"][:8],
+            row["state"],
+            row["severity"],
+            row["scope"],
+            f"{row['last_seen']:%Y-%m-%d %H:%M:%S}",
+            str(row["members"]),
+            escape(row["summary"]),
+        )
+    console.print(table)
+
+
+@incidents_app.command("show")
+def incidents_show(incident_id: IncidentId) -> None:
+    """An incident, its strongest findings and its history."""
+    from lambdawatch.pipelines.incidents import incident_details
+
+    incident = _with_incidents(lambda conn: incident_details(conn, incident_id))
+    console.print(f"[bold]{incident['incident_id']}[/bold]  {escape(incident['summary'])}")
+    for name in ("state", "severity", "scope", "first_seen", "last_seen", "resolved_by"):
+        console.print(f"  {name}: {incident[name]}")
+    console.print(f"  entities: {', '.join(incident['entities'])}")
+    console.print(f"  detectors: {', '.join(incident['detectors'])}")
+    if incident["false_positive"]:
+        console.print(f"  false positive: {escape(incident['feedback'] or '(no reason given)')}")
+    findings = Table(title=f"findings ({incident['members']}; strongest first)")
+    for column in ("detector", "entity", "metric", "window", "value", "expected", "score", "sev"):
+        findings.add_column(column)
+    for f in incident["findings"]:
+        findings.add_row(
+            f["detector"],
+            f["entity"],
+            f["metric"],
+            f"{f['window_start']:%Y-%m-%d %H:%M:%S}",
+            *(f"{f[k]:.4g}" if f[k] is not None else "-" for k in ("value", "expected", "score")),
+            f["severity"],
+        )
+    console.print(findings)
+    for t in incident["transitions"]:
+        note = f" ({escape(t['note'])})" if t["note"] else ""
+        console.print(f"  {t['at']:%Y-%m-%d %H:%M:%S} {t['transition']} by {t['by_whom']}{note}")
+
+
+def _act(incident_id: str, action: Any, reason: str | None = None) -> None:
+    from datetime import UTC, datetime
+
+    from lambdawatch.pipelines.incidents import act_on_incident
+
+    incident = _with_incidents(
+        lambda conn: act_on_incident(conn, incident_id, action, datetime.now(UTC), reason)
+    )
+    summary = escape(incident["summary"])
+    console.print(f"{incident['incident_id']} is {incident['state']}: {summary}")
+
+
+@incidents_app.command("ack")
+def incidents_ack(incident_id: IncidentId) -> None:
+    """Acknowledge an open incident: someone is on it."""
+    _act(incident_id, "acknowledged")
+
+
+@incidents_app.command("resolve")
+def incidents_resolve(incident_id: IncidentId) -> None:
+    """Resolve an incident now; new findings open a new one."""
+    _act(incident_id, "resolved")
+
+
+@incidents_app.command("false-positive")
+def incidents_false_positive(
+    incident_id: IncidentId,
+    reason: Annotated[str | None, typer.Option(help="Why it was not an incident.")] = None,
+) -> None:
+    """Mark an incident a false positive (any state); it is resolved and kept, flagged."""
+    _act(incident_id, "false positive", reason)
 
 
 @config_app.command("check")

@@ -469,3 +469,38 @@ def test_each_query_reports_throughput_and_lag_per_topic(
     read, lags = by_query[("ip_averages", ip_topic)]
     assert read >= len(speed_run["ip"].events)  # this run's IP events, at least
     assert lags > 0  # Kafka sources carry a lag figure
+
+
+def test_anomalies_are_grouped_into_incidents(
+    speed_run: dict[str, Any], local_stack: LocalStack, settings: Settings
+) -> None:
+    """Every ERROR of the run is in an incident; incidents are far fewer than anomalies; one
+    datacenter's servers share one; each incident is on the incidents topic."""
+    with db.connect(settings, local_stack.secrets) as conn:
+        errors, outside = conn.execute(
+            "SELECT count(*), count(*) FILTER (WHERE s.incident_id IS NULL) FROM anomalies a "
+            "LEFT JOIN incident_signals s USING (detector, entity, metric, window_start) "
+            f"WHERE a.severity = 'ERROR' AND a.{IN_INTERVAL}",
+            {"start": START, "end": END},
+        ).fetchone()
+        incidents = conn.execute(
+            "SELECT incident_id, scope, entities, members, summary FROM incidents "
+            "WHERE first_seen >= to_timestamp(%(start)s / 1000.0) "
+            "AND first_seen < to_timestamp(%(end)s / 1000.0)",
+            {"start": START, "end": END},
+        ).fetchall()
+        groups = dict(conn.execute("SELECT entity, group_name FROM entity_groups").fetchall())
+    assert errors > 0
+    assert outside == 0, f"{outside} of {errors} ERROR anomalies are in no incident"
+    assert 0 < len(incidents) < errors / 10, (len(incidents), errors)
+    shared = [i for i in incidents if i[1].startswith("datacenter:")]
+    assert any(len(entities) > 1 for _id, _scope, entities, _m, _s in shared)
+    for _id, scope, entities, members, summary in shared:
+        assert {groups[e] for e in entities} == {scope.removeprefix("datacenter:")}
+        assert members >= len(entities)
+        assert summary.split()[0] in {"WARN", "ERROR"}
+    published = {
+        record.key.decode()
+        for record in read_topic(settings.kafka_bootstrap, settings.topic("incidents").name)
+    }
+    assert {i[0] for i in incidents} <= published

@@ -119,6 +119,19 @@ DATASETS = {
             "start_ts",
         ),
         Dataset(
+            "v_incidents",
+            "Incidents: anomalies grouped per entity, and across a datacenter or PoP, with "
+            "their state, severity, strongest finding and a one-line summary.",
+            "first_seen",
+            {"incidents": "COUNT(*)"},
+        ),
+        Dataset(
+            "v_incident_members",
+            "The findings each incident holds.",
+            "window_start",
+            {"findings": "COUNT(*)"},
+        ),
+        Dataset(
             "v_hot_store_stats",
             "The hot store's size over time.",
             "sampled_at",
@@ -129,6 +142,81 @@ DATASETS = {
 
 
 DASHBOARDS = (
+    Dashboard(
+        "Incidents",
+        "incidents",
+        30,
+        (
+            (
+                Chart(
+                    "Open incidents",
+                    DATASETS["v_incidents"],
+                    "table",
+                    columns=(
+                        "last_seen",
+                        "severity",
+                        "state",
+                        "summary",
+                        "scope",
+                        "entities",
+                        "detectors",
+                        "members",
+                        "duration_minutes",
+                        "incident_id",
+                    ),
+                    where="state <> 'resolved'",
+                    time_range="No filter",
+                    order_by=("last_seen", False),
+                    row_limit=100,
+                    width=12,
+                ),
+            ),
+            (
+                Chart(
+                    "Incidents opened per minute",
+                    DATASETS["v_incidents"],
+                    "timeseries_bar",
+                    metrics=("incidents",),
+                    groupby=("severity",),
+                    time_grain="PT1M",
+                    options={"stack": "Stack"},
+                ),
+                Chart(
+                    "Incidents by detector",
+                    DATASETS["v_incidents"],
+                    "pie",
+                    metrics=("incidents",),
+                    groupby=("strongest_detector",),
+                ),
+            ),
+            (
+                Chart(
+                    "Members of open incidents",
+                    DATASETS["v_incident_members"],
+                    "table",
+                    columns=(
+                        "window_start",
+                        "incident_id",
+                        "entity",
+                        "detector",
+                        "metric",
+                        "value",
+                        "expected",
+                        "score",
+                        "severity",
+                    ),
+                    where="state <> 'resolved'",
+                    time_range="No filter",
+                    order_by=("window_start", False),
+                    row_limit=200,
+                    width=12,
+                ),
+            ),
+        ),
+        "What to act on first: open incidents (anomalies grouped per entity, and across a "
+        "datacenter or PoP), when they opened, which detectors found them, and their findings. "
+        "Act on one with `lambdawatch incidents ack | resolve | false-positive ID`.",
+    ),
     Dashboard(
         "Network traffic",
         "network-traffic",

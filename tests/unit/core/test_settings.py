@@ -111,7 +111,7 @@ def test_shipped_config_and_env_load() -> None:
         (_set("dead_letters.max_raw_bytes", 10), "dead_letters.max_raw_bytes: must be >= 1024"),
         (
             _set("dead_letters.max_raw_bytes", 1_000_000),
-            "topics[11].max_message_bytes: 1048576 is below the largest dead letter",
+            "topics[12].max_message_bytes: 1048576 is below the largest dead letter",
         ),
         (_set("tpoics", []), "tpoics: unknown field"),
     ],

@@ -135,6 +135,7 @@ def test_every_dataset_reads_a_view_the_migrations_create(
 def test_dashboards_refresh_themselves(assets: dict[str, dict[str, dict[str, Any]]]) -> None:
     titles = {doc["dashboard_title"] for doc in assets["dashboards"].values()}
     assert titles == {
+        "Incidents",
         "Network traffic",
         "Data center",
         "Anomalies",
@@ -149,3 +150,7 @@ def test_dashboards_refresh_themselves(assets: dict[str, dict[str, dict[str, Any
 def test_no_secret_is_committed(assets: dict[str, dict[str, dict[str, Any]]]) -> None:
     for name, database in assets["databases"].items():
         assert ":XXXXXXXXXX@" in database["sqlalchemy_uri"], name
+
+
+def test_the_incidents_dashboard_is_the_first_a_user_is_sent_to() -> None:
+    assert dashboards.DASHBOARDS[0].slug == "incidents"

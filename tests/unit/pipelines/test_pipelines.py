@@ -28,6 +28,7 @@ SECRETS = Secrets(
     airflow_fernet_key="f",  # type: ignore[arg-type]
     airflow_jwt_secret="j",  # type: ignore[arg-type]
     airflow_api_secret_key="api",  # type: ignore[arg-type]
+    incident_webhook_secret="hook",  # type: ignore[arg-type]
 )
 
 

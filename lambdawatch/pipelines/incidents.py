@@ -1,0 +1,144 @@
+"""What an operator does with incidents: list, show, acknowledge, resolve, mark false positive.
+
+The speed layer's ``incidents`` query opens, escalates and resolves them
+(``spark_apps/transforms/incidents``); an operator's act is recorded beside its transitions.
+Each act locks the incident's row, so it waits for a micro-batch that holds it and the next
+micro-batch sees it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+Action = Literal["acknowledged", "resolved", "false positive"]
+STATES = ("open", "acknowledged", "resolved")
+LIST_COLUMNS = (
+    "incident_id",
+    "state",
+    "severity",
+    "scope",
+    "first_seen",
+    "last_seen",
+    "members",
+    "summary",
+)
+
+
+class IncidentError(Exception):
+    """An incident that is not there, or an act its state does not allow: said in one line."""
+
+
+@dataclass(frozen=True)
+class Change:
+    """An operator's act on an incident: its state after, and the fields to set."""
+
+    state: str
+    resolved_by: str | None
+    false_positive: bool
+
+
+def change_for(state: str, action: Action) -> Change:
+    """What ``action`` does to an incident in ``state``.
+
+    Acknowledging is for an incident still open; resolving for one not yet resolved; marking
+    a false positive is allowed in any state (it is often decided after the fact) and resolves
+    the incident.
+    """
+    if action == "acknowledged":
+        if state != "open":
+            raise IncidentError(f"cannot acknowledge an incident that is {state}")
+        return Change("acknowledged", None, False)
+    if action == "resolved":
+        if state == "resolved":
+            raise IncidentError("the incident is already resolved")
+        return Change("resolved", "operator", False)
+    return Change("resolved", "false positive", True)
+
+
+def list_incidents(conn: Any, state: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    """The latest incidents (active first), optionally in one state."""
+    if state is not None and state not in STATES:
+        raise IncidentError(f"--state must be one of {', '.join(STATES)}, not {state!r}")
+    cursor = conn.execute(
+        f"SELECT {', '.join(LIST_COLUMNS)} FROM incidents "
+        "WHERE %(state)s::text IS NULL OR state = %(state)s "
+        "ORDER BY state = 'resolved', last_seen DESC LIMIT %(limit)s",
+        {"state": state, "limit": limit},
+    )
+    return [dict(zip(LIST_COLUMNS, row, strict=True)) for row in cursor.fetchall()]
+
+
+def find_incident(conn: Any, id_prefix: str, lock: bool = False) -> dict[str, Any]:
+    """The incident whose id starts with ``id_prefix`` (a unique prefix will do)."""
+    prefix = id_prefix.strip()
+    if not prefix:
+        raise IncidentError("an incident id is needed")
+    cursor = conn.execute(
+        "SELECT * FROM incidents WHERE starts_with(incident_id, %s) ORDER BY incident_id LIMIT 2"
+        + (" FOR UPDATE" if lock else ""),
+        (prefix,),
+    )
+    rows = cursor.fetchall()
+    if not rows:
+        raise IncidentError(f"no incident {prefix!r}")
+    if len(rows) > 1:
+        raise IncidentError(f"{prefix!r} names more than one incident: give more of its id")
+    return dict(zip([c.name for c in cursor.description], rows[0], strict=True))
+
+
+def incident_details(conn: Any, id_prefix: str) -> dict[str, Any]:
+    """An incident with its findings (strongest first) and its transitions."""
+    incident = find_incident(conn, id_prefix)
+    cursor = conn.execute(
+        "SELECT detector, entity, metric, window_start, window_end, value, expected, score, "
+        "severity FROM incident_signals WHERE incident_id = %s "
+        "ORDER BY severity = 'ERROR' DESC, score DESC NULLS LAST, window_start LIMIT 50",
+        (incident["incident_id"],),
+    )
+    names = [c.name for c in cursor.description]
+    incident["findings"] = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    cursor = conn.execute(
+        "SELECT transition, at, severity, by_whom, note FROM incident_transitions "
+        "WHERE incident_id = %s ORDER BY recorded_at, at",
+        (incident["incident_id"],),
+    )
+    names = [c.name for c in cursor.description]
+    incident["transitions"] = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    return incident
+
+
+def act_on_incident(
+    conn: Any, id_prefix: str, action: Action, at: datetime, reason: str | None = None
+) -> dict[str, Any]:
+    """Apply an operator's act and record it; returns the incident after it."""
+    with conn.transaction():
+        incident = find_incident(conn, id_prefix, lock=True)
+        change = change_for(incident["state"], action)
+        conn.execute(
+            "UPDATE incidents SET state = %(state)s, updated_at = now(), "
+            "acknowledged_at = CASE WHEN %(state)s = 'acknowledged' THEN %(at)s "
+            "ELSE acknowledged_at END, "
+            "resolved_at = CASE WHEN %(state)s = 'resolved' "
+            "THEN coalesce(resolved_at, %(at)s) END, "
+            "resolved_by = CASE WHEN %(state)s = 'resolved' "
+            "THEN coalesce(resolved_by, %(resolved_by)s) END, "
+            "false_positive = false_positive OR %(false_positive)s, "
+            "feedback = coalesce(%(reason)s, feedback) "
+            "WHERE incident_id = %(id)s",
+            {
+                "state": change.state,
+                "at": at,
+                "resolved_by": change.resolved_by,
+                "false_positive": change.false_positive,
+                "reason": reason,
+                "id": incident["incident_id"],
+            },
+        )
+        conn.execute(
+            "INSERT INTO incident_transitions (incident_id, transition, at, severity, by_whom, "
+            "note) VALUES (%s, %s, %s, %s, 'operator', %s) ON CONFLICT DO NOTHING",
+            (incident["incident_id"], action, at, incident["severity"], reason),
+        )
+    return find_incident(conn, incident["incident_id"])

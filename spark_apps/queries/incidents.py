@@ -1,0 +1,352 @@
+"""The ``incidents`` query.
+
+Anomalies (the ``anomalies`` topic; the CPU detector's verdicts from ``cpu-status``, where a
+window's later SAFE verdict withdraws an earlier WARN) → incidents, by the rules of
+``spark_apps.transforms.incidents``. Server and CDN events give each entity's datacenter or
+PoP. The incidents and the anomalies they hold are kept in PostgreSQL, where an operator's
+acknowledgement or resolution lands too, and each micro-batch applies in one transaction with
+its batch id (a replayed batch is skipped). Changed incidents go to the ``incidents`` topic.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.streaming import StreamingQuery
+
+from lambdawatch.core import db
+from lambdawatch.core.events import CDN_SCHEMA, SERVER_SCHEMA
+from lambdawatch.core.settings import Settings
+from lambdawatch.core.tables import TABLES
+from lambdawatch.core.webhooks import Notifier, delivery_policy
+from spark_apps.detectors.anomaly import ANOMALY_COLUMNS, ANOMALY_KEY, TIMESTAMP_FORMAT
+from spark_apps.detectors.cpu import cpu_store_rows, latest_cpu_store_writes, parse_cpu_status
+from spark_apps.io import StreamIO
+from spark_apps.transforms.incidents import (
+    QUIET,
+    Incident,
+    IncidentRules,
+    Signal,
+    SignalKey,
+    Step,
+    advance,
+    stale_before,
+)
+
+log = logging.getLogger("lambdawatch.speed_layer")
+QUERY = "incidents"
+CPU_DETECTOR = "cpu_anomalies"  # its verdicts, withdrawals included, come from cpu-status
+INCIDENT_COLUMNS = TABLES["incidents"].names_except(
+    "opened_at", "acknowledged_at", "resolved_at", "false_positive", "feedback", "updated_at"
+)
+SIGNAL_COLUMNS = TABLES["incident_signals"].names
+# where an entity's group is in its events: role → (entity field, group field, group kind)
+GROUP_FIELDS = {
+    SERVER_SCHEMA.topic_role: (SERVER_SCHEMA.key_field, "datacenter", "datacenter"),
+    CDN_SCHEMA.topic_role: (CDN_SCHEMA.key_field, "pop", "pop"),
+}
+
+
+def rules_of(settings: Settings) -> IncidentRules:
+    config = settings.incidents
+    return IncidentRules(config.warn_count, config.warn_window, config.quiet)
+
+
+def start(io: StreamIO) -> StreamingQuery:
+    """The query, and beside it the notifier that POSTs incident changes to the webhooks."""
+    config = io.settings.incidents
+    Notifier(
+        lambda: db.connect(io.settings, io.secrets),
+        config.webhooks,
+        io.secrets.incident_webhook_secret.get_secret_value().encode(),
+        delivery_policy(config),
+    ).start()
+    roles = ("anomalies", "cpu_status", *GROUP_FIELDS)
+    topic_roles = {io.settings.topic(role).name: role for role in roles}
+    rules = rules_of(io.settings)
+
+    def sink(frame: DataFrame, batch_id: int) -> None:
+        frame = frame.persist()
+        try:
+            by_role = {
+                role: frame.where(F.col("topic") == topic) for topic, role in topic_roles.items()
+            }
+            anomalies = parse_anomalies(by_role["anomalies"]).toArrow()
+            cpu = latest_cpu_store_writes(
+                cpu_store_rows(parse_cpu_status(by_role["cpu_status"])).toArrow()
+            )
+            groups = entity_groups(
+                [by_role[role] for role in GROUP_FIELDS], list(GROUP_FIELDS.values())
+            ).toArrow()
+        finally:
+            frame.unpersist()
+        arrived = signals_of(anomalies) + signals_of(cpu.anomalies)
+        withdrawn = keys_of(cpu.withdrawn)
+        clock = max_time(cpu.windows, "window_end", anomalies, "window_end", groups, "last_seen")
+        with io.pool.connection() as conn, conn.transaction():
+            changed = apply_batch(conn, QUERY, batch_id, arrived, withdrawn, groups, clock, rules)
+        if changed:
+            publish(io, changed)
+
+    source = io.kafka_source(*roles)
+    return io.start_query(QUERY, source.select("topic", "value", "offset"), batch_sink=sink)
+
+
+def parse_anomalies(records: DataFrame) -> DataFrame:
+    """Anomaly records of every detector but the CPU one (read from its status topic)."""
+    parsed = F.from_json(
+        F.col("value").cast("string"),
+        TABLES["anomalies"].spark_ddl(),
+        {"timestampFormat": TIMESTAMP_FORMAT},
+    )
+    return (
+        records.select(parsed.alias("a"))
+        .select("a.*")
+        .where(F.col("detector").isNotNull() & (F.col("detector") != CPU_DETECTOR))
+    )
+
+
+def entity_groups(frames: list[DataFrame], fields: list[tuple[str, str, str]]) -> DataFrame:
+    """Each entity's datacenter or PoP as its events gave it (events without one say
+    nothing), with the latest event time."""
+    parts = []
+    for records, (entity_field, group_field, kind) in zip(frames, fields, strict=True):
+        value = F.col("value").cast("string")
+        parts.append(
+            records.select(
+                F.get_json_object(value, f"$.{entity_field}").alias("entity"),
+                F.lit(kind).alias("group_kind"),
+                F.get_json_object(value, f"$.{group_field}").alias("group_name"),
+                F.to_timestamp(F.get_json_object(value, "$.timestamp")).alias("seen"),
+            )
+        )
+    union = parts[0]
+    for part in parts[1:]:
+        union = union.unionByName(part)
+    return (
+        union.where(F.col("entity").isNotNull() & (F.trim(F.col("group_name")) != ""))
+        .groupBy("entity", "group_kind", "group_name")
+        .agg(F.max("seen").alias("last_seen"))
+    )
+
+
+def signals_of(table: pa.Table) -> list[Signal]:
+    return [Signal(**row) for row in table.select(list(ANOMALY_COLUMNS)).to_pylist()]
+
+
+def keys_of(table: pa.Table) -> list[SignalKey]:
+    return [tuple(row[c] for c in ANOMALY_KEY) for row in table.to_pylist()]  # type: ignore[misc]
+
+
+def max_time(*pairs: Any) -> datetime | None:
+    """The latest of the named timestamp columns (table, column, table, column, …)."""
+    latest = None
+    for table, column in zip(pairs[::2], pairs[1::2], strict=True):
+        if table.num_rows:
+            value = pc.max(table[column]).as_py()
+            if value is not None and (latest is None or value > latest):
+                latest = value
+    return latest
+
+
+def apply_batch(
+    conn: Any,
+    query: str,
+    batch_id: int,
+    arrived: list[Signal],
+    withdrawn: list[SignalKey],
+    groups: pa.Table,
+    batch_clock: datetime | None,
+    rules: IncidentRules,
+) -> list[Incident]:
+    """One micro-batch of ``query``, inside the caller's transaction; the incidents it
+    changed (none when the batch was applied before)."""
+    progress = conn.execute(
+        "SELECT batch_id, clock FROM incident_progress WHERE query = %s FOR UPDATE", (query,)
+    ).fetchone()
+    if progress is not None and progress[0] >= batch_id:
+        return []  # replayed after a crash: applied already
+    clock = max(
+        (t for t in (batch_clock, progress[1] if progress else None) if t is not None),
+        default=None,
+    )
+    if groups.num_rows:
+        db.upsert_rows(
+            conn, "entity_groups", groups.column_names, groups, TABLES["entity_groups"].key
+        )
+    step = Step()
+    if clock is not None:
+        earliest = min((s.window_start for s in arrived), default=clock)
+        latest = max((s.window_end for s in arrived), default=clock)
+        active = load_active(conn, earliest - rules.quiet, latest)
+        held = load_held(conn, arrived, withdrawn)
+        entities = {s.entity for s in arrived}
+        step = advance(active, held, arrived, withdrawn, load_groups(conn, entities), clock, rules)
+        write_step(conn, step)
+        conn.execute(
+            "DELETE FROM incident_signals WHERE incident_id IS NULL AND window_end < %s",
+            (stale_before(clock, rules),),
+        )
+    conn.execute(
+        "INSERT INTO incident_progress (query, batch_id, clock) VALUES (%s, %s, %s) "
+        "ON CONFLICT (query) DO UPDATE SET batch_id = EXCLUDED.batch_id, "
+        "clock = EXCLUDED.clock, updated_at = now()",
+        (query, batch_id, clock),
+    )
+    return list(step.incidents.values())
+
+
+def load_active(conn: Any, since: datetime, until: datetime) -> list[Incident]:
+    """Open and acknowledged incidents, and those resolved by quiet whose span meets
+    ``[since, until]`` (a late finding may still join them); locked, so an operator's act on
+    one waits for the batch."""
+    names = ", ".join(INCIDENT_COLUMNS)
+    rows = conn.execute(
+        f"SELECT {names} FROM incidents WHERE state <> 'resolved' "
+        "OR (resolved_by = %s AND last_seen >= %s AND first_seen <= %s) FOR UPDATE",
+        (QUIET, since, until),
+    ).fetchall()
+    return [incident_of(dict(zip(INCIDENT_COLUMNS, row, strict=True))) for row in rows]
+
+
+def load_held(conn: Any, arrived: list[Signal], withdrawn: list[SignalKey]) -> list[Signal]:
+    """The stored signals a batch may touch: those it re-judges or withdraws, and the pending
+    WARNs of its entities (never a whole incident's findings)."""
+    keys = [s.key for s in arrived] + list(withdrawn)
+    detectors, entities, metrics, starts = ([key[i] for key in keys] for i in range(4))
+    names = ", ".join(SIGNAL_COLUMNS)
+    rows = conn.execute(
+        f"SELECT {names} FROM incident_signals WHERE (detector, entity, metric, window_start) "
+        "IN (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[])) "
+        f"UNION SELECT {names} FROM incident_signals "
+        "WHERE incident_id IS NULL AND entity = ANY(%s)",
+        (detectors, entities, metrics, starts, sorted({s.entity for s in arrived})),
+    ).fetchall()
+    return [Signal(**dict(zip(SIGNAL_COLUMNS, row, strict=True))) for row in rows]
+
+
+def load_groups(conn: Any, entities: Iterable[str]) -> dict[str, tuple[str, str]]:
+    rows = conn.execute(
+        "SELECT entity, group_kind, group_name FROM entity_groups WHERE entity = ANY(%s)",
+        (sorted(entities),),
+    ).fetchall()
+    return {entity: (kind, name) for entity, kind, name in rows}
+
+
+def incident_of(row: dict[str, Any]) -> Incident:
+    strongest = Signal(
+        detector=row["strongest_detector"],
+        entity=row["strongest_entity"],
+        metric=row["strongest_metric"],
+        window_start=row["strongest_window_start"],
+        window_end=row["strongest_window_start"],
+        value=row["strongest_value"],
+        expected=row["strongest_expected"],
+        score=row["strongest_score"],
+        severity=row["severity"],
+        model_version="",
+        detected_at=row["strongest_window_start"],
+    )
+    return Incident(
+        incident_id=row["incident_id"],
+        scope=row["scope"],
+        state=row["state"],
+        severity=row["severity"],
+        first_seen=row["first_seen"],
+        last_seen=row["last_seen"],
+        entities=tuple(row["entities"]),
+        metrics=tuple(row["metrics"]),
+        detectors=tuple(row["detectors"]),
+        members=row["members"],
+        strongest=strongest,
+        summary=row["summary"],
+        resolved_by=row["resolved_by"],
+    )
+
+
+def incident_row(incident: Incident) -> dict[str, Any]:
+    s = incident.strongest
+    return {
+        "incident_id": incident.incident_id,
+        "scope": incident.scope,
+        "state": incident.state,
+        "severity": incident.severity,
+        "first_seen": incident.first_seen,
+        "last_seen": incident.last_seen,
+        "entities": list(incident.entities),
+        "metrics": list(incident.metrics),
+        "detectors": list(incident.detectors),
+        "members": incident.members,
+        "strongest_detector": s.detector,
+        "strongest_entity": s.entity,
+        "strongest_metric": s.metric,
+        "strongest_window_start": s.window_start,
+        "strongest_value": s.value,
+        "strongest_expected": s.expected,
+        "strongest_score": s.score,
+        "summary": incident.summary,
+        "resolved_by": incident.resolved_by,
+    }
+
+
+def write_step(conn: Any, step: Step) -> None:
+    """The step's incidents, signals and transitions; a resolved incident gets its
+    ``resolved_at`` once."""
+    names = ", ".join(INCIDENT_COLUMNS)
+    placeholders = ", ".join(["%s"] * len(INCIDENT_COLUMNS))
+    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in INCIDENT_COLUMNS if c != "incident_id")
+    with conn.cursor() as cursor:
+        if step.deleted:
+            cursor.executemany(
+                "DELETE FROM incident_signals WHERE detector = %s AND entity = %s "
+                "AND metric = %s AND window_start = %s",
+                sorted(step.deleted),
+            )
+        if step.incidents:
+            cursor.executemany(
+                f"INSERT INTO incidents ({names}) VALUES ({placeholders}) "
+                f"ON CONFLICT (incident_id) DO UPDATE SET {updates}, updated_at = now(), "
+                "resolved_at = CASE WHEN EXCLUDED.state = 'resolved' "
+                "THEN coalesce(incidents.resolved_at, now()) END",
+                [tuple(incident_row(i).values()) for i in step.incidents.values()],
+            )
+        if step.signals:
+            signal_names = ", ".join(SIGNAL_COLUMNS)
+            signal_updates = ", ".join(
+                f"{c} = EXCLUDED.{c}" for c in SIGNAL_COLUMNS if c not in ANOMALY_KEY
+            )
+            cursor.executemany(
+                f"INSERT INTO incident_signals ({signal_names}) "
+                f"VALUES ({', '.join(['%s'] * len(SIGNAL_COLUMNS))}) "
+                f"ON CONFLICT ({', '.join(ANOMALY_KEY)}) DO UPDATE SET {signal_updates}",
+                [tuple(getattr(s, c) for c in SIGNAL_COLUMNS) for s in step.signals.values()],
+            )
+        if step.transitions:
+            cursor.executemany(
+                "INSERT INTO incident_transitions (incident_id, transition, at, severity, by_whom) "
+                "VALUES (%s, %s, %s, %s, 'stream') ON CONFLICT DO NOTHING",
+                [
+                    (t.incident_id, t.kind, t.at, step.incidents[t.incident_id].severity)
+                    for t in step.transitions
+                ],
+            )
+
+
+def incident_json(incident: Incident) -> bytes:
+    return orjson.dumps(incident_row(incident), option=orjson.OPT_UTC_Z)
+
+
+def publish(io: StreamIO, incidents: list[Incident]) -> None:
+    """Each changed incident's state to the ``incidents`` topic, keyed by its id."""
+    frame = io.spark.createDataFrame(
+        [(i.incident_id.encode(), incident_json(i)) for i in incidents], "key binary, value binary"
+    )
+    io.write_kafka(frame, "incidents", QUERY)
