@@ -28,6 +28,7 @@ from lambdawatch.core.settings import Settings
 from lambdawatch.core.tables import TABLES
 from spark_apps.detectors.anomaly import ANOMALY_COLUMNS, anomalies_to_kafka
 from spark_apps.sink_guard import BatchSink, SinkGuard
+from spark_apps.transforms.exclusions import EXCLUSIONS_QUERY
 from spark_apps.transforms.parsing import (
     bound_kafka_records,
     dead_letters_to_kafka,
@@ -78,6 +79,14 @@ def read_query(
             .load()
         )
     return reader.option("query", query).load()
+
+
+def read_exclusions(spark: SparkSession, settings: Settings, secrets: Secrets) -> DataFrame:
+    """``v_training_exclusions`` (incident and false-positive spans per entity): a few rows,
+    read through psycopg so a job needs no JDBC driver for them."""
+    with db.connect(settings, secrets) as conn:
+        rows = conn.execute(EXCLUSIONS_QUERY).fetchall()
+    return spark.createDataFrame(rows, "entity string, start_ts timestamp, end_ts timestamp")
 
 
 class StreamIO:

@@ -121,3 +121,42 @@ CREATE TABLE IF NOT EXISTS incident_deliveries (
 );
 CREATE INDEX IF NOT EXISTS incident_deliveries_due
     ON incident_deliveries (next_attempt_at) WHERE state = 'pending';
+
+-- What training leaves out (baselines, the CDN model, forecasts): every incident's span per
+-- entity, real or marked false positive (an incident whose findings were all withdrawn was
+-- never one).
+CREATE OR REPLACE VIEW v_training_exclusions AS
+SELECT unnest(entities) AS entity, first_seen AS start_ts, last_seen AS end_ts,
+       CASE WHEN false_positive THEN 'false positive' ELSE 'incident' END AS reason,
+       incident_id
+FROM incidents
+WHERE resolved_by IS DISTINCT FROM 'withdrawn';
+
+-- Suppression rules an operator set (with a false positive): anomalies that match one are
+-- kept (in ``anomalies``, flagged ``suppressed`` in v_anomalies) but join no incident and
+-- notify no one. A NULL detector, entity or metric matches any.
+CREATE TABLE IF NOT EXISTS suppressions (
+    suppression_id bigserial   PRIMARY KEY,
+    detector       text,
+    entity         text,
+    metric         text,
+    starts_at      timestamptz NOT NULL,
+    until          timestamptz NOT NULL,
+    reason         text,
+    incident_id    text        REFERENCES incidents ON DELETE SET NULL,
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    CHECK (until > starts_at)
+);
+
+CREATE OR REPLACE VIEW v_anomalies AS
+SELECT a.detector, a.entity, a.metric, a.window_start, a.window_end, a.value, a.expected,
+       a.score, a.severity, a.model_version, a.detected_at,
+       extract(epoch FROM a.detected_at - a.window_end) AS detection_delay_s,
+       EXISTS (
+           SELECT 1 FROM suppressions s
+           WHERE (s.detector IS NULL OR s.detector = a.detector)
+             AND (s.entity IS NULL OR s.entity = a.entity)
+             AND (s.metric IS NULL OR s.metric = a.metric)
+             AND a.window_start >= s.starts_at AND a.window_start < s.until
+       ) AS suppressed
+FROM anomalies a;

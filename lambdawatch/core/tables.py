@@ -291,6 +291,21 @@ TABLES = {
             key=("incident_id", "transition", "at", "webhook"),
         ),
         Relation(
+            "suppressions",
+            (
+                Column("suppression_id", BIGINT),
+                Column("detector", TEXT, nullable=True),
+                Column("entity", TEXT, nullable=True),
+                Column("metric", TEXT, nullable=True),
+                Column("starts_at", TIMESTAMPTZ),
+                Column("until", TIMESTAMPTZ),
+                Column("reason", TEXT, nullable=True),
+                Column("incident_id", TEXT, nullable=True),
+                Column("created_at", TIMESTAMPTZ),
+            ),
+            key=("suppression_id",),
+        ),
+        Relation(
             "incident_progress",
             (
                 Column("query", TEXT),
@@ -464,6 +479,7 @@ VIEWS = {
                 Column("model_version", TEXT, nullable=True),
                 Column("detected_at", TIMESTAMPTZ, nullable=True),
                 Column("detection_delay_s", NUMERIC, nullable=True),
+                Column("suppressed", BOOLEAN, nullable=True),
             ),
         ),
         Relation(
@@ -706,6 +722,35 @@ VIEWS = {
                     ("false_positive", BOOLEAN),
                     ("feedback", TEXT),
                     ("duration_minutes", NUMERIC),
+                )
+            ),
+        ),
+        Relation(
+            "v_training_exclusions",
+            (
+                Column("entity", TEXT, nullable=True),
+                Column("start_ts", TIMESTAMPTZ, nullable=True),
+                Column("end_ts", TIMESTAMPTZ, nullable=True),
+                Column("reason", TEXT, nullable=True),
+                Column("incident_id", TEXT, nullable=True),
+            ),
+        ),
+        Relation(
+            "v_weather",
+            tuple(
+                Column(name, kind, nullable=True)
+                for name, kind in (
+                    ("ts", TIMESTAMPTZ),
+                    ("city", TEXT),
+                    ("temperature", DOUBLE),
+                    ("feels_like", DOUBLE),
+                    ("temperature_minus_feels_like", DOUBLE),
+                    ("baseline_mean", DOUBLE),
+                    ("baseline_stddev", DOUBLE),
+                    ("baseline_variance", DOUBLE),
+                    ("baseline_lower", DOUBLE),
+                    ("baseline_upper", DOUBLE),
+                    ("z", DOUBLE),
                 )
             ),
         ),

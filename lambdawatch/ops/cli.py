@@ -794,14 +794,18 @@ def incidents_show(incident_id: IncidentId) -> None:
         console.print(f"  {t['at']:%Y-%m-%d %H:%M:%S} {t['transition']} by {t['by_whom']}{note}")
 
 
-def _act(incident_id: str, action: Any, reason: str | None = None) -> None:
+def _act(
+    incident_id: str, action: Any, reason: str | None = None, suppress_for: str | None = None
+) -> None:
     from datetime import UTC, datetime
 
-    from lambdawatch.pipelines.incidents import act_on_incident
+    from lambdawatch.pipelines.incidents import act_on_incident, parse_duration
 
-    incident = _with_incidents(
-        lambda conn: act_on_incident(conn, incident_id, action, datetime.now(UTC), reason)
-    )
+    def act(conn: Any) -> Any:
+        muted = parse_duration(suppress_for) if suppress_for is not None else None
+        return act_on_incident(conn, incident_id, action, datetime.now(UTC), reason, muted)
+
+    incident = _with_incidents(act)
     summary = escape(incident["summary"])
     console.print(f"{incident['incident_id']} is {incident['state']}: {summary}")
 
@@ -822,9 +826,17 @@ def incidents_resolve(incident_id: IncidentId) -> None:
 def incidents_false_positive(
     incident_id: IncidentId,
     reason: Annotated[str | None, typer.Option(help="Why it was not an incident.")] = None,
+    suppress_for: Annotated[
+        str | None,
+        typer.Option(
+            help="Also mute anomalies like its findings for this long (90s, 30m, 2h, 7d): "
+            "kept and flagged, but in no incident."
+        ),
+    ] = None,
 ) -> None:
-    """Mark an incident a false positive (any state); it is resolved and kept, flagged."""
-    _act(incident_id, "false positive", reason)
+    """Mark an incident a false positive (any state): it is resolved and kept, flagged, and
+    its span is left out of the next baseline, model and forecast training."""
+    _act(incident_id, "false positive", reason, suppress_for)
 
 
 @config_app.command("check")

@@ -38,11 +38,13 @@ from lambdawatch.pipelines.event_feed import feed_batch
 from lambdawatch.pipelines.live_feed import FeedCounts, plan_feed, run_feed
 from lambdawatch.pipelines.platform_init import SCHEDULED_DAGS, create_topics
 from lambdawatch.pipelines.quality import (
+    IncidentSpan,
     Interval,
     Label,
     Quality,
     detector_for,
     detector_quality,
+    incident_quality,
 )
 from spark_apps.session import build_session
 
@@ -83,6 +85,9 @@ class DemoReport:
     forecasts: int = 0
     model_version: str | None = None
     backtest: dict[str, Any] = field(default_factory=dict)  # v_backtest_runs' row, agreement
+    incidents: dict[str, int] = field(default_factory=dict)  # state → incidents opened
+    incident_quality: Quality | None = None
+    readiness: Readiness | None = None
     urls: dict[str, str] = field(default_factory=dict)
 
 
@@ -225,12 +230,12 @@ def feed_all_sources(
     secrets: Secrets,
     seconds: float,
     on_progress: Callable[[str, FeedCounts], None] = lambda _s, _c: None,
-    gates: dict[str, Callable[[], bool]] | None = None,
 ) -> dict[str, int]:
     """Every generator live (real time) until ``seconds`` from now, one thread per source.
 
-    A source with a gate starts once its gate opens (polled every two seconds): CDN events
-    wait for a promoted model, since the speed layer does not cluster without one.
+    Every source from the first second: CDN events that arrive before the first KMeans model
+    is promoted are not clustered (the speed layer logs it), but they are fed, counted, watched
+    for silence and kept in their topic, where retraining reads them.
     """
     totals: dict[str, int] = {}
     failures: list[BaseException] = []
@@ -238,9 +243,6 @@ def feed_all_sources(
 
     def feed(source: str) -> None:
         try:
-            gate = (gates or {}).get(source)
-            while gate is not None and not gate() and time.time() < ends_at:
-                time.sleep(2)
             remaining = ends_at - time.time()
             if remaining <= 0:
                 totals[source] = 0
@@ -337,6 +339,36 @@ class Readiness:
         }.get(detector, self.feed_started)
 
 
+# What each detector waits for before its findings are its own (``Readiness.judging_since``):
+# said in the present, and in the past for when it never came.
+READY_WHEN = {
+    "cpu_anomalies": ("baselines exist", "baselines existed"),
+    "forecast_deviations": ("a forecast exists", "a forecast existed"),
+    "cdn_clusters": ("a model is promoted", "a model was promoted"),
+}
+
+
+def judgement(detector: str, quality: Quality, ready: Readiness | None) -> str:
+    """How a detector's ERROR findings fared, or why nothing could be judged: a 0.00 where
+    nothing was there to judge reads as a failure when it is not one."""
+    since, before = READY_WHEN.get(detector, ("the feed started", "the feed started"))
+    if ready is not None and ready.judging_since(detector) is None:
+        return f"not judged: the demo ended before {before}"
+    if not quality.episodes and not quality.detections:
+        return f"nothing to judge: no labelled episode has ended and no ERROR since {since}"
+    precision = (
+        f"ERROR precision {quality.precision:.2f}"
+        if quality.detections
+        else f"no ERROR finding since {since}"
+    )
+    recall = (
+        f"recall {quality.recall:.2f} ({quality.episodes} labelled episodes judged)"
+        if quality.episodes
+        else f"recall not judged: no labelled episode has ended since {since}"
+    )
+    return f"{precision}, {recall}"
+
+
 def judgeable(labels: list[Label], ready: Readiness) -> list[Label]:
     """The episodes a detector could have caught; counting the others as missed would measure
     the demo's warm-up, not the detector.
@@ -427,8 +459,25 @@ def summarize(
             model_at=promoted_at[0] if promoted_at else None,
             baselines_at=baselines_at,
         )
+        judged_labels = judgeable(labels, ready)
         report.quality = detector_quality(
-            judgeable(labels, ready), judged_detections(detections, ready), horizon
+            judged_labels, judged_detections(detections, ready), horizon
+        )
+        report.readiness = ready
+        incidents = []
+        for state, entities, first, last in conn.execute(
+            "SELECT state, entities, first_seen, last_seen FROM incidents WHERE first_seen >= %s",
+            (since,),
+        ).fetchall():
+            report.incidents[state] = report.incidents.get(state, 0) + 1
+            incidents.append(IncidentSpan(tuple(entities), first, last))
+        targets = [
+            label.interval
+            for label in judged_labels
+            if detector_for(label.kind) is not None and label.end <= horizon
+        ]
+        report.incident_quality = incident_quality(
+            incidents, targets, [label.interval for label in judged_labels]
         )
         model = promoted_model(conn, CDN_MODEL)
         report.model_version = model.version if model else None
@@ -519,7 +568,6 @@ def run_demo(
             secrets,
             minutes * 60,
             on_feed,
-            gates={"cdn": lambda: has_promoted_model(settings, secrets)},
         ),
         name="demo-feed",
     )
@@ -596,22 +644,34 @@ def report_rows(report: DemoReport) -> list[tuple[str, Any]]:
     rows += [(f"DAG: {dag}", state) for dag, state in report.batch_runs.items()]
     for detector, counts in sorted(report.anomalies.items()):
         quality = report.quality.get(detector)
-        judged = ""
-        if quality:
-            precision = f"{quality.precision:.2f}" if quality.detections else "n/a"
-            recall = f"{quality.recall:.2f}" if quality.episodes else "n/a"
-            judged = (
-                f"; ERROR precision {precision}, recall {recall} "
-                f"({quality.episodes} labelled episodes judged)"
-            )
+        judged = f"; {judgement(detector, quality, report.readiness)}" if quality else ""
         severities = ", ".join(f"{n} {severity}" for severity, n in sorted(counts.items()))
         rows.append((f"anomalies: {detector}", severities + judged))
+    if report.incidents or report.incident_quality:
+        rows.append(("incidents", incidents_line(report.incidents, report.incident_quality)))
     if report.backtest:
         rows.append((f"backtest: {report.backtest['detector']}", backtest_line(report.backtest)))
     rows.append(("forecasts written (latest run)", f"{report.forecasts:,}"))
     rows.append(("CDN model in use", report.model_version or "none promoted"))
     rows += [(f"url: {name}", url) for name, url in report.urls.items()]
     return rows
+
+
+def incidents_line(by_state: dict[str, int], quality: Quality | None) -> str:
+    """Incidents opened during the demo and, against the labels, how many were real and how
+    many episodes they caught."""
+    total = sum(by_state.values())
+    states = ", ".join(f"{n} {state}" for state, n in sorted(by_state.items()))
+    line = f"{total} opened" + (f" ({states})" if total else "")
+    if quality is None or (not quality.detections and not quality.episodes):
+        return line + "; nothing to judge yet"
+    precision = f"precision {quality.precision:.2f}" if quality.detections else "none opened"
+    recall = (
+        f"recall {quality.recall:.2f} ({quality.episodes} labelled episodes judged)"
+        if quality.episodes
+        else "recall not judged: no labelled episode has ended yet"
+    )
+    return f"{line}; {precision}, {recall}"
 
 
 def backtest_line(summary: dict[str, Any]) -> str:

@@ -8,8 +8,9 @@ micro-batch sees it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 Action = Literal["acknowledged", "resolved", "false positive"]
@@ -26,8 +27,20 @@ LIST_COLUMNS = (
 )
 
 
+DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d)$")
+UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
 class IncidentError(Exception):
     """An incident that is not there, or an act its state does not allow: said in one line."""
+
+
+def parse_duration(text: str, option: str = "--suppress-for") -> timedelta:
+    """``90s``, ``30m``, ``2h`` or ``7d``."""
+    found = DURATION.match(text.strip().lower())
+    if not found or float(found.group(1)) <= 0:
+        raise IncidentError(f"{option}: {text!r} is not a duration like 90s, 30m, 2h or 7d")
+    return timedelta(seconds=float(found.group(1)) * UNIT_SECONDS[found.group(2)])
 
 
 @dataclass(frozen=True)
@@ -110,9 +123,20 @@ def incident_details(conn: Any, id_prefix: str) -> dict[str, Any]:
 
 
 def act_on_incident(
-    conn: Any, id_prefix: str, action: Action, at: datetime, reason: str | None = None
+    conn: Any,
+    id_prefix: str,
+    action: Action,
+    at: datetime,
+    reason: str | None = None,
+    suppress_for: timedelta | None = None,
 ) -> dict[str, Any]:
-    """Apply an operator's act and record it; returns the incident after it."""
+    """Apply an operator's act and record it; returns the incident after it.
+
+    A false positive may come with ``suppress_for``: until then, anomalies of the detectors,
+    entities and metrics of its findings (from its first finding on) join no incident.
+    """
+    if suppress_for is not None and action != "false positive":
+        raise IncidentError("--suppress-for goes with false-positive only")
     with conn.transaction():
         incident = find_incident(conn, id_prefix, lock=True)
         change = change_for(incident["state"], action)
@@ -141,4 +165,11 @@ def act_on_incident(
             "note) VALUES (%s, %s, %s, %s, 'operator', %s) ON CONFLICT DO NOTHING",
             (incident["incident_id"], action, at, incident["severity"], reason),
         )
+        if suppress_for is not None:
+            conn.execute(
+                "INSERT INTO suppressions (detector, entity, metric, starts_at, until, reason, "
+                "incident_id) SELECT DISTINCT detector, entity, metric, %s::timestamptz, "
+                "%s::timestamptz, %s, incident_id FROM incident_signals WHERE incident_id = %s",
+                (incident["first_seen"], at + suppress_for, reason, incident["incident_id"]),
+            )
     return find_incident(conn, incident["incident_id"])

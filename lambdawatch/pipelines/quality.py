@@ -149,3 +149,32 @@ def judge_episodes(labels: Iterable[Label], detections: Iterable[Interval]) -> l
         ends = [d.end for d in by_entity[label.entity] if label.interval.overlaps(d)]
         verdicts.append(EpisodeVerdict(label, min(ends, default=None)))
     return verdicts
+
+
+@dataclass(frozen=True)
+class IncidentSpan:
+    """An incident as judged: its entities and its span (first to last finding)."""
+
+    entities: tuple[str, ...]
+    start: datetime
+    end: datetime
+
+    def intervals(self) -> list[Interval]:
+        return [Interval(entity, self.start, self.end) for entity in self.entities]
+
+
+def incident_quality(
+    incidents: Iterable[IncidentSpan], targets: Iterable[Interval], all_labels: Iterable[Interval]
+) -> Quality:
+    """Incident-level precision and recall: an incident is true when any of its entities has
+    a labelled episode (of any kind) during its span; an episode of ``targets`` is detected
+    when an incident holding its entity overlaps it. What an operator is paged for, judged."""
+    found = list(incidents)
+    labels = list(all_labels)
+    wanted = list(targets)
+    true = sum(
+        1 for i in found if any(s.overlaps(label) for s in i.intervals() for label in labels)
+    )
+    spans = [s for i in found for s in i.intervals()]
+    detected = sum(1 for t in wanted if any(t.overlaps(s) for s in spans))
+    return Quality(len(wanted), detected, len(found), true)

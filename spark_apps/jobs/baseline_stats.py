@@ -17,10 +17,15 @@ from lambdawatch.core.secrets import Secrets, secrets_for
 from lambdawatch.core.settings import Settings, load_settings
 from lambdawatch.core.tables import TABLES
 from spark_apps.detectors.cpu import METRIC as CPU_METRIC
-from spark_apps.io import read_query
+from spark_apps.io import read_exclusions, read_query
 from spark_apps.jobs.common import parse_interval_end, print_summary, time_between
 from spark_apps.session import build_session
-from spark_apps.transforms.baselines import BASELINE_COLUMNS, pooled_baselines, sample_baselines
+from spark_apps.transforms.baselines import (
+    BASELINE_COLUMNS,
+    robust_pooled_baselines,
+    sample_baselines,
+)
+from spark_apps.transforms.exclusions import flag_excluded, without_excluded
 
 WEATHER_METRICS = ("temperature", "feels_like", "temperature_minus_feels_like")
 
@@ -32,11 +37,14 @@ def compute_baselines(
     start: datetime,
     end: datetime,
 ) -> DataFrame:
-    """Every baseline of one trailing window, in the ``baselines`` table's shape."""
+    """Every baseline of one trailing window, in the ``baselines`` table's shape: CPU from
+    the windows that describe normal behaviour (``robust_pooled_baselines``; ``cpu_windows``
+    carries an ``excluded`` flag), the rest from plain sample statistics."""
     lo, hi = F.lit(start).cast("timestamp"), F.lit(end).cast("timestamp")
-    cpu = pooled_baselines(
-        cpu_windows, CPU_METRIC, "server_id", "samples", "mean_cpu", "std_cpu", lo, hi
-    )
+    cpu = robust_pooled_baselines(
+        cpu_windows, CPU_METRIC, "server_id", "samples", "mean_cpu", "std_cpu", lo, hi,
+        excluded="excluded",
+    )  # fmt: skip
     weather_long = weather.select(
         "city",
         F.explode(
@@ -66,9 +74,11 @@ def run(spark: SparkSession, settings: Settings, secrets: Secrets, end: datetime
         spark,
         settings,
         secrets,
-        "SELECT server_id, samples, mean_cpu, std_cpu FROM rt_cpu_windows "
-        f"WHERE {time_between('window_start', start, end)}",
+        "SELECT server_id, window_start, window_end, samples, mean_cpu, std_cpu "
+        f"FROM rt_cpu_windows WHERE {time_between('window_start', start, end)}",
     )
+    exclusions = read_exclusions(spark, settings, secrets).cache()
+    cpu = flag_excluded(cpu, exclusions, "server_id", "window_start", "window_end")
     weather = read_query(
         spark,
         settings,
@@ -80,8 +90,9 @@ def run(spark: SparkSession, settings: Settings, secrets: Secrets, end: datetime
         spark,
         settings,
         secrets,
-        f"SELECT ip, feature, value FROM ip_history WHERE {time_between('ts', start, end)}",
+        f"SELECT ip, feature, ts, value FROM ip_history WHERE {time_between('ts', start, end)}",
     )
+    history = without_excluded(history, exclusions, "ip", "ts")
     rows = [tuple(row) for row in compute_baselines(cpu, weather, history, start, end).collect()]
     with db.connect(settings, secrets) as conn:
         written = db.upsert_rows(conn, "baselines", BASELINE_COLUMNS, rows, TABLES["baselines"].key)

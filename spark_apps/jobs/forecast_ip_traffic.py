@@ -14,9 +14,10 @@ from lambdawatch.core import db
 from lambdawatch.core.secrets import Secrets, secrets_for
 from lambdawatch.core.settings import Settings, load_settings
 from lambdawatch.core.tables import TABLES
-from spark_apps.io import read_query
+from spark_apps.io import read_exclusions, read_query
 from spark_apps.jobs.common import parse_interval_end, print_summary
 from spark_apps.session import build_session
+from spark_apps.transforms.exclusions import without_excluded
 from spark_apps.transforms.forecast import OUTPUT_SCHEMA, ForecastParams, forecast_series
 
 FORECAST_COLUMNS = TABLES["ip_forecasts"].names_except("created_at")
@@ -64,6 +65,7 @@ def run(spark: SparkSession, settings: Settings, secrets: Secrets, end: datetime
         "SELECT ip, feature, ts, value FROM ip_history "
         f"WHERE ts < '{end.isoformat()}'::timestamptz",
     )
+    history = without_excluded(history, read_exclusions(spark, settings, secrets), "ip", "ts")
     partitions = max(2, spark.sparkContext.defaultParallelism * 2)
     results = fit_all(hourly_history(history), params, partitions).toPandas()
     forecasts = results[results["kind"] == "forecast"].assign(run_id=run_id)

@@ -24,8 +24,10 @@ from spark_apps.detectors.cdn_kmeans import (
     kmeans_pipeline,
     should_promote,
 )
+from spark_apps.io import read_exclusions
 from spark_apps.jobs.common import parse_interval_end, print_summary
 from spark_apps.session import build_session
+from spark_apps.transforms.exclusions import without_excluded
 from spark_apps.transforms.parsing import parse_events
 
 MIN_ROWS_PER_CLUSTER = 10
@@ -89,7 +91,12 @@ def register(
 def run(spark: SparkSession, settings: Settings, secrets: Secrets, end: datetime) -> dict[str, Any]:
     config = settings.models.kmeans
     start = end - timedelta(hours=config.training_hours)
-    events = read_cdn_events(spark, settings, start, end).cache()
+    events = without_excluded(
+        read_cdn_events(spark, settings, start, end),
+        read_exclusions(spark, settings, secrets),
+        "edge_id",
+        "timestamp",
+    ).cache()
     rows = events.count()
     if rows < config.k * MIN_ROWS_PER_CLUSTER:
         return {"status": "skipped", "reason": f"{rows} CDN events in the window", "rows": rows}

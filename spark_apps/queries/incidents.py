@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -37,12 +37,14 @@ from spark_apps.transforms.incidents import (
     Signal,
     SignalKey,
     Step,
+    Suppression,
     advance,
     stale_before,
 )
 
 log = logging.getLogger("lambdawatch.speed_layer")
 QUERY = "incidents"
+FUTURE_TOLERANCE = timedelta(minutes=5)  # clock skew allowed to a source's event times
 CPU_DETECTOR = "cpu_anomalies"  # its verdicts, withdrawals included, come from cpu-status
 INCIDENT_COLUMNS = TABLES["incidents"].names_except(
     "opened_at", "acknowledged_at", "resolved_at", "false_positive", "feedback", "updated_at"
@@ -90,7 +92,10 @@ def start(io: StreamIO) -> StreamingQuery:
             frame.unpersist()
         arrived = signals_of(anomalies) + signals_of(cpu.anomalies)
         withdrawn = keys_of(cpu.withdrawn)
-        clock = max_time(cpu.windows, "window_end", anomalies, "window_end", groups, "last_seen")
+        clock = bounded_clock(
+            max_time(cpu.windows, "window_end", anomalies, "window_end", groups, "last_seen"),
+            datetime.now(UTC),
+        )
         with io.pool.connection() as conn, conn.transaction():
             changed = apply_batch(conn, QUERY, batch_id, arrived, withdrawn, groups, clock, rules)
         if changed:
@@ -125,7 +130,8 @@ def entity_groups(frames: list[DataFrame], fields: list[tuple[str, str, str]]) -
                 F.get_json_object(value, f"$.{entity_field}").alias("entity"),
                 F.lit(kind).alias("group_kind"),
                 F.get_json_object(value, f"$.{group_field}").alias("group_name"),
-                F.to_timestamp(F.get_json_object(value, "$.timestamp")).alias("seen"),
+                # try_: a malformed time is one event's problem, never the micro-batch's
+                F.try_to_timestamp(F.get_json_object(value, "$.timestamp")).alias("seen"),
             )
         )
     union = parts[0]
@@ -144,6 +150,12 @@ def signals_of(table: pa.Table) -> list[Signal]:
 
 def keys_of(table: pa.Table) -> list[SignalKey]:
     return [tuple(row[c] for c in ANOMALY_KEY) for row in table.to_pylist()]  # type: ignore[misc]
+
+
+def bounded_clock(latest: datetime | None, now: datetime) -> datetime | None:
+    """The batch's newest event time, but never more than ``FUTURE_TOLERANCE`` ahead of
+    ``now``: one event stamped in the year 9999 must not resolve every incident."""
+    return None if latest is None else min(latest, now + FUTURE_TOLERANCE)
 
 
 def max_time(*pairs: Any) -> datetime | None:
@@ -189,7 +201,9 @@ def apply_batch(
         active = load_active(conn, earliest - rules.quiet, latest)
         held = load_held(conn, arrived, withdrawn)
         entities = {s.entity for s in arrived}
-        step = advance(active, held, arrived, withdrawn, load_groups(conn, entities), clock, rules)
+        groups_now = load_groups(conn, entities)
+        muting = load_suppressions(conn, earliest, latest)
+        step = advance(active, held, arrived, withdrawn, groups_now, clock, rules, muting)
         write_step(conn, step)
         conn.execute(
             "DELETE FROM incident_signals WHERE incident_id IS NULL AND window_end < %s",
@@ -231,6 +245,16 @@ def load_held(conn: Any, arrived: list[Signal], withdrawn: list[SignalKey]) -> l
         (detectors, entities, metrics, starts, sorted({s.entity for s in arrived})),
     ).fetchall()
     return [Signal(**dict(zip(SIGNAL_COLUMNS, row, strict=True))) for row in rows]
+
+
+def load_suppressions(conn: Any, since: datetime, until: datetime) -> list[Suppression]:
+    """The operator's suppression rules that may match findings in ``[since, until]``."""
+    rows = conn.execute(
+        "SELECT detector, entity, metric, starts_at, until FROM suppressions "
+        "WHERE until > %s AND starts_at <= %s",
+        (since, until),
+    ).fetchall()
+    return [Suppression(*row) for row in rows]
 
 
 def load_groups(conn: Any, entities: Iterable[str]) -> dict[str, tuple[str, str]]:

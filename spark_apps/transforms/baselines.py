@@ -83,3 +83,65 @@ def pooled_baselines(
         F.col("samples").cast("long").alias("samples"),
     )
     return _finish(pooled, start, end)
+
+
+# Iglewicz & Hoaglin's cutoff on the modified z-score: beyond it a value is an outlier.
+OUTLIER_CUTOFF = 3.5
+MAD_TO_SIGMA = 1.4826  # σ of a normal distribution is 1.4826 × its median absolute deviation
+# An entity whose excluded windows (incident or fed-back periods) exceed this share keeps
+# them all: a baseline from what little is left would describe no normal at all.
+MAX_EXCLUDED_SHARE = 0.5
+# Fewer windows than this say too little about an entity's spread to call any an outlier.
+MIN_WINDOWS_FOR_OUTLIERS = 20
+
+
+def robust_pooled_baselines(
+    windows: DataFrame,
+    metric: str,
+    entity: str,
+    count: str,
+    mean: str,
+    stddev: str,
+    start: Column,
+    end: Column,
+    excluded: str | None = None,
+) -> DataFrame:
+    """``pooled_baselines`` of the windows that describe normal behaviour.
+
+    Windows in an incident or a period fed back as not normal (``excluded`` true) are left
+    out, unless that would leave out more than ``MAX_EXCLUDED_SHARE`` of an entity's windows.
+    Of the rest, windows whose mean is an outlier by the modified z-score (Iglewicz & Hoaglin:
+    |m − median| / (1.4826 · MAD) > 3.5, median and MAD of the window means per entity, once
+    it has ``MIN_WINDOWS_FOR_OUTLIERS``) are left out too, so an anomaly no one reported (a
+    stuck sensor, a spike) cannot widen σ; the remaining windows are pooled exactly, so σ
+    keeps its meaning for the thresholds.
+    """
+    key = F.col(entity).cast("string")
+    flagged = windows.withColumn(
+        "_excluded", F.coalesce(F.col(excluded), F.lit(False)) if excluded else F.lit(False)
+    )
+    share = flagged.groupBy(key.alias("_entity")).agg(
+        F.avg(F.col("_excluded").cast("double")).alias("_excluded_share")
+    )
+    kept = (
+        flagged.join(share, key == F.col("_entity"))
+        .where(~F.col("_excluded") | (F.col("_excluded_share") > MAX_EXCLUDED_SHARE))
+        .drop("_excluded", "_excluded_share")
+    )
+    centre = kept.groupBy("_entity").agg(F.percentile_approx(mean, 0.5, 10_000).alias("_median"))
+    with_centre = kept.join(centre, "_entity")
+    spread = with_centre.groupBy("_entity").agg(
+        F.percentile_approx(F.abs(F.col(mean) - F.col("_median")), 0.5, 10_000).alias("_mad"),
+        F.count(F.lit(1)).alias("_windows"),
+    )
+    deviation = F.abs(F.col(mean) - F.col("_median"))
+    # no spread at all (MAD 0): only the windows at the median are normal
+    modified_z = F.when(F.col("_mad") > 0, deviation / (MAD_TO_SIGMA * F.col("_mad"))).otherwise(
+        F.when(deviation == 0, F.lit(0.0)).otherwise(F.lit(float("inf")))
+    )
+    inliers = (
+        with_centre.join(spread, "_entity")
+        .where((F.col("_windows") < MIN_WINDOWS_FOR_OUTLIERS) | (modified_z <= OUTLIER_CUTOFF))
+        .drop("_entity", "_median", "_mad", "_windows")
+    )
+    return pooled_baselines(inliers, metric, entity, count, mean, stddev, start, end)

@@ -66,6 +66,14 @@ def mase_scale(y: np.ndarray) -> float:
     return scale if scale > 0 else float("nan")
 
 
+def floored_at_zero(history: np.ndarray, *series: np.ndarray) -> tuple[np.ndarray, ...]:
+    """A feature never negative in its history (counts, bytes) is not forecast below zero:
+    Prophet's additive band reaches below it around quiet hours."""
+    if len(history) and np.nanmin(history) >= 0:
+        return tuple(np.maximum(values, 0.0) for values in series)
+    return series
+
+
 def interval_metrics(
     actual: np.ndarray, predicted: np.ndarray, lower: np.ndarray, upper: np.ndarray, scale: float
 ) -> dict[str, float]:
@@ -136,9 +144,12 @@ def forecast_series(series: pd.DataFrame, params: ForecastParams) -> pd.DataFram
     actual = holdout["y"].to_numpy()
     prophet_scores = interval_metrics(
         actual,
-        predicted["yhat"].to_numpy(),
-        predicted["yhat_lower"].to_numpy(),
-        predicted["yhat_upper"].to_numpy(),
+        *floored_at_zero(
+            train["y"].to_numpy(),
+            predicted["yhat"].to_numpy(),
+            predicted["yhat_lower"].to_numpy(),
+            predicted["yhat_upper"].to_numpy(),
+        ),
         scale,
     )
     naive = seasonal_naive(train["y"].to_numpy(), len(holdout), params.interval_width)
@@ -165,6 +176,7 @@ def forecast_series(series: pd.DataFrame, params: ForecastParams) -> pd.DataFram
         point, lower, upper = seasonal_naive(
             history["y"].to_numpy(), params.horizon_hours, params.interval_width
         )
+    point, lower, upper = floored_at_zero(history["y"].to_numpy(), point, lower, upper)
     chosen = "prophet" if use_prophet else "seasonal_naive"
     scores = prophet_scores if use_prophet else naive_scores
     rows = [

@@ -82,6 +82,25 @@ class Signal:
 
 
 @dataclass(frozen=True)
+class Suppression:
+    """An operator's rule: anomalies it matches join no incident (None matches any)."""
+
+    detector: str | None
+    entity: str | None
+    metric: str | None
+    starts_at: datetime
+    until: datetime
+
+    def mutes(self, signal: Signal) -> bool:
+        return (
+            self.detector in (None, signal.detector)
+            and self.entity in (None, signal.entity)
+            and self.metric in (None, signal.metric)
+            and self.starts_at <= signal.window_start < self.until
+        )
+
+
+@dataclass(frozen=True)
 class Incident:
     incident_id: str
     scope: str  # "datacenter:<name>", "pop:<name>" or "entity:<entity>"
@@ -225,6 +244,7 @@ def advance(
     groups: Mapping[str, tuple[str, str]],
     clock: datetime,
     rules: IncidentRules,
+    suppressions: Iterable[Suppression] = (),
 ) -> Step:
     """One micro-batch.
 
@@ -232,8 +252,12 @@ def advance(
     may touch (those with an arrived or withdrawn key, and the pending WARNs of the arrived
     signals' entities); ``arrived`` the new verdicts, ``withdrawn`` the keys of verdicts turned
     SAFE; ``clock`` the stream's event time so far. Pending WARNs older than the window are
-    the store's to drop (``stale_before``).
+    the store's to drop (``stale_before``). Arrived signals an operator's ``suppressions``
+    match are left out altogether (the anomalies themselves stay, flagged, where detectors
+    wrote them).
     """
+    muting = list(suppressions)
+    arrived = [s for s in arrived if not any(rule.mutes(s) for rule in muting)]
     step = Step()
     incidents = {i.incident_id: i for i in active}
     signals = {s.key: s for s in held}

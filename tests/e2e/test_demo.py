@@ -7,9 +7,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 from lambdawatch.core import db
 from lambdawatch.core.settings import Settings
+from lambdawatch.ops.cli import app
 from lambdawatch.ops.demo import BATCH_DAGS
 from lambdawatch.ops.stack.local import LocalStack
 from lambdawatch.ops.superset_api import SupersetClient
@@ -76,3 +78,15 @@ def test_the_demo_s_feed_was_archived_and_backtested_against_its_ground_truth(
     agreement = backtest["agreement"]
     assert set(agreement) <= {"both", "both, other severity", "backtest only", "live only"}
     assert sum(agreement.values()) >= backtest["warn"] + backtest["error"]
+
+
+def test_the_demo_s_anomalies_became_incidents_an_operator_can_list(demo_report: Any) -> None:
+    """The incidents query ran beside the detectors: incidents were opened, judged against
+    the labels, and ``lambdawatch incidents list`` shows them."""
+    assert sum(demo_report.incidents.values()) > 0, demo_report.incidents
+    assert demo_report.incident_quality is not None
+    assert demo_report.incident_quality.detections == sum(demo_report.incidents.values())
+    listed = CliRunner().invoke(app, ["incidents", "list", "--limit", "5"])
+    assert listed.exit_code == 0, listed.output
+    assert "incidents" in listed.output
+    assert any(state in listed.output for state in ("open", "resolved", "acknowledged"))

@@ -230,28 +230,38 @@ BASELINE_END = datetime(2026, 2, 20, tzinfo=UTC)
 
 
 @pytest.mark.usefixtures("initialised")
-def test_baseline_stats_dag_pools_windows_exactly(
+def test_baseline_stats_dag_learns_only_normal_windows(
     airflow_stack: LocalStack, settings: Settings
 ) -> None:
-    """Baselines pooled from per-window (n, mean, σ) equal the statistics of the raw samples."""
+    """Baselines pooled from per-window (n, mean, σ) equal the statistics of the raw samples
+    of the normal windows: an hour stuck at 100 % (an outlier by the modified z-score) and a
+    span an operator marked false positive (excluded) are left out, in the next run."""
     rng = np.random.default_rng(4)
     servers = {"bl-server-a": (40.0, 5.0), "bl-server-b": (70.0, 15.0)}
     raw: dict[str, list[float]] = {}
     windows = []
+    first = BASELINE_END - timedelta(hours=2)
+
+    def window(server: str, w: int, values: np.ndarray) -> tuple[Any, ...]:
+        start = first + timedelta(milliseconds=500 * w)
+        std = float(np.std(values, ddof=1)) if len(values) > 1 else None
+        return (server, start, start + timedelta(milliseconds=500), float(values.mean()), std,
+                len(values), 45.0, 12.0, 0.0, "SAFE")  # fmt: skip
+
     for server, (mu, sigma) in servers.items():
         raw[server] = []
         for w in range(200):
-            start = BASELINE_END - timedelta(hours=2) + timedelta(milliseconds=500 * w)
             n = int(rng.integers(1, 4))
             values = rng.normal(mu, sigma, n)
+            while abs(values.mean() - mu) > 1.5 * sigma / np.sqrt(n):  # plainly normal
+                values = rng.normal(mu, sigma, n)
             raw[server].extend(values)
-            std = float(np.std(values, ddof=1)) if n > 1 else None
-            windows.append(
-                (server, start, start + timedelta(milliseconds=500), float(values.mean()), std, n,
-                 45.0, 12.0, 0.0, "SAFE")
-            )  # fmt: skip
+            windows.append(window(server, w, values))
+    stuck = [window("bl-server-a", 200 + w, np.array([100.0, 100.0])) for w in range(20)]
+    # bl-server-b ran 1.5 σ hot for 40 windows: no outlier, but an operator's false positive
+    hot = [window("bl-server-b", 200 + w, np.array([92.5, 92.5])) for w in range(40)]
     stale = BASELINE_END - timedelta(hours=settings.models.baselines.trailing_hours + 1)
-    windows.append(("bl-server-a", stale, stale, 999.0, 0.0, 5, 45.0, 12.0, 0.0, "SAFE"))
+    windows += [*stuck, *hot, ("bl-server-a", stale, stale, 999.0, 0.0, 5, 45.0, 12.0, 0.0, "SAFE")]
     with db.connect(settings, airflow_stack.secrets) as conn:
         db.upsert_rows(
             conn,
@@ -261,7 +271,22 @@ def test_baseline_stats_dag_pools_windows_exactly(
             windows,
             ("server_id", "window_start"),
         )  # fmt: skip
-    dags_test(airflow_stack, "baseline_stats", BASELINE_END)
+        conn.execute(
+            "INSERT INTO incidents (incident_id, scope, state, severity, first_seen, last_seen, "
+            "entities, metrics, detectors, members, strongest_detector, strongest_entity, "
+            "strongest_metric, strongest_window_start, summary, resolved_by, false_positive) "
+            "VALUES ('bl-incident', 'entity:bl-server-b', 'resolved', 'WARN', %s, %s, "
+            "ARRAY['bl-server-b'], ARRAY['cpu_usage'], ARRAY['cpu_anomalies'], 40, "
+            "'cpu_anomalies', 'bl-server-b', 'cpu_usage', %s, 'hot', 'false positive', true) "
+            "ON CONFLICT (incident_id) DO NOTHING",
+            (hot[0][1], hot[-1][2], hot[0][1]),
+        )
+        conn.commit()
+    try:
+        dags_test(airflow_stack, "baseline_stats", BASELINE_END)
+    finally:
+        with db.connect(settings, airflow_stack.secrets) as conn:
+            conn.execute("DELETE FROM incidents WHERE incident_id = 'bl-incident'")
     with db.connect(settings, airflow_stack.secrets) as conn:
         rows = conn.execute(
             "SELECT entity, mean, variance, stddev, samples, window_end FROM baselines "
@@ -269,7 +294,7 @@ def test_baseline_stats_dag_pools_windows_exactly(
         ).fetchall()
     assert [row[0] for row in rows] == sorted(servers)
     for entity, mean, variance, stddev, samples, window_end in rows:
-        values = np.asarray(raw[entity])  # the stale window is outside the trailing window
+        values = np.asarray(raw[entity])  # normal windows only (the stale one is outside)
         assert samples == len(values)
         assert mean == pytest.approx(values.mean(), rel=1e-9)
         assert variance == pytest.approx(values.var(ddof=1), rel=1e-9)

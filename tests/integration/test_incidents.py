@@ -31,6 +31,7 @@ from lambdawatch.core.webhooks import (
 from lambdawatch.ops.cli import app
 from lambdawatch.ops.stack.local import LocalStack
 from lambdawatch.pipelines.incidents import IncidentError, act_on_incident
+from spark_apps.detectors.anomaly import ANOMALY_COLUMNS, ANOMALY_KEY
 from spark_apps.queries.incidents import apply_batch
 from spark_apps.transforms.incidents import IncidentRules, Signal
 
@@ -234,3 +235,54 @@ def test_an_opened_incident_is_posted_signed_and_retried_until_delivered(
     sent = orjson.loads(body)
     assert (sent["event"], sent["incident"]["state"]) == ("opened", "open")
     assert sent["incident"]["summary"].startswith("ERROR cpu_anomalies on it-hook-srv-1")
+
+
+def test_a_false_positive_with_a_suppression_mutes_later_findings_which_stay_flagged(
+    local_stack: LocalStack, settings: Settings
+) -> None:
+    query, entity = "incidents-test-mute", "it-mute-srv-1"
+    later = finding(entity, 120, "ERROR")
+    with db.connect(settings, local_stack.secrets) as conn:
+        with conn.transaction():
+            [incident] = apply_batch(
+                conn, query, 1, [finding(entity, 0, "ERROR")], [], NO_GROUPS, T0, RULES
+            )
+        try:
+            marked = CliRunner().invoke(
+                app,
+                ["incidents", "false-positive", incident.incident_id, "--reason", "load test",
+                 "--suppress-for", "2h"],
+            )  # fmt: skip
+            assert marked.exit_code == 0, marked.output
+            with conn.transaction():
+                muted = apply_batch(conn, query, 2, [later], [], NO_GROUPS, later.window_end, RULES)
+                db.upsert_rows(
+                    conn, "anomalies", ANOMALY_COLUMNS,
+                    [tuple(getattr(later, c) for c in ANOMALY_COLUMNS)], ANOMALY_KEY,
+                )  # fmt: skip
+            flagged = conn.execute(
+                "SELECT suppressed FROM v_anomalies WHERE entity = %s", (entity,)
+            ).fetchall()
+            rule = conn.execute(
+                "SELECT detector, entity, metric, reason FROM suppressions WHERE incident_id = %s",
+                (incident.incident_id,),
+            ).fetchall()
+        finally:
+            conn.execute("DELETE FROM anomalies WHERE entity = %s", (entity,))
+            conn.execute("DELETE FROM suppressions WHERE entity = %s", (entity,))
+            conn.execute("DELETE FROM incidents WHERE incident_id = %s", (incident.incident_id,))
+            conn.execute("DELETE FROM incident_progress WHERE query = %s", (query,))
+            conn.commit()
+    assert rule == [("cpu_anomalies", entity, "cpu_usage", "load test")]
+    assert [i for i in muted if i.incident_id != incident.incident_id] == []  # none opened
+    assert flagged == [(True,)]  # kept, and flagged
+
+
+def test_suppress_for_takes_a_duration_and_goes_with_false_positive_only(
+    local_stack: LocalStack,
+) -> None:
+    runner = CliRunner()
+    bad = runner.invoke(app, ["incidents", "false-positive", "x", "--suppress-for", "soon"])
+    assert (bad.exit_code, bad.output.strip()) == (
+        1, "--suppress-for: 'soon' is not a duration like 90s, 30m, 2h or 7d"
+    )  # fmt: skip

@@ -132,6 +132,19 @@ DATASETS = {
             {"findings": "COUNT(*)"},
         ),
         Dataset(
+            "v_weather",
+            "Per city and reading: temperature − feels-like beside the city's batch mean and σ "
+            "(baseline_stats).",
+            "ts",
+            {
+                "difference": "AVG(temperature_minus_feels_like)",
+                "baseline_mean": "AVG(baseline_mean)",
+                "baseline_lower": "AVG(baseline_lower)",
+                "baseline_upper": "AVG(baseline_upper)",
+                "readings": "COUNT(*)",
+            },
+        ),
+        Dataset(
             "v_hot_store_stats",
             "The hot store's size over time.",
             "sampled_at",
@@ -486,6 +499,51 @@ DASHBOARDS = (
         "Is data flowing: events/s and lag per topic, batch DAG freshness, hot-store size, the "
         "records a query could not write and set aside (dead letters or quarantine), and the "
         "events that arrived behind a windowed query's watermark (dead letters, reason late).",
+    ),
+    Dashboard(
+        "Weather",
+        "weather",
+        60,
+        (
+            (
+                line_chart(
+                    "Temperature − feels-like per city",
+                    DATASETS["v_weather"],
+                    ("difference",),
+                    groupby=("city",),
+                    time_grain="PT1M",
+                    width=12,
+                ),
+            ),
+            (
+                line_chart(
+                    "Temperature − feels-like against its batch mean ± 2σ",
+                    DATASETS["v_weather"],
+                    ("difference", "baseline_mean", "baseline_lower", "baseline_upper"),
+                    time_grain="PT1M",
+                ),
+                Chart(
+                    "Latest readings against their baseline",
+                    DATASETS["v_weather"],
+                    "table",
+                    columns=(
+                        "ts",
+                        "city",
+                        "temperature",
+                        "feels_like",
+                        "temperature_minus_feels_like",
+                        "baseline_mean",
+                        "baseline_stddev",
+                        "baseline_variance",
+                        "z",
+                    ),
+                    order_by=("ts", False),
+                    row_limit=100,
+                ),
+            ),
+        ),
+        "The weather speed layer: per city, temperature − feels-like as it streams in, beside "
+        "its batch mean and variance from baseline_stats.",
     ),
     Dashboard(
         "Backtests",

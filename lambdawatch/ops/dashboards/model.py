@@ -184,6 +184,8 @@ class Chart:
                 groupby=self.groupby[0],
                 metric=self.metrics[0],
                 normalize_across="heatmap",
+                sort_x_axis="alpha_asc",  # time order (Superset's default follows the rows)
+                sort_y_axis="alpha_asc",
                 linear_color_scheme="blue_white_yellow",
                 legend_type="continuous",
             )

@@ -141,6 +141,7 @@ def test_dashboards_refresh_themselves(assets: dict[str, dict[str, dict[str, Any
         "Anomalies",
         "CDN",
         "Pipeline health",
+        "Weather",
         "Backtests",
     }
     for name, dashboard in assets["dashboards"].items():
@@ -154,3 +155,8 @@ def test_no_secret_is_committed(assets: dict[str, dict[str, dict[str, Any]]]) ->
 
 def test_the_incidents_dashboard_is_the_first_a_user_is_sent_to() -> None:
     assert dashboards.DASHBOARDS[0].slug == "incidents"
+
+
+def test_the_cpu_heat_map_runs_in_time_order(assets: dict[str, dict[str, dict[str, Any]]]) -> None:
+    [heat_map] = [c for c in assets["charts"].values() if c["slice_name"] == "CPU heat-map"]
+    assert heat_map["params"]["sort_x_axis"] == "alpha_asc"  # epoch milliseconds, ascending

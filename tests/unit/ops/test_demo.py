@@ -15,14 +15,17 @@ from lambdawatch.ops.demo import (
     WATCH_PRIORITY,
     Readiness,
     cpu_window_rows,
+    incidents_line,
     ips_to_watch,
     judgeable,
     judged_detections,
+    judgement,
     with_anomaly_rate,
 )
-from lambdawatch.pipelines.quality import DETECTOR_TARGETS, Interval, Label
+from lambdawatch.pipelines.quality import DETECTOR_TARGETS, Interval, Label, Quality
 
 START = datetime(2026, 4, 1, 12, tzinfo=UTC)
+FEED = START
 HALF_SECOND = timedelta(milliseconds=500)
 
 
@@ -144,3 +147,43 @@ def test_seeded_cpu_windows_are_what_the_cpu_detector_writes_before_any_baseline
          "mean_cpu": 60.0, "std_cpu": None, "samples": 1, "expected_mean": 45.0,
          "expected_std": 12.0, "z": 1.25, "status": "WARN"},
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("detector", "quality", "ready", "line"),
+    [
+        (
+            "cpu_anomalies", Quality(0, 0, 0, 0), Readiness(FEED),
+            "not judged: the demo ended before baselines existed",
+        ),
+        (
+            "cpu_anomalies", Quality(0, 0, 0, 0), Readiness(FEED, baselines_at=FEED),
+            "nothing to judge: no labelled episode has ended and no ERROR since baselines exist",
+        ),
+        (
+            "cpu_anomalies", Quality(0, 0, 10, 9), Readiness(FEED, baselines_at=FEED),
+            "ERROR precision 0.90, recall not judged: no labelled episode has ended since "
+            "baselines exist",
+        ),
+        (
+            "silence", Quality(4, 4, 5, 4), Readiness(FEED),
+            "ERROR precision 0.80, recall 1.00 (4 labelled episodes judged)",
+        ),
+        (
+            "cdn_clusters", Quality(2, 1, 0, 0), Readiness(FEED, model_at=FEED),
+            "no ERROR finding since a model is promoted, recall 0.50 (2 labelled episodes "
+            "judged)",
+        ),
+    ],
+)  # fmt: skip
+def test_the_report_says_why_nothing_was_judged_instead_of_a_zero(
+    detector: str, quality: Quality, ready: Readiness, line: str
+) -> None:
+    assert judgement(detector, quality, ready) == line
+
+
+def test_the_report_judges_incidents() -> None:
+    assert incidents_line({"open": 2, "resolved": 1}, Quality(3, 3, 3, 2)) == (
+        "3 opened (2 open, 1 resolved); precision 0.67, recall 1.00 (3 labelled episodes judged)"
+    )
+    assert incidents_line({}, Quality(0, 0, 0, 0)) == "0 opened; nothing to judge yet"

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
-from lambdawatch.pipelines.incidents import Action, Change, IncidentError, change_for
+from lambdawatch.pipelines.incidents import (
+    Action,
+    Change,
+    IncidentError,
+    change_for,
+    parse_duration,
+)
 
 
 @pytest.mark.parametrize(
@@ -36,3 +44,16 @@ def test_an_act_its_state_does_not_allow_is_refused_in_one_line(
 ) -> None:
     with pytest.raises(IncidentError, match=message):
         change_for(state, action)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("90s", 90), ("30m", 1800), ("2h", 7200), ("7d", 604800), ("1.5h", 5400)]
+)
+def test_a_duration_is_a_number_and_a_unit(text: str, seconds: float) -> None:
+    assert parse_duration(text) == timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize("text", ["", "2", "h", "0h", "-1h", "2 weeks", "PT2H"])
+def test_anything_else_is_refused_in_one_line(text: str) -> None:
+    with pytest.raises(IncidentError, match="is not a duration like 90s, 30m, 2h or 7d"):
+        parse_duration(text)

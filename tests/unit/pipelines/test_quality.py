@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from lambdawatch.pipelines.quality import Interval, Quality, score
+from lambdawatch.pipelines.quality import IncidentSpan, Interval, Quality, incident_quality, score
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -74,3 +74,19 @@ def test_pooled_quality_adds_the_counts_not_the_ratios() -> None:
     assert pooled == Quality(10, 4, 100, 18)
     assert pooled.recall == 0.4
     assert pooled.precision == 0.18
+
+
+def test_incidents_are_judged_by_their_entities_and_span() -> None:
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def at(minutes: float) -> datetime:
+        return t0 + timedelta(minutes=minutes)
+
+    labels = [Interval("srv-1", at(0), at(2)), Interval("srv-2", at(10), at(12))]
+    incidents = [
+        IncidentSpan(("srv-1", "srv-3"), at(1), at(5)),  # true: srv-1's episode
+        IncidentSpan(("srv-3",), at(1), at(5)),  # false: srv-3 had none
+        IncidentSpan(("srv-2",), at(13), at(14)),  # false: after srv-2's episode
+    ]
+    quality = incident_quality(incidents, labels, labels)
+    assert quality == Quality(episodes=2, detected_episodes=1, detections=3, true_detections=1)

@@ -15,8 +15,12 @@ START, END = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)
 
 def test_cpu_weather_and_ip_baselines_in_one_frame(spark: SparkSession) -> None:
     cpu = spark.createDataFrame(
-        [("srv-1", 2, 40.0, 2.0), ("srv-1", 2, 44.0, 2.0), ("srv-2", 1, 90.0, None)],
-        "server_id string, samples long, mean_cpu double, std_cpu double",
+        [
+            ("srv-1", 2, 40.0, 2.0, False),
+            ("srv-1", 2, 44.0, 2.0, False),
+            ("srv-2", 1, 90.0, None, False),
+        ],
+        "server_id string, samples long, mean_cpu double, std_cpu double, excluded boolean",
     )
     weather = spark.createDataFrame(
         [("Paris", 10.0, 8.0, 2.0), ("Paris", 14.0, 11.0, 3.0)],

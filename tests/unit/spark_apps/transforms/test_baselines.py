@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import statistics
 from datetime import UTC, datetime
+from typing import Any
 
+import numpy as np
 import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from spark_apps.transforms.baselines import BASELINE_COLUMNS, pooled_baselines, sample_baselines
+from spark_apps.transforms.baselines import (
+    BASELINE_COLUMNS,
+    pooled_baselines,
+    robust_pooled_baselines,
+    sample_baselines,
+)
 
 START, END = datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)
 
@@ -61,3 +68,56 @@ def test_pooled_windows_equal_the_raw_samples(spark: SparkSession, groups: list)
     assert found["samples"] == len(raw)
     assert found["mean"] == pytest.approx(statistics.fmean(raw))
     assert found["variance"] == pytest.approx(statistics.variance(raw), abs=1e-9)
+
+
+def _cpu_windows(spark: SparkSession, stuck: int = 0, excluded_from: int | None = None) -> Any:
+    """A day of per-minute windows (2 samples each) of a server at 40 ± 5 %, then ``stuck``
+    windows at 100 %; windows from index ``excluded_from`` on are flagged excluded."""
+    rng = np.random.default_rng(7)
+    rows = []
+    for _ in range(1440):
+        samples = rng.normal(40.0, 5.0, 2)
+        rows.append((float(samples.mean()), float(samples.std(ddof=1))))
+    rows += [(100.0, 0.0)] * stuck
+    return spark.createDataFrame(
+        [
+            ("srv-1", 2, m, s, excluded_from is not None and i >= excluded_from)
+            for i, (m, s) in enumerate(rows)
+        ],
+        "server_id string, n long, m double, s double, excluded boolean",
+    )
+
+
+def _robust(windows: Any, excluded: str | None = None) -> dict:
+    found = robust_pooled_baselines(
+        windows, "cpu_usage", "server_id", "n", "m", "s", *_bounds(), excluded=excluded
+    )
+    return _by_entity(found)["srv-1"]
+
+
+def test_one_stuck_hour_moves_the_robust_baseline_by_less_than_ten_percent(
+    spark: SparkSession,
+) -> None:
+    """A day with one hour stuck at 100 %: plain pooling learns the anomaly (σ more than
+    doubles); the robust baseline stays within 10 % of the day without it."""
+    normal = _robust(_cpu_windows(spark))
+    plain = _by_entity(
+        pooled_baselines(_cpu_windows(spark, stuck=60), "cpu_usage", "server_id", "n", "m", "s",
+                         *_bounds())
+    )["srv-1"]  # fmt: skip
+    robust = _robust(_cpu_windows(spark, stuck=60))
+    assert plain["stddev"] > 2 * normal["stddev"]  # what the issue saw: σ learnt the anomaly
+    assert robust["mean"] == pytest.approx(normal["mean"], rel=0.10)
+    assert robust["stddev"] == pytest.approx(normal["stddev"], rel=0.10)
+    assert normal["stddev"] == pytest.approx(5.0, rel=0.10)  # the generator's σ
+
+
+def test_excluded_windows_are_left_out_unless_they_are_most_of_the_entity(
+    spark: SparkSession,
+) -> None:
+    all_windows = _robust(_cpu_windows(spark), excluded="excluded")
+    some = _robust(_cpu_windows(spark, excluded_from=1000), excluded="excluded")
+    most = _robust(_cpu_windows(spark, excluded_from=100), excluded="excluded")
+    assert some["samples"] < all_windows["samples"]
+    assert some["samples"] <= 2 * 1000
+    assert most["samples"] == all_windows["samples"]  # 93 % excluded: every window kept

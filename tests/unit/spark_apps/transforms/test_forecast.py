@@ -11,6 +11,7 @@ import pytest
 from spark_apps.transforms.forecast import (
     ForecastParams,
     choose_seasonality_mode,
+    floored_at_zero,
     forecast_series,
     interval_metrics,
     mase_scale,
@@ -105,3 +106,33 @@ def test_metrics_and_naive_baseline() -> None:
     assert m["coverage"] == 1.0
     assert m["mae"] == pytest.approx(1.5)
     assert m["mase"] == pytest.approx(1.5 / 2.0)
+
+
+@pytest.mark.parametrize(
+    ("history", "expected_lower"),
+    [
+        (np.array([0.0, 3.0, 5.0]), [0.0, 0.0, 1.0]),  # counts: never below zero
+        (np.array([-2.0, 3.0, 5.0]), [-4.0, -0.5, 1.0]),  # a signed feature keeps its band
+    ],
+)
+def test_a_never_negative_feature_is_not_forecast_below_zero(
+    history: np.ndarray, expected_lower: list[float]
+) -> None:
+    point, lower, upper = np.array([1.0, 2.0, 3.0]), np.array([-4.0, -0.5, 1.0]), np.ones(3)
+    floored = floored_at_zero(history, point, lower, upper)
+    assert floored[1].tolist() == expected_lower
+    assert floored[0].tolist() == [1.0, 2.0, 3.0]
+
+
+def test_a_quiet_count_series_forecast_band_stays_at_or_above_zero() -> None:
+    """Night hours near zero: Prophet's additive band would go below it."""
+    hours = 24 * 21
+    t = np.arange(hours)
+    counts = np.maximum(0.0, 20 * np.sin(2 * np.pi * t / 24)) + np.random.default_rng(1).poisson(
+        1, hours
+    )
+    out = forecast_series(hourly(counts), PARAMS)
+    forecasts = out[out["kind"] == "forecast"]
+    assert len(forecasts) > 0
+    assert (forecasts["yhat_lower"] >= 0).all()
+    assert (forecasts["yhat"] >= 0).all()

@@ -12,6 +12,7 @@ from spark_apps.transforms.incidents import (
     IncidentRules,
     Signal,
     Step,
+    Suppression,
     advance,
     latest_signals,
     qualifies,
@@ -221,3 +222,30 @@ def test_a_finding_inside_the_quiet_period_reopens_the_incident() -> None:
     step = step_of([signal(second=200, severity="ERROR")], [quiet], [], clock_second=201)
     assert step.incidents[incident.incident_id].state == "open"
     assert [t.kind for t in step.transitions] == ["reopened"]
+
+
+def test_a_suppressed_finding_opens_no_incident_and_others_still_do() -> None:
+    rule = Suppression("cpu_anomalies", "srv-1", None, T0, T0 + timedelta(hours=1))
+    step = advance(
+        [], [], [signal("srv-1", 0, "ERROR"), signal("srv-2", 0, "ERROR")], [], NO_GROUPS,
+        T0 + timedelta(seconds=1), RULES, [rule],
+    )  # fmt: skip
+    assert [i.entities for i in step.incidents.values()] == [("srv-2",)]
+    assert all(s.entity == "srv-2" for s in step.signals.values())
+
+
+@pytest.mark.parametrize(
+    ("rule", "mutes"),
+    [
+        (Suppression(None, None, None, T0, T0 + timedelta(minutes=1)), True),
+        (Suppression("silence", None, None, T0, T0 + timedelta(minutes=1)), False),
+        (Suppression(None, "srv-2", None, T0, T0 + timedelta(minutes=1)), False),
+        (Suppression(None, None, "cpu_usage", T0, T0 + timedelta(minutes=1)), True),
+        (Suppression(None, None, None, T0 + timedelta(seconds=1), T0 + timedelta(hours=1)), False),
+        (Suppression(None, None, None, T0 - timedelta(minutes=1), T0), False),  # ended
+    ],
+)
+def test_a_suppression_matches_by_detector_entity_metric_and_time(
+    rule: Suppression, mutes: bool
+) -> None:
+    assert rule.mutes(signal("srv-1", 0)) is mutes
