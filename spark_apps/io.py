@@ -120,6 +120,10 @@ class StreamIO:
         """Close the sinks' database connections (once the queries have stopped)."""
         self.pool.close()
 
+    def checkpoint(self, name: str) -> Path:
+        """Where query ``name`` keeps its progress; its micro-batch ids count from here."""
+        return self.checkpoint_root / f"{name}-v{QUERY_VERSIONS[name]}"
+
     # --- sources and sinks ------------------------------------------------------------------
     def parse(self, raw: DataFrame, schema: Any, query: str) -> tuple[DataFrame, DataFrame]:
         return parse_events(
@@ -193,9 +197,7 @@ class StreamIO:
         writer = (
             frame.writeStream.queryName(name)
             .outputMode(output_mode)
-            .option(
-                "checkpointLocation", str(self.checkpoint_root / f"{name}-v{QUERY_VERSIONS[name]}")
-            )
+            .option("checkpointLocation", str(self.checkpoint(name)))
         )
         writer = (
             writer.trigger(**self.trigger)

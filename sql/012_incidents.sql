@@ -72,8 +72,9 @@ CREATE TABLE IF NOT EXISTS incident_transitions (
     PRIMARY KEY (incident_id, transition, at)
 );
 
--- The last micro-batch the incidents query applied: a replayed one is skipped, so a retry
--- neither opens an incident twice nor loses one.
+-- The last micro-batch the incidents query applied, per checkpoint (batch ids count per
+-- checkpoint): a replayed one is skipped, so a retry neither opens an incident twice nor
+-- loses one.
 CREATE TABLE IF NOT EXISTS incident_progress (
     query      text        PRIMARY KEY,
     batch_id   bigint      NOT NULL,

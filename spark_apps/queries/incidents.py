@@ -71,6 +71,8 @@ def start(io: StreamIO) -> StreamingQuery:
         io.secrets.incident_webhook_secret.get_secret_value().encode(),
         delivery_policy(config),
     ).start()
+    # micro-batch ids count per checkpoint: a new checkpoint starts again at 0
+    progress_key = f"{QUERY}@{io.checkpoint(QUERY)}"
     roles = ("anomalies", "cpu_status", *GROUP_FIELDS)
     topic_roles = {io.settings.topic(role).name: role for role in roles}
     rules = rules_of(io.settings)
@@ -97,7 +99,9 @@ def start(io: StreamIO) -> StreamingQuery:
             datetime.now(UTC),
         )
         with io.pool.connection() as conn, conn.transaction():
-            changed = apply_batch(conn, QUERY, batch_id, arrived, withdrawn, groups, clock, rules)
+            changed = apply_batch(
+                conn, progress_key, batch_id, arrived, withdrawn, groups, clock, rules
+            )
         if changed:
             publish(io, changed)
 
@@ -190,10 +194,7 @@ def apply_batch(
         (t for t in (batch_clock, progress[1] if progress else None) if t is not None),
         default=None,
     )
-    if groups.num_rows:
-        db.upsert_rows(
-            conn, "entity_groups", groups.column_names, groups, TABLES["entity_groups"].key
-        )
+    record_groups(conn, groups)
     step = Step()
     if clock is not None:
         earliest = min((s.window_start for s in arrived), default=clock)
@@ -216,6 +217,24 @@ def apply_batch(
         (query, batch_id, clock),
     )
     return list(step.incidents.values())
+
+
+def record_groups(conn: Any, groups: pa.Table) -> None:
+    """Each entity's datacenter or PoP as its newest event gave it: replayed history (older
+    events read later) never overwrites what newer events said."""
+    rows = [
+        (row["entity"], row["group_kind"], row["group_name"], row["last_seen"])
+        for row in groups.to_pylist()
+        if row["last_seen"] is not None
+    ]
+    if rows:
+        conn.cursor().executemany(
+            "INSERT INTO entity_groups (entity, group_kind, group_name, last_seen) "
+            "VALUES (%s, %s, %s, %s) ON CONFLICT (entity) DO UPDATE SET "
+            "group_kind = EXCLUDED.group_kind, group_name = EXCLUDED.group_name, "
+            "last_seen = EXCLUDED.last_seen WHERE entity_groups.last_seen <= EXCLUDED.last_seen",
+            sorted(rows, key=lambda row: row[3]),
+        )
 
 
 def load_active(conn: Any, since: datetime, until: datetime) -> list[Incident]:

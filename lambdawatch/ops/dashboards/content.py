@@ -121,8 +121,9 @@ DATASETS = {
         Dataset(
             "v_incidents",
             "Incidents: anomalies grouped per entity, and across a datacenter or PoP, with "
-            "their state, severity, strongest finding and a one-line summary.",
-            "first_seen",
+            "their state, severity, strongest finding and a one-line summary (time: when the "
+            "platform opened it).",
+            "opened_at",
             {"incidents": "COUNT(*)"},
         ),
         Dataset(
