@@ -153,14 +153,16 @@ class StreamIO:
             max_raw_bytes=self.settings.dead_letters.max_raw_bytes,
         )
 
-    def kafka_source(self, *roles: str) -> DataFrame:
+    def kafka_source(self, *roles: str, max_offsets: int | None = None) -> DataFrame:
+        """``roles``' topics as a stream, at most ``max_offsets`` records (default: the
+        speed layer's) per micro-batch."""
         topics = ",".join(self.settings.topic(role).name for role in roles)
         return (
             self.spark.readStream.format("kafka")
             .option("kafka.bootstrap.servers", self.settings.kafka_bootstrap)
             .option("subscribe", topics)
             .option("startingOffsets", self.starting_offsets)
-            .option("maxOffsetsPerTrigger", self.max_offsets)
+            .option("maxOffsetsPerTrigger", max_offsets or self.max_offsets)
             .options(**KAFKA_SOURCE_OPTIONS)
             .load()
         )

@@ -25,7 +25,7 @@ from pyspark.sql.streaming import StreamingQuery
 from lambdawatch.core import db
 from lambdawatch.core.events import CDN_SCHEMA, SERVER_SCHEMA
 from lambdawatch.core.settings import Settings
-from lambdawatch.core.tables import TABLES
+from lambdawatch.core.tables import DOUBLE, TABLES, TIMESTAMPTZ
 from lambdawatch.core.webhooks import Notifier, delivery_policy
 from spark_apps.detectors.anomaly import ANOMALY_COLUMNS, ANOMALY_KEY, TIMESTAMP_FORMAT
 from spark_apps.detectors.cpu import cpu_store_rows, latest_cpu_store_writes, parse_cpu_status
@@ -44,12 +44,27 @@ from spark_apps.transforms.incidents import (
 
 log = logging.getLogger("lambdawatch.speed_layer")
 QUERY = "incidents"
+# Per micro-batch: most records read are events, only scanned for their datacenter or PoP, so
+# a batch takes many more than the detectors' queries do; a query started over a long history
+# (a new checkpoint reads from the earliest offsets) then catches up in a few batches.
+MAX_OFFSETS = 1_000_000
 FUTURE_TOLERANCE = timedelta(minutes=5)  # clock skew allowed to a source's event times
 CPU_DETECTOR = "cpu_anomalies"  # its verdicts, withdrawals included, come from cpu-status
 INCIDENT_COLUMNS = TABLES["incidents"].names_except(
     "opened_at", "acknowledged_at", "resolved_at", "false_positive", "feedback", "updated_at"
 )
 SIGNAL_COLUMNS = TABLES["incident_signals"].names
+SIGNAL_SCHEMA = pa.schema(
+    [
+        (
+            c.name,
+            pa.timestamp("us", tz="UTC")
+            if c.type == TIMESTAMPTZ
+            else (pa.float64() if c.type == DOUBLE else pa.string()),
+        )
+        for c in TABLES["incident_signals"].columns
+    ]
+)
 # where an entity's group is in its events: role → (entity field, group field, group kind)
 GROUP_FIELDS = {
     SERVER_SCHEMA.topic_role: (SERVER_SCHEMA.key_field, "datacenter", "datacenter"),
@@ -105,7 +120,7 @@ def start(io: StreamIO) -> StreamingQuery:
         if changed:
             publish(io, changed)
 
-    source = io.kafka_source(*roles)
+    source = io.kafka_source(*roles, max_offsets=MAX_OFFSETS)
     return io.start_query(QUERY, source.select("topic", "value", "offset"), batch_sink=sink)
 
 
@@ -362,16 +377,11 @@ def write_step(conn: Any, step: Step) -> None:
                 [tuple(incident_row(i).values()) for i in step.incidents.values()],
             )
         if step.signals:
-            signal_names = ", ".join(SIGNAL_COLUMNS)
-            signal_updates = ", ".join(
-                f"{c} = EXCLUDED.{c}" for c in SIGNAL_COLUMNS if c not in ANOMALY_KEY
-            )
-            cursor.executemany(
-                f"INSERT INTO incident_signals ({signal_names}) "
-                f"VALUES ({', '.join(['%s'] * len(SIGNAL_COLUMNS))}) "
-                f"ON CONFLICT ({', '.join(ANOMALY_KEY)}) DO UPDATE SET {signal_updates}",
-                [tuple(getattr(s, c) for c in SIGNAL_COLUMNS) for s in step.signals.values()],
-            )
+            rows = pa.Table.from_pylist(
+                [{c: getattr(sig, c) for c in SIGNAL_COLUMNS} for sig in step.signals.values()],
+                schema=SIGNAL_SCHEMA,
+            )  # COPYed, then merged: a catch-up batch holds many thousands
+            db.upsert_rows(conn, "incident_signals", SIGNAL_COLUMNS, rows, ANOMALY_KEY)
         if step.transitions:
             cursor.executemany(
                 "INSERT INTO incident_transitions (incident_id, transition, at, severity, by_whom) "
