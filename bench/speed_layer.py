@@ -9,7 +9,11 @@ speed layer sustains, and the goal is judged on it. The pass-through query
 
 ``cpu_windows_store`` then drains what ``cpu_anomalies`` wrote to the status topic; its
 events/s counts the server events those windows came from, so the two stages compare (live,
-they run side by side and the slower one bounds the pair).
+they run side by side and the slower one bounds the pair). ``incidents`` then drains the
+backlog's server events (read for each server's datacenter) with the verdicts both
+``cpu_anomalies`` drains wrote: its events/s is also per server event, the rate at which a new
+incidents checkpoint catches up with a feed's history (its tables are emptied before each
+drain, so cold and warm start alike).
 
 Goal (issue 3/6): >= 50,000 events/s sustained. Live latency is ``bench/speed_layer_latency``.
 """
@@ -33,6 +37,10 @@ from lambdawatch.pipelines.event_feed import feed_batch
 from spark_apps.speed_layer import SpeedLayer, speed_layer_session
 
 T0 = 1_767_225_600_000
+INCIDENT_TABLES_EMPTIED = (
+    "TRUNCATE incidents, incident_signals, incident_transitions, incident_progress, "
+    "incident_deliveries, entity_groups CASCADE"
+)
 
 
 def load_backlog(settings: Any, events: int) -> int:
@@ -92,14 +100,20 @@ def main() -> None:
             ("cpu_windows_store", "cold", ours("cpu_windows_store"), "cpu_windows_store"),
             ("cpu_anomalies", "warm", ours("cpu_anomalies"), "cpu_anomalies"),
             ("cpu_windows_store", "warm", ours("cpu_windows_store"), "cpu_windows_store"),
+            ("incidents", "cold", ours("incidents"), "incidents-cold"),
+            ("incidents", "warm", ours("incidents"), "incidents"),
         ]
         for name, state, start, checkpoint in drains:
+            if name == "incidents":
+                with db.connect(settings, stack.secrets) as conn:
+                    conn.execute(INCIDENT_TABLES_EMPTIED)
             seconds = drain(partial(start, scratch / checkpoint))
             run = {"seconds": round(seconds, 2), "events_per_s": round(loaded / seconds)}
             results.setdefault(name, {})[state] = run
             console.print(f"  {name} ({state}): {run}")
         with db.connect(settings, stack.secrets) as conn:
             windows = conn.execute("SELECT count(*) FROM rt_cpu_windows").fetchone()[0]
+            incidents = conn.execute("SELECT count(*) FROM incidents").fetchone()[0]
         spark.stop()
         for layer in layers:
             layer.close()
@@ -109,6 +123,7 @@ def main() -> None:
         "backlog_events": loaded,
         "queries": results,
         "cpu_windows_written": windows,
+        "incidents_opened": incidents,
         "ratios_to_passthrough": {
             state: {
                 name: round(runs[state]["events_per_s"] / reference[state]["events_per_s"], 3)
