@@ -215,12 +215,20 @@ class ProphetConfig(StrictModel):
     min_points: Annotated[int, Field(ge=2)] = 48
     holdout_hours: Annotated[int, Field(ge=1)] = 24
     seasonality_mode: Literal["additive", "multiplicative", "auto"] = "auto"
-    # speed layer: outside the interval is WARN; this many half-widths from yhat is ERROR
+    # speed layer: outside the interval and over deviation_warn_factor half-widths from yhat
+    # (1: the interval's edge) is WARN; over deviation_error_factor half-widths is ERROR
+    deviation_warn_factor: Annotated[float, Field(ge=1)] = 1.0
     deviation_error_factor: Annotated[float, Field(gt=1)] = 2.0
     # which side of the forecast may be ERROR ("both", or one side; the other stays WARN).
     # "above": scans, exfiltration and DDoS are surges, a lost host is the silence detector's,
     # and a bursty host's quiet hours fall below a forecast that averages its bursts in.
     deviation_error_direction: Literal["above", "below", "both"] = "above"
+
+    @model_validator(mode="after")
+    def _error_beyond_warn(self) -> ProphetConfig:
+        if self.deviation_error_factor <= self.deviation_warn_factor:
+            raise ValueError("deviation_error_factor must be above deviation_warn_factor")
+        return self
 
 
 class KMeansConfig(StrictModel):

@@ -289,7 +289,9 @@ def spark_verdicts(
         judged = judge_against_forecast(melt_ip_features(events, settings.ips.features), lookup)
         prophet = models.prophet
         columns = deviation_columns(
-            prophet.deviation_error_factor, prophet.deviation_error_direction
+            prophet.deviation_error_factor,
+            prophet.deviation_error_direction,
+            prophet.deviation_warn_factor,
         )
     else:  # cdn_clusters
         assert judges.cdn_model is not None

@@ -1,9 +1,10 @@
 """Forecast deviations: live IP features against the batch layer's Prophet forecast.
 
 The lambda join: each sample is compared with the forecast for its IP, feature and hour.
-Outside the prediction interval is WARN; more than ``error_factor`` interval half-widths from
-the point forecast, on the side(s) ``error_direction`` names, is ERROR (as an anomaly monitor's
-"above / below / above or below the bounds"). Samples of hours with no forecast are not judged.
+Outside the prediction interval and more than ``warn_factor`` interval half-widths from the
+point forecast is WARN (1: the interval's edge); more than ``error_factor`` half-widths, on the
+side(s) ``error_direction`` names, is ERROR (as an anomaly monitor's "above / below / above or
+below the bounds"). Samples of hours with no forecast are not judged.
 """
 
 from __future__ import annotations
@@ -38,16 +39,19 @@ def judge_against_forecast(samples: DataFrame, forecasts: DataFrame) -> DataFram
     )
 
 
-def deviation_columns(error_factor: float, error_direction: str) -> list[Column]:
-    """A judged sample as the anomaly record: SAFE inside the interval, WARN outside it, ERROR
-    beyond ``error_factor`` half-widths on the ``error_direction`` side."""
+def deviation_columns(
+    error_factor: float, error_direction: str, warn_factor: float = 1.0
+) -> list[Column]:
+    """A judged sample as the anomaly record: SAFE inside the interval or within
+    ``warn_factor`` half-widths, else WARN, and ERROR beyond ``error_factor`` half-widths on
+    the ``error_direction`` side."""
     side = {
         "above": F.col("value") > F.col("yhat"),
         "below": F.col("value") < F.col("yhat"),
         "both": F.lit(True),
     }[error_direction]
     severity = (
-        F.when(~F.col("outside"), "SAFE")
+        F.when(~F.col("outside") | (F.col("score") <= warn_factor), "SAFE")
         .when((F.col("score") > error_factor) & side, "ERROR")
         .otherwise("WARN")
     )
@@ -65,6 +69,9 @@ def deviation_columns(error_factor: float, error_direction: str) -> list[Column]
     )
 
 
-def forecast_deviations(judged: DataFrame, error_factor: float, error_direction: str) -> DataFrame:
-    """The samples outside their interval, as anomalies."""
-    return judged.where(F.col("outside")).select(*deviation_columns(error_factor, error_direction))
+def forecast_deviations(
+    judged: DataFrame, error_factor: float, error_direction: str, warn_factor: float = 1.0
+) -> DataFrame:
+    """The samples judged WARN or ERROR, as anomalies."""
+    records = judged.select(*deviation_columns(error_factor, error_direction, warn_factor))
+    return records.where(F.col("severity") != "SAFE")

@@ -30,8 +30,9 @@ log = logging.getLogger("lambdawatch.speed_layer")
 def start(io: StreamIO) -> StreamingQuery:
     """IP samples against the latest forecast for their hour (read per micro-batch, so a
     new forecast run applies at once)."""
-    factor = io.settings.models.prophet.deviation_error_factor
-    direction = io.settings.models.prophet.deviation_error_direction
+    prophet = io.settings.models.prophet
+    factor, direction = prophet.deviation_error_factor, prophet.deviation_error_direction
+    warn_factor = prophet.deviation_warn_factor
     events, _dead = io.parse(io.kafka_source("ip_events"), IP_SCHEMA, "forecast_deviations")
     samples = melt_ip_features(events, io.settings.ips.features)
 
@@ -49,7 +50,7 @@ def start(io: StreamIO) -> StreamingQuery:
             lookup = io.spark.createDataFrame(forecasts, FORECAST_LOOKUP_SCHEMA)
             judged = judge_against_forecast(frame, lookup)
             io.record_anomalies(
-                forecast_deviations(judged, factor, direction), "forecast_deviations"
+                forecast_deviations(judged, factor, direction, warn_factor), "forecast_deviations"
             )
         finally:
             frame.unpersist()

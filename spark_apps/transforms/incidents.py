@@ -365,6 +365,66 @@ def stale_before(clock: datetime, rules: IncidentRules) -> datetime:
     return clock - rules.warn_window
 
 
+def replay(
+    signals: Iterable[Signal],
+    groups: Mapping[str, tuple[str, str]],
+    rules: IncidentRules,
+    batch: timedelta = timedelta(seconds=10),
+) -> list[Incident]:
+    """The incidents the streaming query makes of ``signals`` when they arrive in event-time
+    order, ``batch`` of event time per micro-batch, with its store kept in memory (what the
+    query keeps in PostgreSQL); every incident is resolved by quiet once the signals end.
+    Used to judge grouping rules on recorded findings without a running stack."""
+    ordered = sorted(signals, key=lambda s: (s.window_end, s.key))
+    incidents: dict[str, Incident] = {}
+    stored: dict[SignalKey, Signal] = {}
+    pending: dict[str, dict[SignalKey, Signal]] = defaultdict(dict)  # by entity
+    clock: datetime | None = None
+    stale: datetime | None = None  # pending WARNs before this are gone from the query's store
+
+    def apply(step: Step) -> None:
+        incidents.update(step.incidents)
+        for key in step.deleted:
+            gone = stored.pop(key, None)
+            if gone is not None:
+                pending[gone.entity].pop(key, None)
+        for key, signal in step.signals.items():
+            stored[key] = signal
+            if signal.incident_id is None:
+                pending[signal.entity][key] = signal
+            else:
+                pending[signal.entity].pop(key, None)
+
+    start = 0
+    while start < len(ordered):
+        until = ordered[start].window_end + batch
+        end = start
+        while end < len(ordered) and ordered[end].window_end < until:
+            end += 1
+        arrived = ordered[start:end]
+        start = end
+        latest = max(s.window_end for s in arrived)
+        clock = latest if clock is None else max(clock, latest)
+        earliest = min(s.window_start for s in arrived) - rules.quiet
+        entities = {s.entity for s in arrived}
+        held = {s.key: stored[s.key] for s in arrived if s.key in stored}
+        for entity in entities:
+            held.update(
+                (k, s) for k, s in pending[entity].items() if stale is None or s.window_end >= stale
+            )
+        active = [
+            i
+            for i in incidents.values()
+            if i.state in ACTIVE_STATES or (i.resolved_by == QUIET and i.last_seen >= earliest)
+        ]
+        apply(advance(active, held.values(), arrived, (), groups, clock, rules))
+        stale = stale_before(clock, rules)
+    if clock is not None:
+        active = [i for i in incidents.values() if i.state in ACTIVE_STATES]
+        apply(advance(active, (), (), (), groups, clock + rules.quiet, rules))
+    return sorted(incidents.values(), key=lambda i: (i.first_seen, i.incident_id))
+
+
 def _number(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.4g}"
 

@@ -62,3 +62,25 @@ def test_severity_follows_the_interval(
         assert rows[0]["expected"] == 100.0
         assert rows[0]["model_version"] == "run-1"
         assert rows[0]["score"] == pytest.approx(abs(value - 100.0) / 20.0)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (125.0, None),  # outside the interval, but 1.25 half-widths: within the WARN factor
+        (131.0, "WARN"),  # 1.55 half-widths
+        (141.0, "ERROR"),
+    ],
+)
+def test_a_warn_factor_raises_the_warn_bar_past_the_interval_edge(
+    spark: SparkSession, value: float, expected: str | None
+) -> None:
+    events = spark.createDataFrame(
+        [(at(10, 30), IP, value)], "timestamp timestamp, src_ip string, unq_dst_ip double"
+    )
+    forecasts = spark.createDataFrame(
+        [(IP, "unq_dst_ip", at(10, 0), 100.0, 80.0, 120.0, "run-1")], FORECAST_LOOKUP_SCHEMA
+    )
+    judged = judge_against_forecast(melt_ip_features(events, ["unq_dst_ip"]), forecasts)
+    anomalies = forecast_deviations(judged, 2.0, "both", warn_factor=1.5).collect()
+    assert [r["severity"] for r in anomalies] == ([expected] if expected else [])

@@ -16,6 +16,7 @@ from spark_apps.transforms.incidents import (
     advance,
     latest_signals,
     qualifies,
+    replay,
     stale_before,
 )
 
@@ -249,3 +250,41 @@ def test_a_suppression_matches_by_detector_entity_metric_and_time(
     rule: Suppression, mutes: bool
 ) -> None:
     assert rule.mutes(signal("srv-1", 0)) is mutes
+
+
+def test_replay_opens_an_incident_on_enough_warns_and_resolves_it_once_quiet() -> None:
+    incidents = replay([signal(second=s) for s in (0, 10, 20)], NO_GROUPS, RULES)
+    assert [(i.entities, i.members, i.state, i.resolved_by) for i in incidents] == [
+        (("srv-1",), 3, "resolved", "quiet")
+    ]
+
+
+def test_replay_leaves_too_few_or_too_spread_warns_alone() -> None:
+    assert replay([signal(second=0), signal(second=10)], NO_GROUPS, RULES) == []
+    spread = [signal(second=s) for s in (0, 70, 140)]  # never 3 within a minute
+    assert replay(spread, NO_GROUPS, RULES) == []
+
+
+def test_replay_groups_a_datacenter_and_splits_on_a_quiet_gap() -> None:
+    groups = {"srv-1": ("datacenter", "fra-1"), "srv-2": ("datacenter", "fra-1")}
+    later = 60 * 20  # well past the quiet period
+    found = [
+        signal("srv-1", 0, "ERROR"),
+        signal("srv-2", 30, "ERROR"),
+        signal("srv-2", later, "ERROR"),
+    ]
+    incidents = replay(found, groups, RULES)
+    assert [(i.scope, i.entities, i.members) for i in incidents] == [
+        ("datacenter:fra-1", ("srv-1", "srv-2"), 2),
+        ("datacenter:fra-1", ("srv-2",), 1),
+    ]
+
+
+def test_replay_does_not_depend_on_how_the_stream_was_cut_into_batches() -> None:
+    found = [signal(f"srv-{n % 3}", n * 7.0, "ERROR" if n % 11 == 0 else "WARN") for n in range(60)]
+    fine = replay(found, NO_GROUPS, RULES, batch=timedelta(seconds=1))
+    coarse = replay(found, NO_GROUPS, RULES, batch=timedelta(seconds=30))
+    assert [(i.entities, i.first_seen, i.members) for i in fine] == [
+        (i.entities, i.first_seen, i.members) for i in coarse
+    ]
+    assert fine

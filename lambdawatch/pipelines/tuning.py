@@ -1,0 +1,251 @@
+"""Choosing detection thresholds and incident rules on one recorded run, and judging them on
+another: pure functions, no I/O.
+
+A run is recorded once through the real stack (``Recorded``: every CPU window with its z, the
+other detectors' findings, each entity's datacenter or PoP, and the ground truth). Changing a
+threshold then only re-reads that record: a window is WARN or ERROR by its z (the CPU rule of
+``spark_apps.detectors.cpu``), an IP finding stays WARN only beyond the WARN factor (the rule of
+``spark_apps.detectors.forecast_deviations``), and incidents are grouped by the streaming
+query's own rules (``spark_apps.transforms.incidents.replay``). Tuning is coordinate search:
+each detector's thresholds for the best F1 of its findings against the labels it targets,
+then the grouping rules for the best incident F1. Labels are read only to score.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timedelta
+from itertools import product
+from typing import Any, NamedTuple
+
+from lambdawatch.core.settings import Settings
+from lambdawatch.pipelines.quality import (
+    DETECTOR_TARGETS,
+    IncidentSpan,
+    Interval,
+    Label,
+    Quality,
+    detector_for,
+    incident_quality,
+    score,
+)
+from spark_apps.transforms.incidents import IncidentRules, Signal, replay
+
+CPU = "cpu_anomalies"
+CPU_METRIC = "cpu_usage"
+FORECAST = "forecast_deviations"
+
+
+class CpuWindow(NamedTuple):
+    """A judged CPU window as ``rt_cpu_windows`` keeps it, whatever its status."""
+
+    entity: str
+    window_start: datetime
+    window_end: datetime
+    value: float
+    expected: float
+    z: float
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """One run through the stack: what the detectors saw and said, and the ground truth."""
+
+    start: datetime  # the evaluated hour
+    horizon: datetime  # episodes ending later were not judgeable yet
+    labels: tuple[Label, ...]
+    cpu_windows: tuple[CpuWindow, ...]
+    findings: tuple[Signal, ...]  # every detector but the CPU one, as recorded
+    groups: dict[str, tuple[str, str]]
+    entity_hours: float  # entities watched × hours judged: the base of the false-incident rate
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """What tuning chooses: ``models.cpu_anomaly``'s sigmas, the IP forecast's WARN factor
+    (``models.prophet.deviation_warn_factor``) and the ``incidents`` rules."""
+
+    cpu_warn_sigma: float
+    cpu_error_sigma: float
+    ip_warn_factor: float
+    warn_count: int
+    warn_window: timedelta
+    quiet: timedelta
+
+    @property
+    def rules(self) -> IncidentRules:
+        return IncidentRules(self.warn_count, self.warn_window, self.quiet)
+
+    def as_json(self) -> dict[str, Any]:
+        values = asdict(self)
+        for name in ("warn_window", "quiet"):
+            values[name] = f"PT{int(values[name].total_seconds())}S"
+        return values
+
+
+def thresholds_of(settings: Settings) -> Thresholds:
+    """The thresholds ``config.json`` ships."""
+    models, incidents = settings.models, settings.incidents
+    return Thresholds(
+        models.cpu_anomaly.warn_sigma,
+        models.cpu_anomaly.error_sigma,
+        models.prophet.deviation_warn_factor,
+        incidents.warn_count,
+        incidents.warn_window,
+        incidents.quiet,
+    )
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The candidates each coordinate is searched over."""
+
+    cpu_warn_sigma: Sequence[float] = (1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0)
+    cpu_error_sigma: Sequence[float] = (2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0)
+    ip_warn_factor: Sequence[float] = (1.0, 1.25, 1.5, 1.75)
+    warn_count: Sequence[int] = (2, 3, 4, 6)
+    warn_window: Sequence[timedelta] = (timedelta(minutes=1), timedelta(minutes=2))
+    quiet: Sequence[timedelta] = (timedelta(minutes=2), timedelta(minutes=5), timedelta(minutes=10))
+
+
+def cpu_findings(
+    windows: Iterable[CpuWindow], warn_sigma: float, error_sigma: float
+) -> list[Signal]:
+    """The windows the CPU rule flags at these sigmas (``classify_cpu``: z above the bar)."""
+    found = []
+    for w in windows:
+        if w.z > warn_sigma:
+            severity = "ERROR" if w.z > error_sigma else "WARN"
+            found.append(
+                Signal(CPU, w.entity, CPU_METRIC, w.window_start, w.window_end, w.value,
+                       w.expected, w.z, severity, "", w.window_end)
+            )  # fmt: skip
+    return found
+
+
+def forecast_findings(findings: Iterable[Signal], warn_factor: float) -> list[Signal]:
+    """IP findings that stay flagged when WARN needs ``warn_factor`` half-widths (ERROR is
+    beyond the error factor, so above any WARN factor)."""
+    return [
+        s
+        for s in findings
+        if s.detector != FORECAST or s.severity == "ERROR" or (s.score or 0.0) > warn_factor
+    ]
+
+
+def findings_at(recorded: Recorded, thresholds: Thresholds) -> list[Signal]:
+    cpu = cpu_findings(recorded.cpu_windows, thresholds.cpu_warn_sigma, thresholds.cpu_error_sigma)
+    return cpu + forecast_findings(recorded.findings, thresholds.ip_warn_factor)
+
+
+def _targets(recorded: Recorded, detector: str) -> list[Interval]:
+    kinds = DETECTOR_TARGETS[detector]
+    return [
+        label.interval
+        for label in recorded.labels
+        if label.kind in kinds and label.end <= recorded.horizon
+    ]
+
+
+def _judged(found: Iterable[Signal], recorded: Recorded, severities: set[str]) -> list[Interval]:
+    return [
+        Interval(s.entity, s.window_start, s.window_end)
+        for s in found
+        if s.severity in severities and recorded.start <= s.window_start < recorded.horizon
+    ]
+
+
+def detector_scores(
+    recorded: Recorded, found: Iterable[Signal], severities: set[str]
+) -> dict[str, Quality]:
+    """Per detector, its findings of ``severities`` against only the labels it targets."""
+    flagged = list(found)
+    result = {}
+    for detector in DETECTOR_TARGETS:
+        targets = _targets(recorded, detector)
+        mine = _judged((s for s in flagged if s.detector == detector), recorded, severities)
+        result[detector] = score(targets, targets, mine)
+    return result
+
+
+def false_incident_rate(recorded: Recorded, incidents: Quality) -> float:
+    """False incidents per 100 entity-hours."""
+    false = incidents.detections - incidents.true_detections
+    return round(100 * false / recorded.entity_hours, 2) if recorded.entity_hours else 0.0
+
+
+def incidents_at(recorded: Recorded, thresholds: Thresholds) -> Quality:
+    """Incident precision and recall (``incident_quality``) of the grouping rules replayed
+    over the findings these thresholds give."""
+    incidents = replay(findings_at(recorded, thresholds), recorded.groups, thresholds.rules)
+    spans = [
+        IncidentSpan(i.entities, i.first_seen, i.last_seen)
+        for i in incidents
+        if recorded.start <= i.first_seen < recorded.horizon
+    ]
+    judged = [
+        label.interval
+        for label in recorded.labels
+        if detector_for(label.kind) and label.end <= recorded.horizon
+    ]
+    return incident_quality(spans, judged, [label.interval for label in recorded.labels])
+
+
+def tune(recorded: Recorded, start: Thresholds, grid: Grid | None = None) -> Thresholds:
+    """Coordinate search from ``start``: the CPU ERROR sigma for the best ERROR F1, the CPU
+    WARN sigma and the IP WARN factor for the best WARN-or-ERROR F1 (each against the labels
+    its detector targets), then the incident rules for the best incident F1. Ties go to the
+    earlier candidate of the grid."""
+    grid = grid or Grid()
+    windows = recorded.cpu_windows
+    every = {"WARN", "ERROR"}
+
+    def cpu_f1(warn: float, error: float, severities: set[str]) -> float:
+        found = _judged(cpu_findings(windows, warn, error), recorded, severities)
+        targets = _targets(recorded, CPU)
+        return score(targets, targets, found).f1
+
+    error = max(grid.cpu_error_sigma, key=lambda e: cpu_f1(min(grid.cpu_warn_sigma), e, {"ERROR"}))
+    warn = max((w for w in grid.cpu_warn_sigma if w < error), key=lambda w: cpu_f1(w, error, every))
+
+    def ip_f1(factor: float) -> float:
+        found = forecast_findings((s for s in recorded.findings if s.detector == FORECAST), factor)
+        return detector_scores(recorded, found, every)[FORECAST].f1
+
+    chosen = replace(start, cpu_warn_sigma=warn, cpu_error_sigma=error)
+    chosen = replace(chosen, ip_warn_factor=max(grid.ip_warn_factor, key=ip_f1))
+    candidates = [
+        replace(chosen, warn_count=count, warn_window=window, quiet=quiet)
+        for count, window, quiet in product(grid.warn_count, grid.warn_window, grid.quiet)
+    ]
+    return max(candidates, key=lambda c: incidents_at(recorded, c).f1)
+
+
+def scorecard(recorded: Recorded, thresholds: Thresholds) -> dict[str, Any]:
+    """The recorded run judged at ``thresholds``: findings per detector and severity against
+    their targeted labels, and incidents."""
+    found = findings_at(recorded, thresholds)
+    incidents = incidents_at(recorded, thresholds)
+    views = {"error": {"ERROR"}, "warn_or_error": {"WARN", "ERROR"}}
+    return {
+        "thresholds": thresholds.as_json(),
+        **{
+            view: {d: quality_row(q) for d, q in detector_scores(recorded, found, kept).items()}
+            for view, kept in views.items()
+        },
+        "incidents": quality_row(incidents),
+        "false_incidents_per_100_entity_hours": false_incident_rate(recorded, incidents),
+    }
+
+
+def quality_row(quality: Quality) -> dict[str, Any]:
+    return {
+        "episodes": quality.episodes,
+        "detected_episodes": quality.detected_episodes,
+        "detections": quality.detections,
+        "true_detections": quality.true_detections,
+        "precision": round(quality.precision, 3),
+        "recall": round(quality.recall, 3),
+        "f1": round(quality.f1, 3),
+    }
