@@ -117,6 +117,11 @@ def start(io: StreamIO) -> StreamingQuery:
             changed = apply_batch(
                 conn, progress_key, batch_id, arrived, withdrawn, groups, clock, rules
             )
+        if arrived or withdrawn or changed:
+            log.info(
+                "incidents: batch %d: %d findings, %d withdrawn, clock %s: %d incidents changed",
+                batch_id, len(arrived), len(withdrawn), clock, len(changed),
+            )  # fmt: skip
         if changed:
             publish(io, changed)
 
@@ -204,6 +209,7 @@ def apply_batch(
         "SELECT batch_id, clock FROM incident_progress WHERE query = %s FOR UPDATE", (query,)
     ).fetchone()
     if progress is not None and progress[0] >= batch_id:
+        log.warning("incidents: batch %d of %s was applied before: skipped", batch_id, query)
         return []  # replayed after a crash: applied already
     clock = max(
         (t for t in (batch_clock, progress[1] if progress else None) if t is not None),
