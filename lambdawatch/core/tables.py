@@ -99,6 +99,9 @@ BACKTEST_JUDGEMENT = (
     Column("median_time_to_detect_s", DOUBLE, nullable=True),
 )
 
+# An incident's states (the incidents table's CHECK says the same); the active ones still page.
+INCIDENT_STATES = ("open", "acknowledged", "resolved")
+ACTIVE_INCIDENT_STATES = ("open", "acknowledged")
 TABLES = {
     relation.name: relation
     for relation in (
@@ -269,6 +272,7 @@ TABLES = {
                 Column("by_whom", TEXT),
                 Column("note", TEXT, nullable=True),
                 Column("recorded_at", TIMESTAMPTZ),
+                Column("queued_at", TIMESTAMPTZ, nullable=True),  # deliveries queued
             ),
             key=("incident_id", "transition", "at"),
         ),

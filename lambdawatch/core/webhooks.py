@@ -110,15 +110,18 @@ def post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> Outc
 
 
 def enqueue(conn: Any, webhooks: list[str], policy: DeliveryPolicy) -> int:
-    """A pending delivery per webhook for every notified transition not yet queued for it
-    (recorded in the last ``max_age``)."""
+    """A pending delivery per webhook for every notified transition not queued yet (and
+    recorded in the last ``max_age``); every transition read is marked queued, so each is
+    read once. Two notifiers never queue one twice: the mark locks its row."""
     if not webhooks:
         return 0
     cursor = conn.execute(
+        "WITH fresh AS (UPDATE incident_transitions SET queued_at = now() "
+        "WHERE queued_at IS NULL RETURNING incident_id, transition, at, recorded_at) "
         "INSERT INTO incident_deliveries (incident_id, transition, at, webhook) "
-        "SELECT t.incident_id, t.transition, t.at, w.url FROM incident_transitions t "
+        "SELECT f.incident_id, f.transition, f.at, w.url FROM fresh f "
         "CROSS JOIN unnest(%s::text[]) AS w(url) "
-        "WHERE t.transition = ANY(%s) AND t.recorded_at > now() - %s "
+        "WHERE f.transition = ANY(%s) AND f.recorded_at > now() - %s "
         "ON CONFLICT DO NOTHING",
         (webhooks, list(NOTIFIED), policy.max_age),
     )

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from lambdawatch.core.tables import INCIDENT_STATES
+
 Action = Literal["acknowledged", "resolved", "false positive"]
-STATES = ("open", "acknowledged", "resolved")
 LIST_COLUMNS = (
     "incident_id",
     "state",
@@ -72,8 +73,8 @@ def change_for(state: str, action: Action) -> Change:
 
 def list_incidents(conn: Any, state: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
     """The latest incidents (active first), optionally in one state."""
-    if state is not None and state not in STATES:
-        raise IncidentError(f"--state must be one of {', '.join(STATES)}, not {state!r}")
+    if state is not None and state not in INCIDENT_STATES:
+        raise IncidentError(f"--state must be one of {', '.join(INCIDENT_STATES)}, not {state!r}")
     cursor = conn.execute(
         f"SELECT {', '.join(LIST_COLUMNS)} FROM incidents "
         "WHERE %(state)s::text IS NULL OR state = %(state)s "

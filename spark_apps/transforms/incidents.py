@@ -31,15 +31,16 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Literal
 
+from lambdawatch.core.tables import ACTIVE_INCIDENT_STATES
+
 SEVERITY_RANK = {"WARN": 1, "ERROR": 2}
-ACTIVE_STATES = ("open", "acknowledged")
 QUIET = "quiet"  # resolved_by: the stream's clock passed the quiet period
 
 
 def takes_findings(incident: Incident) -> bool:
     """Active, or resolved only because the stream went quiet: a late finding from within
     its span still belongs to it (operator-resolved incidents never take findings)."""
-    return incident.state in ACTIVE_STATES or incident.resolved_by == QUIET
+    return incident.state in ACTIVE_INCIDENT_STATES or incident.resolved_by == QUIET
 
 
 INCIDENT_NAMESPACE = uuid.UUID("6f1c2b9e-5a4d-4c1e-9a61-3f0f3b1d7e21")
@@ -352,7 +353,7 @@ def advance(
         step.incidents[incident_id] = after
 
     for incident_id, incident in incidents.items():
-        if incident.state in ACTIVE_STATES and incident.last_seen + rules.quiet <= clock:
+        if incident.state in ACTIVE_INCIDENT_STATES and incident.last_seen + rules.quiet <= clock:
             resolved = replace(incident, state="resolved", resolved_by=QUIET)
             incidents[incident_id] = resolved
             step.incidents[incident_id] = resolved
@@ -415,12 +416,12 @@ def replay(
         active = [
             i
             for i in incidents.values()
-            if i.state in ACTIVE_STATES or (i.resolved_by == QUIET and i.last_seen >= earliest)
+            if takes_findings(i) and (i.state in ACTIVE_INCIDENT_STATES or i.last_seen >= earliest)
         ]
         apply(advance(active, held.values(), arrived, (), groups, clock, rules))
         stale = stale_before(clock, rules)
     if clock is not None:
-        active = [i for i in incidents.values() if i.state in ACTIVE_STATES]
+        active = [i for i in incidents.values() if i.state in ACTIVE_INCIDENT_STATES]
         apply(advance(active, (), (), (), groups, clock + rules.quiet, rules))
     return sorted(incidents.values(), key=lambda i: (i.first_seen, i.incident_id))
 

@@ -26,6 +26,7 @@ from lambdawatch.core.webhooks import (
     TIMESTAMP_HEADER,
     DeliveryPolicy,
     deliver_due,
+    enqueue,
     verify,
 )
 from lambdawatch.ops.cli import app
@@ -221,12 +222,21 @@ def test_an_opened_incident_is_posted_signed_and_retried_until_delivered(
                 "FROM incident_deliveries WHERE incident_id = %s",
                 (incident.incident_id,),
             ).fetchone()
+            # queued once: a webhook configured later is not sent what was queued before it
+            with conn.transaction():
+                enqueue(conn, ["http://127.0.0.1:9/later"], policy)
+            requeued = conn.execute(
+                "SELECT count(*) FROM incident_deliveries WHERE incident_id = %s "
+                "AND webhook = 'http://127.0.0.1:9/later'",
+                (incident.incident_id,),
+            ).fetchone()[0]
         finally:
             conn.execute("DELETE FROM incidents WHERE incident_id = %s", (incident.incident_id,))
             conn.execute("DELETE FROM incident_progress WHERE query = 'incidents-test-hook'")
             conn.commit()
             receiver.shutdown()
     assert row == ("delivered", 2, 200, True)
+    assert requeued == 0
     mine = [(h, b) for h, b in receiver.received if incident.incident_id.encode() in b]
     assert len(mine) == 2  # the failed attempt and the retry, the same delivery
     headers, body = mine[-1]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
+from lambdawatch.core.tables import INCIDENT_STATES
 from lambdawatch.pipelines.incidents import (
     Action,
     Change,
@@ -57,3 +60,10 @@ def test_a_duration_is_a_number_and_a_unit(text: str, seconds: float) -> None:
 def test_anything_else_is_refused_in_one_line(text: str) -> None:
     with pytest.raises(IncidentError, match="is not a duration like 90s, 30m, 2h or 7d"):
         parse_duration(text)
+
+
+def test_the_incidents_table_allows_exactly_the_declared_states() -> None:
+    sql = (Path(__file__).resolve().parents[3] / "sql" / "012_incidents.sql").read_text()
+    check = re.search(r"CHECK \(state IN \(([^)]*)\)\)", sql)
+    assert check is not None
+    assert tuple(v.strip().strip("'") for v in check.group(1).split(",")) == INCIDENT_STATES
