@@ -49,6 +49,7 @@ QUERY = "incidents"
 # (a new checkpoint reads from the earliest offsets) then catches up in a few batches.
 MAX_OFFSETS = 1_000_000
 FUTURE_TOLERANCE = timedelta(minutes=5)  # clock skew allowed to a source's event times
+NUL_REASON = "unwritable: a text value holds a NUL character, which PostgreSQL cannot store"
 CPU_DETECTOR = "cpu_anomalies"  # its verdicts, withdrawals included, come from cpu-status
 INCIDENT_COLUMNS = TABLES["incidents"].names_except(
     "opened_at", "acknowledged_at", "resolved_at", "false_positive", "feedback", "updated_at"
@@ -107,8 +108,15 @@ def start(io: StreamIO) -> StreamingQuery:
             ).toArrow()
         finally:
             frame.unpersist()
-        arrived = signals_of(anomalies) + signals_of(cpu.anomalies)
-        withdrawn = keys_of(cpu.withdrawn)
+        unstorable: list[dict[str, Any]] = []
+        anomalies, cpu_found, cpu_gone, groups = (
+            storable(table, unstorable)
+            for table in (anomalies, cpu.anomalies, cpu.withdrawn, groups)
+        )
+        if unstorable:  # before the transaction: the batch's other rows still go in
+            io.dead_letter_rows(QUERY, batch_id, [(row, NUL_REASON) for row in unstorable])
+        arrived = signals_of(anomalies) + signals_of(cpu_found)
+        withdrawn = keys_of(cpu_gone)
         clock = bounded_clock(
             max_time(cpu.windows, "window_end", anomalies, "window_end", groups, "last_seen"),
             datetime.now(UTC),
@@ -166,6 +174,21 @@ def entity_groups(frames: list[DataFrame], fields: list[tuple[str, str, str]]) -
         .groupBy("entity", "group_kind", "group_name")
         .agg(F.max("seen").alias("last_seen"))
     )
+
+
+def storable(table: pa.Table, unstorable: list[dict[str, Any]]) -> pa.Table:
+    """The rows PostgreSQL can store; the others (a text value holding a NUL character) are
+    added to ``unstorable``. Filtered here, not by the sink guard's bisection: a part of a
+    batch re-run under the same batch id would be skipped as a replay."""
+    bad = None
+    for name in table.column_names:
+        if pa.types.is_string(table[name].type):
+            has_nul = pc.fill_null(pc.match_substring(table[name], "\x00"), False)
+            bad = has_nul if bad is None else pc.or_(bad, has_nul)
+    if bad is None or not pc.any(bad).as_py():
+        return table
+    unstorable.extend(table.filter(bad).to_pylist())
+    return table.filter(pc.invert(bad))
 
 
 def signals_of(table: pa.Table) -> list[Signal]:

@@ -320,7 +320,10 @@ def advance(
             new_members[owner] += 1
         else:
             since = signal.window_end - rules.warn_window
-            taken = [s for s in pending[signal.entity] if s.window_start >= since]
+            # the finding itself always (its window may be longer than the WARN window)
+            taken = [
+                s for s in pending[signal.entity] if s.key == signal.key or s.window_start >= since
+            ]
             first = min(taken, key=lambda s: (s.window_start, s.key))
             owner = incident_id_for(scope, first)
             incidents[owner] = aggregate(owner, scope, sorted(taken, key=lambda s: s.key))

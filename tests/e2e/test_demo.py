@@ -80,13 +80,6 @@ def test_the_demo_s_feed_was_archived_and_backtested_against_its_ground_truth(
     assert sum(agreement.values()) >= backtest["warn"] + backtest["error"]
 
 
-@pytest.mark.xfail(
-    reason="known defect (issue 17): on the test session's stack, which holds every earlier "
-    "test's events, the incidents query started with a new checkpoint has not caught up with "
-    "its topics' history by the end of the demo, so the demo's own anomalies are not grouped "
-    "yet; on a fresh stack the same demo opens incidents (40 in a local run)",
-    strict=False,
-)
 def test_the_demo_s_anomalies_became_incidents_an_operator_can_list(demo_report: Any) -> None:
     """The incidents query ran beside the detectors: incidents were opened, judged against
     the labels, and ``lambdawatch incidents list`` shows them."""

@@ -288,3 +288,12 @@ def test_replay_does_not_depend_on_how_the_stream_was_cut_into_batches() -> None
         (i.entities, i.first_seen, i.members) for i in coarse
     ]
     assert fine
+
+
+def test_an_error_with_a_window_longer_than_the_warn_window_opens_an_incident() -> None:
+    gap = replace(
+        signal(second=0, severity="ERROR", detector="silence"),
+        window_end=T0 + timedelta(minutes=3),  # a silence of three minutes
+    )
+    step = step_of([gap], clock_second=200)
+    assert [(i.entities, i.members) for i in step.incidents.values()] == [(("srv-1",), 1)]
