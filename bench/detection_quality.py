@@ -173,7 +173,7 @@ def run_pass(run: Pass, ips: int, console: Console) -> tuple[dict[str, Any], Rec
         from spark_apps.session import build_session
 
         begin = run.start
-        console.print(f"[{run.name}] training: an hour of servers, six of CDN, 14 days of IPs…")
+        console.print(f"{run.name}: training: an hour of servers, six of CDN, 14 days of IPs…")
         normal = settings.generators.anomaly_rate
         rate = normal if run.anomaly_rate is None else run.anomaly_rate
         feed(settings, "server", begin - HOUR, begin, normal)
@@ -190,7 +190,7 @@ def run_pass(run: Pass, ips: int, console: Console) -> tuple[dict[str, Any], Rec
         spark.stop()
         console.print(f"  batch layer: {batch}")
 
-        console.print(f"[{run.name}] evaluation: the next hour at anomaly rate {rate}…")
+        console.print(f"{run.name}: evaluation: the next hour at anomaly rate {rate}…")
         end = begin + HOUR
         labels: list[Label] = []
         for source in ("server", "cdn", "ip"):

@@ -320,9 +320,13 @@ def advance(
             new_members[owner] += 1
         else:
             since = signal.window_end - rules.warn_window
-            # the finding itself always (its window may be longer than the WARN window)
+            # the finding itself always (its window may be longer than the WARN window), and
+            # the WARNs that made it qualify: never later ones (a batch catching up holds
+            # findings hours apart)
             taken = [
-                s for s in pending[signal.entity] if s.key == signal.key or s.window_start >= since
+                s
+                for s in pending[signal.entity]
+                if s.key == signal.key or since <= s.window_start <= signal.window_start
             ]
             first = min(taken, key=lambda s: (s.window_start, s.key))
             owner = incident_id_for(scope, first)

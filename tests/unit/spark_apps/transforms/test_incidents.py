@@ -297,3 +297,16 @@ def test_an_error_with_a_window_longer_than_the_warn_window_opens_an_incident() 
     )
     step = step_of([gap], clock_second=200)
     assert [(i.entities, i.members) for i in step.incidents.values()] == [(("srv-1",), 1)]
+
+
+def test_one_batch_catching_up_keeps_findings_hours_apart_in_their_own_incidents() -> None:
+    hours = 3 * 3600
+    found = [signal(second=s) for s in (0, 1, 2)] + [signal(second=hours + s) for s in (0, 1, 2)]
+    found.append(signal("srv-2", hours + 5, "ERROR"))
+    groups = {"srv-1": ("datacenter", "fra-1"), "srv-2": ("datacenter", "fra-1")}
+    step = step_of(found, groups=groups, clock_second=hours + 10)
+    spans = sorted((i.first_seen, i.entities, i.members) for i in step.incidents.values())
+    assert spans == [
+        (T0, ("srv-1",), 3),
+        (T0 + timedelta(seconds=hours), ("srv-1", "srv-2"), 4),
+    ]
