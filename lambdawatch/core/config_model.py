@@ -217,7 +217,7 @@ class ProphetConfig(StrictModel):
     seasonality_mode: Literal["additive", "multiplicative", "auto"] = "auto"
     # speed layer: outside the interval and over deviation_warn_factor half-widths from yhat
     # (1: the interval's edge) is WARN; over deviation_error_factor half-widths is ERROR
-    deviation_warn_factor: Annotated[float, Field(ge=1)] = 1.0
+    deviation_warn_factor: Annotated[float, Field(ge=1)] = 1.75
     deviation_error_factor: Annotated[float, Field(gt=1)] = 2.0
     # which side of the forecast may be ERROR ("both", or one side; the other stays WARN).
     # "above": scans, exfiltration and DDoS are surges, a lost host is the silence detector's,
@@ -245,8 +245,8 @@ class KMeansConfig(StrictModel):
 class CpuAnomalyConfig(StrictModel):
     window: str = "500 milliseconds"
     watermark: str = "2 seconds"
-    warn_sigma: Annotated[float, Field(gt=0)] = 1.0
-    error_sigma: Annotated[float, Field(gt=0)] = 2.0
+    warn_sigma: Annotated[float, Field(gt=0)] = 6.0
+    error_sigma: Annotated[float, Field(gt=0)] = 10.0
 
     @model_validator(mode="after")
     def _ordered(self) -> CpuAnomalyConfig:
@@ -314,9 +314,9 @@ class IncidentsConfig(StrictModel):
     ERROR opens one, or ``warn_count`` of its WARNs in distinct windows within
     ``warn_window``; it resolves ``quiet`` after its last finding."""
 
-    warn_count: Annotated[int, Field(ge=1)] = 3
+    warn_count: Annotated[int, Field(ge=1)] = 4
     warn_window: timedelta = timedelta(minutes=1)
-    quiet: timedelta = timedelta(minutes=5)
+    quiet: timedelta = timedelta(minutes=10)
     # Each opening, escalation, reopening and resolution is POSTed to every webhook, signed
     # with INCIDENT_WEBHOOK_SECRET (``lambdawatch.core.webhooks``).
     webhooks: list[Annotated[str, Field(pattern=r"^https?://[^\s/$.?#].[^\s]*$")]] = Field(

@@ -3,6 +3,7 @@ run id run again replaces them (a retried task neither duplicates nor drops)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 from lambdawatch.core import db
 from lambdawatch.core.settings import Settings
 from lambdawatch.ops.stack.local import LocalStack
-from tests.unit.pipelines.test_backtest import CPU_FILE
+from tests.unit.pipelines.test_backtest import CPU_FILE, REFERENCE_SIGMAS
 
 pytestmark = [pytest.mark.integration]
 
@@ -28,7 +29,10 @@ def test_a_backtest_is_recorded_once_per_run_id(
         "--run-id", "test-backtest-runs",
     ]  # fmt: skip
     for _attempt in range(2):
-        run = subprocess.run(command, capture_output=True, text=True, check=False)
+        run = subprocess.run(
+            command, capture_output=True, text=True, check=False,
+            env={**os.environ, **REFERENCE_SIGMAS},
+        )  # fmt: skip
         assert run.returncode == 0, run.stderr
         assert "recorded as backtest run test-backtest-runs (3 WARN or ERROR)" in run.stdout
     with db.connect(settings, local_stack.secrets) as conn:
@@ -65,7 +69,10 @@ def test_a_labelled_backtest_is_judged_and_compared_with_the_live_findings(
         "--run-id", "test-labelled-backtest", "--labels", str(labels),
     ]  # fmt: skip
     for _attempt in range(2):  # recorded again: replaced, episodes included
-        run = subprocess.run(command, capture_output=True, text=True, check=False)
+        run = subprocess.run(
+            command, capture_output=True, text=True, check=False,
+            env={**os.environ, **REFERENCE_SIGMAS},
+        )  # fmt: skip
         assert run.returncode == 0, run.stderr
     assert f"against {labels}: 1/2 episodes found" in " ".join(run.stdout.split())
     with db.connect(settings, local_stack.secrets) as conn:

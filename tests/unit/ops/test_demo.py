@@ -23,6 +23,7 @@ from lambdawatch.ops.demo import (
     with_anomaly_rate,
 )
 from lambdawatch.pipelines.quality import DETECTOR_TARGETS, Interval, Label, Quality
+from tests.unit.pipelines.test_backtest import reference_settings
 
 START = datetime(2026, 4, 1, 12, tzinfo=UTC)
 FEED = START
@@ -114,10 +115,10 @@ def test_findings_before_a_detector_could_judge_are_shown_but_not_scored() -> No
 
 
 def test_seeded_cpu_windows_are_what_the_cpu_detector_writes_before_any_baseline(
-    spark: SparkSession,
+    spark: SparkSession, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The demo seeds with the speed layer's own detector (``detectors.cpu``), run in batch."""
-    settings = load_settings()  # fallback 45 ± 12; WARN beyond 1 σ, ERROR beyond 2 σ
+    settings = reference_settings(monkeypatch)  # fallback 45 ± 12; WARN > 1 σ, ERROR > 2 σ
     events = [
         {"event_id": "a", "server_id": "srv-1", "timestamp": "2026-04-01T12:00:00.000Z",
          "cpu_usage": 40.0},

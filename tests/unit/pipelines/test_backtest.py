@@ -12,7 +12,7 @@ from pyspark.sql import SparkSession
 from typer.testing import CliRunner
 
 from generators.replay import ReplayOptions, plan_replay
-from lambdawatch.core.settings import load_settings
+from lambdawatch.core.settings import Settings, load_settings
 from lambdawatch.ops.cli import app
 from lambdawatch.pipelines.backtest import (
     BacktestError,
@@ -158,13 +158,26 @@ CPU_REFERENCE = [  # window start (ms after the first), mean, z, severity
 ]
 
 
+# the sigmas the hand-computed references were worked out with (config.json ships others)
+REFERENCE_SIGMAS = {
+    "MODELS__CPU_ANOMALY__WARN_SIGMA": "1.0",
+    "MODELS__CPU_ANOMALY__ERROR_SIGMA": "2.0",
+}
+
+
+def reference_settings(monkeypatch: pytest.MonkeyPatch) -> Settings:
+    for name, value in REFERENCE_SIGMAS.items():
+        monkeypatch.setenv(name, value)
+    return load_settings()
+
+
 def test_cpu_windows_of_a_two_column_file_match_the_hand_computed_reference(
-    tmp_path: Path, spark: object
+    tmp_path: Path, spark: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "cpu.csv"
     path.write_text(CPU_FILE)
     options = options_from_cli("cpu_anomalies", None, None, None, "cpu", 50.0, 5.0)
-    windows = backtest(path, options, load_settings())
+    windows = backtest(path, options, reference_settings(monkeypatch))
     assert list(windows.columns) == list(RESULT_COLUMNS)
     first = pd.Timestamp(1767225600000, unit="ms", tz="UTC")
     millis = pd.Timedelta(milliseconds=1)
