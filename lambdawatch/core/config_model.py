@@ -245,13 +245,20 @@ class KMeansConfig(StrictModel):
 class CpuAnomalyConfig(StrictModel):
     window: str = "500 milliseconds"
     watermark: str = "2 seconds"
+    # against a server's learned baseline (tuned by bench/detection_quality) …
     warn_sigma: Annotated[float, Field(gt=0)] = 6.0
     error_sigma: Annotated[float, Field(gt=0)] = 10.0
+    # … and against the fallback normal (normal_mean ± normal_stddev, or a backtest's given
+    # normal) while a server has none: a population's σ is far wider than one server's
+    fallback_warn_sigma: Annotated[float, Field(gt=0)] = 1.0
+    fallback_error_sigma: Annotated[float, Field(gt=0)] = 2.0
 
     @model_validator(mode="after")
     def _ordered(self) -> CpuAnomalyConfig:
         if self.error_sigma <= self.warn_sigma:
             raise ValueError("error_sigma must be greater than warn_sigma")
+        if self.fallback_error_sigma <= self.fallback_warn_sigma:
+            raise ValueError("fallback_error_sigma must be greater than fallback_warn_sigma")
         return self
 
 

@@ -262,6 +262,7 @@ def cpu_verdicts(
         *fallback,
         config.warn_sigma,
         config.error_sigma,
+        (config.fallback_warn_sigma, config.fallback_error_sigma),
     )
 
 

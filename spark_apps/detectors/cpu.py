@@ -85,9 +85,13 @@ def classify_cpu(
     fallback_std: float,
     warn_sigma: float,
     error_sigma: float,
+    fallback_sigmas: tuple[float, float] | None = None,
 ) -> DataFrame:
     """Attach each server's normal mean/σ (or the fallback), the window's status and when it
-    was judged."""
+    was judged. A server's learned baseline is judged by ``warn_sigma``/``error_sigma``; the
+    fallback (a population normal, far wider than one server's) by ``fallback_sigmas``
+    (WARN, ERROR; default the same)."""
+    fallback_warn, fallback_error = fallback_sigmas or (warn_sigma, error_sigma)
     normal = baselines.where(F.col("metric") == METRIC).select(
         F.col("entity").alias("server_id"),
         F.col("mean").alias("baseline_mean"),
@@ -96,6 +100,7 @@ def classify_cpu(
     expected_mean = F.coalesce(F.col("baseline_mean"), F.lit(fallback_mean))
     expected_std = F.coalesce(F.col("baseline_std"), F.lit(fallback_std))
     z = F.abs(F.col("mean_cpu") - expected_mean) / F.greatest(expected_std, F.lit(1e-9))
+    learned = F.col("baseline_source") == "baselines"
     return (
         stats.join(F.broadcast(normal), "server_id", "left")
         .withColumn("expected_mean", expected_mean)
@@ -107,8 +112,8 @@ def classify_cpu(
         .withColumn("z", z)
         .withColumn(
             "status",
-            F.when(F.col("z") > error_sigma, "ERROR")
-            .when(F.col("z") > warn_sigma, "WARN")
+            F.when(F.col("z") > F.when(learned, error_sigma).otherwise(fallback_error), "ERROR")
+            .when(F.col("z") > F.when(learned, warn_sigma).otherwise(fallback_warn), "WARN")
             .otherwise("SAFE"),
         )
         .withColumn("detected_at", wall_clock())

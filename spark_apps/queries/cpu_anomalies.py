@@ -37,6 +37,7 @@ def start(io: StreamIO) -> StreamingQuery:
         io.settings.normal_stddev,
         model.warn_sigma,
         model.error_sigma,
+        (model.fallback_warn_sigma, model.fallback_error_sigma),
     )
     topics = (io.settings.topic("cpu_status").name, io.settings.topic("anomalies").name)
     records = cpu_records_to_kafka(classified, *topics)

@@ -158,10 +158,11 @@ CPU_REFERENCE = [  # window start (ms after the first), mean, z, severity
 ]
 
 
-# the sigmas the hand-computed references were worked out with (config.json ships others)
+# the sigmas the hand-computed references were worked out with (a given normal is judged as
+# the fallback is)
 REFERENCE_SIGMAS = {
-    "MODELS__CPU_ANOMALY__WARN_SIGMA": "1.0",
-    "MODELS__CPU_ANOMALY__ERROR_SIGMA": "2.0",
+    "MODELS__CPU_ANOMALY__FALLBACK_WARN_SIGMA": "1.0",
+    "MODELS__CPU_ANOMALY__FALLBACK_ERROR_SIGMA": "2.0",
 }
 
 

@@ -217,3 +217,22 @@ def test_a_windows_last_verdict_supersedes_and_withdraws_earlier_ones(
         ("cpu_anomalies", "s1", "cpu_usage", T0),
         ("cpu_anomalies", "s1", "cpu_usage", later),
     ]
+
+
+def test_a_learned_baseline_and_the_fallback_each_have_their_own_sigmas(
+    spark: SparkSession,
+) -> None:
+    """z 4 against a learned baseline is SAFE at WARN 6σ; z 4 against the fallback is ERROR
+    at the fallback's 2σ."""
+    stats = spark.createDataFrame(
+        [("known", T0, T0, 90.0, 1.0, 2, T0), ("new", T0, T0, 93.0, 1.0, 2, T0)], STATS_SCHEMA
+    )
+    baselines = spark.createDataFrame(
+        [("cpu_usage", "known", 50.0, 10.0)],
+        "metric string, entity string, mean double, stddev double",
+    )
+    rows = classify_cpu(stats, baselines, 45.0, 12.0, 6.0, 10.0, (1.0, 2.0)).collect()
+    assert sorted((r["server_id"], r["baseline_source"], r["z"], r["status"]) for r in rows) == [
+        ("known", "baselines", 4.0, "SAFE"),
+        ("new", "fallback", 4.0, "ERROR"),
+    ]
