@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import csv
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -39,6 +40,13 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 START = 1_767_312_000_000  # 2026-01-02T00:00:00Z, apart from other tests' intervals
 MINUTES = 6
 SPIKE_KINDS = {"cpu_spike", "stuck_at_100"}
+# The baselines this module writes are the generator's per-sample σ, not the σ of 500 ms window
+# means that baseline_stats learns (which the shipped 6σ / 10σ are tuned on, by
+# bench/detection_quality): judged by the sigmas that σ calls for.
+MODULE_SIGMAS = {
+    "MODELS__CPU_ANOMALY__WARN_SIGMA": "1.0",
+    "MODELS__CPU_ANOMALY__ERROR_SIGMA": "2.0",
+}
 MALFORMED = [b"{truncated", b'{"event_id": "no-other-fields"}', b"[1, 2, 3]"]
 CDN_KINDS = {"error_storm", "cache_collapse", "latency_spike"}
 WATCHED_IP_FEATURE = "unq_dst_ip"
@@ -136,6 +144,7 @@ def speed_run(
         capture_output=True,
         text=True,
         check=False,
+        env={**os.environ, **MODULE_SIGMAS},
     )
     assert run.returncode == 0, run.stderr[-4000:]
     yield {
@@ -156,6 +165,13 @@ def speed_run(
             "AND window_end = %s",
             (ids, baseline_rows[0][-1]),
         )
+
+
+def with_module_sigmas(settings: Settings) -> Settings:
+    """``settings`` judging CPU windows by ``MODULE_SIGMAS``, as the module's speed layer ran."""
+    cpu = settings.models.cpu_anomaly.model_copy(update={"warn_sigma": 1.0, "error_sigma": 2.0})
+    models = settings.models.model_copy(update={"cpu_anomaly": cpu})
+    return settings.model_copy(update={"models": models})
 
 
 def _promote_cdn_model(settings: Settings, local_stack: LocalStack, spark: Any) -> str:
@@ -284,14 +300,11 @@ def test_cpu_detector_quality_against_ground_truth(
             {"start": START, "end": END},
         ).fetchall()
     every_label = [_interval(label) for label in labels]
-    flagged = [Interval(entity, start, end) for entity, start, end, _severity in rows]
     found = [Interval(e, start, end) for e, start, end, severity in rows if severity == "ERROR"]
-    # every spike flagged (a short one may stay WARN at the shipped sigmas); ERRORs precise
-    assert score(targets, every_label, flagged).recall == 1.0
     quality = score(targets, every_label, found)
     normal_windows = len(speed_run["server"].events) / 2  # two samples per 500 ms window
     prevalence = quality.true_detections / normal_windows
-    assert quality.recall >= 0.5, quality
+    assert quality.recall == 1.0, quality
     # Far above chance (the share of anomalous windows, ~3 % here). The F1 goal itself is a
     # benchmark target: a flat ±2σ rule on 500 ms windows flags a few ‰ of normal windows, so
     # per-window precision depends on prevalence and on how well baselines capture the daily
@@ -323,7 +336,7 @@ def test_cpu_windows_are_exactly_the_backtest_of_the_same_events(
         (r["server_id"], r["window_start"].replace(tzinfo=UTC)): (
             round(r["mean_cpu"], 9), r["samples"], round(r["z"], 9), r["status"],
         )
-        for r in cpu_verdicts(spark, frame, settings, baselines).collect()
+        for r in cpu_verdicts(spark, frame, with_module_sigmas(settings), baselines).collect()
     }  # fmt: skip
     assert len(direct) >= len(events) // 2  # mostly two samples per 500 ms window
     assert live == direct
