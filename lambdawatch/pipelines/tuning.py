@@ -196,7 +196,7 @@ def tune(recorded: Recorded, start: Thresholds, grid: Grid | None = None) -> Thr
     """Coordinate search from ``start``: the CPU ERROR sigma for the best ERROR F1, the CPU
     WARN sigma and the IP WARN factor for the best WARN-or-ERROR F1 (each against the labels
     its detector targets), then the incident rules for the best incident F1. Ties go to the
-    earlier candidate of the grid."""
+    earlier candidate of the grid (the IP factor's: to the highest)."""
     grid = grid or Grid()
     windows = recorded.cpu_windows
     every = {"WARN", "ERROR"}
@@ -214,7 +214,10 @@ def tune(recorded: Recorded, start: Thresholds, grid: Grid | None = None) -> Thr
         return detector_scores(recorded, found, every)[FORECAST].f1
 
     chosen = replace(start, cpu_warn_sigma=warn, cpu_error_sigma=error)
-    chosen = replace(chosen, ip_warn_factor=max(grid.ip_warn_factor, key=ip_f1))
+    # ties to the highest factor: a run records only findings beyond the factor it shipped, so
+    # every lower factor reads the same record and must not look like a choice
+    factors = sorted(grid.ip_warn_factor, reverse=True)
+    chosen = replace(chosen, ip_warn_factor=max(factors, key=ip_f1))
     candidates = [
         replace(chosen, warn_count=count, warn_window=window, quiet=quiet)
         for count, window, quiet in product(grid.warn_count, grid.warn_window, grid.quiet)

@@ -75,3 +75,18 @@ def test_tuning_raises_the_bars_above_the_noise_and_still_catches_the_spike() ->
     assert tuned["warn_or_error"]["cpu_anomalies"]["precision"] == 1.0
     assert tuned["false_incidents_per_100_entity_hours"] == 0.0
     assert shipped["false_incidents_per_100_entity_hours"] > 0
+
+
+def test_a_record_cut_at_the_shipped_ip_factor_keeps_that_factor() -> None:
+    """Findings were recorded only beyond 1.5 half-widths: every lower factor reads the same
+    record, so tuning keeps 1.5 rather than calling 1.0 a choice."""
+    run = recorded_run()
+    run = Recorded(
+        **{**run.__dict__, "findings": (ip_finding(0, 1.6), ip_finding(1, 2.5, "ERROR"))}
+    )
+    chosen = tune(
+        run,
+        SHIPPED,
+        Grid(ip_warn_factor=(1.0, 1.25, 1.5), warn_count=(3,), quiet=(timedelta(minutes=2),)),
+    )
+    assert chosen.ip_warn_factor == 1.5
