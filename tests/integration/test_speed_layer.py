@@ -169,7 +169,11 @@ def speed_run(
 
 def with_module_sigmas(settings: Settings) -> Settings:
     """``settings`` judging CPU windows by ``MODULE_SIGMAS``, as the module's speed layer ran."""
-    cpu = settings.models.cpu_anomaly.model_copy(update={"warn_sigma": 1.0, "error_sigma": 2.0})
+    sigmas = {
+        name: float(MODULE_SIGMAS[f"MODELS__CPU_ANOMALY__{name.upper()}"])
+        for name in ("warn_sigma", "error_sigma")
+    }
+    cpu = settings.models.cpu_anomaly.model_copy(update=sigmas)
     models = settings.models.model_copy(update={"cpu_anomaly": cpu})
     return settings.model_copy(update={"models": models})
 
