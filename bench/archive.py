@@ -88,7 +88,7 @@ def timed_archive(settings: Settings, secrets: Any) -> dict[str, Any]:
 
 def bare_copy(settings: Settings, secrets: Any, staged: list[archive.HistoryRow]) -> dict[str, Any]:
     """The reference: the same rows COPYed straight into an empty ip_history-shaped table."""
-    with db.connect(settings, secrets) as conn:
+    with db.connect(settings, secrets, role="owner") as conn:
         conn.execute("DROP TABLE IF EXISTS bench_bare_copy")
         conn.execute("CREATE TABLE bench_bare_copy (LIKE ip_history INCLUDING ALL)")
         conn.commit()
@@ -120,10 +120,10 @@ def main() -> None:
     console = Console()
     rounds = []
     with running_stack(["postgres", "redis"]) as (settings, stack):
-        with db.connect(settings, stack.secrets) as conn:
+        with db.connect(settings, stack.secrets, role="owner") as conn:
             db.apply_migrations(conn, settings.root / "sql")
         for number in range(1, args.rounds + 1):
-            with db.connect(settings, stack.secrets) as conn:
+            with db.connect(settings, stack.secrets, role="owner") as conn:
                 conn.execute("TRUNCATE ip_history")  # every round archives into the same state
             written = fill_hot_store(settings, args.samples)
             ours = timed_archive(settings, stack.secrets)

@@ -62,7 +62,7 @@ def hourly_series(settings: Settings, series: int, hours: int) -> pd.DataFrame:
 
 
 def load_history(settings: Settings, secrets: Any, frame: pd.DataFrame) -> int:
-    with db.connect(settings, secrets) as conn:
+    with db.connect(settings, secrets, role="owner") as conn:
         db.apply_migrations(conn, settings.root / "sql")
         with conn.transaction(), conn.cursor() as cursor:
             cursor.execute("TRUNCATE ip_history, ip_forecasts, forecast_quality")

@@ -29,7 +29,7 @@ SERIES = 200 * 9  # the default IP × feature layout
 BATCH_SAMPLES = 50_000
 
 
-def redis_benchmark(host: str, port: int, requests: int) -> dict[str, float]:
+def redis_benchmark(host: str, port: int, password: str, requests: int) -> dict[str, float]:
     binary = shutil.which("redis-benchmark")
     if not binary:
         raise FileNotFoundError("redis-benchmark not found (Debian package redis-tools)")
@@ -40,6 +40,10 @@ def redis_benchmark(host: str, port: int, requests: int) -> dict[str, float]:
             host,
             "-p",
             str(port),
+            "--user",
+            "default",
+            "-a",
+            password,
             "-P",
             "16",
             "-n",
@@ -108,10 +112,15 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=1_000_000)
     args = parser.parse_args()
     console = Console()
-    with running_stack(["redis"]) as (settings, _stack):
-        real = redis.Redis(host=settings.redis_host, port=settings.redis_port, db=2)
+    with running_stack(["redis"]) as (settings, stack):
+        password = stack.secrets.redis_password.get_secret_value()
+        real = redis.Redis(
+            host=settings.redis_host, port=settings.redis_port, db=2, password=password
+        )
         real.flushdb()
-        reference = redis_benchmark(settings.redis_host, settings.redis_port, args.samples)
+        reference = redis_benchmark(
+            settings.redis_host, settings.redis_port, password, args.samples
+        )
         real.flushdb()
         plain = measure(PlainRedisStore(real), real, args.samples)
         real.flushdb()

@@ -105,7 +105,7 @@ def main() -> None:
         ]
         for name, state, start, checkpoint in drains:
             if name == "incidents":
-                with db.connect(settings, stack.secrets) as conn:
+                with db.connect(settings, stack.secrets, role="owner") as conn:
                     conn.execute(INCIDENT_TABLES_EMPTIED)
             seconds = drain(partial(start, scratch / checkpoint))
             run = {"seconds": round(seconds, 2), "events_per_s": round(loaded / seconds)}

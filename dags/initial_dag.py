@@ -18,8 +18,10 @@ from common.defaults import DEFAULT_ARGS, START_DATE
     tags=["lambdawatch", "setup"],
     doc_md="""
 Validates `config.json` and `.env`, creates the Kafka topics (partitions, retention), the
-hot-store series per IP × feature (labels, retention) and the PostgreSQL schema, then unpauses
-the scheduled DAGs. Every step is idempotent: triggering it again changes nothing that exists.
+hot-store series per IP × feature (labels, retention), checks that the PostgreSQL schema is
+current (the database owner applies migrations at `lambdawatch prepare`/`up`; tasks run as the
+batch role, which cannot change it), then unpauses the scheduled DAGs. Every step is idempotent:
+triggering it again changes nothing that exists.
 """,
 )
 def initial_dag() -> None:
@@ -44,11 +46,11 @@ def initial_dag() -> None:
         return create_hot_store_series(settings())
 
     @task
-    def apply_migrations() -> list[str]:
+    def check_schema() -> list[str]:
         from common.defaults import settings
-        from lambdawatch.pipelines.platform_init import migrate_database
+        from lambdawatch.pipelines.platform_init import check_schema
 
-        return migrate_database(settings())
+        return check_schema(settings())
 
     @task
     def unpause_scheduled_dags() -> list[str]:
@@ -58,7 +60,7 @@ def initial_dag() -> None:
         return unpause_scheduled_dags(settings())
 
     validated = validate_config()
-    created = [create_topics(), create_hot_store_series(), apply_migrations()]
+    created = [create_topics(), create_hot_store_series(), check_schema()]
     validated >> created
     created >> unpause_scheduled_dags()
 

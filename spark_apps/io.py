@@ -25,7 +25,7 @@ from lambdawatch.core.model_registry import forecasts_between
 from lambdawatch.core.pipeline_health import SinkError
 from lambdawatch.core.secrets import Secrets
 from lambdawatch.core.settings import Settings
-from lambdawatch.core.tables import TABLES
+from lambdawatch.core.tables import BATCH, SPEED_LAYER, TABLES
 from spark_apps.detectors.anomaly import ANOMALY_COLUMNS, anomalies_to_kafka
 from spark_apps.sink_guard import BatchSink, SinkGuard
 from spark_apps.transforms.exclusions import EXCLUSIONS_QUERY
@@ -56,6 +56,7 @@ def read_query(
     query: str,
     partition_column: str | None = None,
     partitions: int = 1,
+    role: db.Role = BATCH,
 ) -> DataFrame:
     """A PostgreSQL query as a DataFrame through the JDBC driver.
 
@@ -65,8 +66,8 @@ def read_query(
         spark.read.format("jdbc")
         .option("url", jdbc_url(settings))
         .option("driver", "org.postgresql.Driver")
-        .option("user", settings.postgres_user)
-        .option("password", secrets.postgres_password.get_secret_value())
+        .option("user", db.role_name(settings, role))
+        .option("password", db.role_password(secrets, role))
         .option("fetchsize", "10000")
     )
     if partition_column and partitions > 1:
@@ -109,12 +110,22 @@ class StreamIO:
         self.max_offsets = max_offsets_per_trigger
         self.starting_offsets = starting_offsets  # for a query without a checkpoint yet
         self.dead_letter_topic = settings.topic("dead_letters").name
+        self.companions: dict[str, Any] = {}  # ``once``
         # Kept connections for the foreachBatch sinks (driver threads, one per query) and the
         # progress recorder (``ProgressTable``).
-        self.pool = db.connection_pool(settings, secrets, max_size=len(SPEED_LAYER_QUERIES) + 1)
+        self.pool = db.connection_pool(
+            settings, secrets, max_size=len(SPEED_LAYER_QUERIES) + 1, role=SPEED_LAYER
+        )
         self.guard = SinkGuard(
             spark, settings.var_path / "quarantine", self.dead_letter_rows, on_sink_error
         )
+
+    def once(self, key: str, make: Callable[[], Any]) -> Any:
+        """``make()`` the first time ``key`` is asked for, the same object after: what a query
+        starts beside itself (a notifier thread) survives the query's restart."""
+        if key not in self.companions:
+            self.companions[key] = make()
+        return self.companions[key]
 
     def close(self) -> None:
         """Close the sinks' database connections (once the queries have stopped)."""
@@ -268,6 +279,7 @@ class StreamIO:
             self.settings,
             self.secrets,
             "SELECT metric, entity, mean, stddev FROM baselines",
+            role=SPEED_LAYER,
         )
 
     def forecasts(self, first_us: int, last_us: int) -> list[tuple[Any, ...]]:

@@ -12,13 +12,18 @@ failing parts are single rows, ``O(k log n)`` runs for ``k`` bad rows of ``n``),
 others, and sends each bad row to the dead letters, or, when that fails too, to a local
 quarantine file, logged with its coordinates. Sinks are idempotent (upserts on natural keys,
 at-least-once Kafka with stable keys), so re-running one on part of a batch is safe.
+
+A database that is away (a connection refused or lost) is waited for instead: the sink is
+re-run with a doubling delay (``retry_delays``) for up to ``retry_for_s``, then the error fails
+the query, which its supervisor restarts alone (``spark_apps.supervision``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,6 +54,24 @@ def is_record_error(error: BaseException) -> bool:
         return True
     text = f"{type(error).__name__}: {error}"
     return any(name in text for name in KAFKA_RECORD_ERRORS)
+
+
+def is_connection_error(error: BaseException) -> bool:
+    """True when the database could not be reached or the connection broke (a pool timeout is
+    one too): waiting may help, the data is not at fault."""
+    return isinstance(error, psycopg.OperationalError | psycopg.InterfaceError) and not isinstance(
+        error, psycopg.errors.QueryCanceled
+    )
+
+
+def retry_delays(first_s: float, cap_s: float, total_s: float) -> Iterator[float]:
+    """Truncated exponential backoff: ``first_s``, doubled up to ``cap_s``, until the delays
+    add up to ``total_s``."""
+    delay, waited = first_s, 0.0
+    while waited + delay <= total_s:
+        yield delay
+        waited += delay
+        delay = min(cap_s, delay * 2)
 
 
 def error_summary(error: BaseException) -> str:
@@ -111,11 +134,15 @@ class SinkGuard:
     quarantine_dir: Path
     dead_letter: Callable[[str, int, SetAside], None]
     on_error: Callable[[SinkError], None] = lambda _error: None
+    retry_first_s: float = 1.0
+    retry_cap_s: float = 15.0
+    retry_for_s: float = 120.0
+    sleep: Callable[[float], None] = time.sleep
 
     def wrap(self, query: str, sink: BatchSink) -> BatchSink:
         def guarded(frame: Any, batch_id: int) -> None:
             try:
-                sink(frame, batch_id)
+                self._with_retries(query, sink, frame, batch_id)
             except Exception as error:
                 if not is_record_error(error):
                     raise
@@ -124,6 +151,21 @@ class SinkGuard:
                 self._isolate(query, sink, frame, batch_id)
 
         return guarded
+
+    def _with_retries(self, query: str, sink: BatchSink, frame: Any, batch_id: int) -> None:
+        """The sink, re-run while its database is away (its writes are idempotent)."""
+        delays = retry_delays(self.retry_first_s, self.retry_cap_s, self.retry_for_s)
+        while True:
+            try:
+                sink(frame, batch_id)
+                return
+            except Exception as error:
+                delay = next(delays, None) if is_connection_error(error) else None
+                if delay is None:
+                    raise
+                log.warning("%s batch %d: %s; retrying in %.0fs", query, batch_id,
+                            error_summary(error), delay)  # fmt: skip
+                self.sleep(delay)
 
     def _isolate(self, query: str, sink: BatchSink, frame: Any, batch_id: int) -> None:
         rows = frame.toArrow()

@@ -45,6 +45,7 @@ from spark_apps.io import StreamIO
 from spark_apps.late_events import LateEvents
 from spark_apps.queries import LATE_RULES, STARTERS
 from spark_apps.session import build_session
+from spark_apps.supervision import RestartPolicy, supervise
 
 if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
@@ -106,6 +107,17 @@ class ProgressFile(StreamingQueryListener):
         entry.update(disposition=error.disposition, batch_id=error.batch_id)
         self._flush()
 
+    def restarting(self, name: str, reason: str, delay_s: float, failures: int) -> None:
+        """A query failed and is restarted alone after ``delay_s`` (``spark_apps.supervision``)."""
+        self.state[name] = {
+            "status": "restarting",
+            "updated": time.time(),
+            "error": reason,
+            "failures": failures,
+            "restart_in_s": round(delay_s, 1),
+        }
+        self._flush()
+
     def onQueryStarted(self, event: Any) -> None:  # noqa: N802 - Spark's listener API
         self.names[str(event.runId)] = event.name
         self.state[event.name] = {"status": "started", "updated": time.time()}
@@ -143,6 +155,8 @@ class ProgressFile(StreamingQueryListener):
 
     def onQueryTerminated(self, event: Any) -> None:  # noqa: N802
         name = self.names.get(str(event.runId), str(event.runId))
+        if self.state.get(name, {}).get("status") == "restarting":
+            return  # the supervisor saw it first: it says when the restart is due
         self.state[name] = {
             "status": "terminated",
             "updated": time.time(),
@@ -223,6 +237,14 @@ def speed_layer_session(
     )
 
 
+def driver_alive(spark: SparkSession) -> bool:
+    """Whether the driver's SparkContext still runs (a JVM gone answers no, too)."""
+    try:
+        return not spark.sparkContext._jsc.sc().isStopped()
+    except Exception:
+        return False
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
@@ -296,9 +318,15 @@ def main(argv: list[str] | None = None) -> None:
                     query.awaitTermination()
                 listener.wait_terminated(stage)
         else:
-            queries = layer.start(names)
-            log.info("started %d queries: %s", len(queries), ", ".join(names))
-            spark.streams.awaitAnyTermination()
+            log.info("starting %d queries: %s", len(names), ", ".join(names))
+            supervise(
+                spark.streams,
+                lambda name: layer.start((name,))[0],
+                names,
+                RestartPolicy(),
+                driver_alive=lambda: driver_alive(spark),
+                on_restart=listener.restarting,
+            )
     finally:
         spark.streams.removeListener(listener)  # no callbacks into an exiting Python
         late.close()  # the late events already counted are sent before the session stops

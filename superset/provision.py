@@ -7,8 +7,9 @@ up``; docker-compose: the superset-init service)::
     python superset/provision.py --assets superset --admin admin
 
 Environment: ``SUPERSET_ADMIN_PASSWORD`` (the admin's password, reset to it on every run so the
-login always matches the secrets file) and ``LAMBDAWATCH_DATABASE_URI`` (the data connection,
-with its password; the YAML holds only a masked placeholder). Superset's import keys everything
+login always matches the secrets file), ``LAMBDAWATCH_DATABASE_URI`` (the data connection,
+with its password; the YAML holds only a masked placeholder) and ``LAMBDAWATCH_SQL_LAB``
+(``true`` exposes the connection to SQL Lab; off by default). Superset's import keys everything
 by UUID, so a re-run updates in place and never duplicates.
 """
 
@@ -33,13 +34,16 @@ def read_assets(root: Path) -> dict[str, str]:
     return contents
 
 
-def with_database_uri(contents: dict[str, str], uri: str) -> dict[str, str]:
-    """Point every database file at ``uri`` (the deployment's host, port and password)."""
+def with_database_uri(contents: dict[str, str], uri: str, sql_lab: bool = False) -> dict[str, str]:
+    """Point every database file at ``uri`` (the deployment's host, port and password), exposed
+    to SQL Lab and to SQL-defined datasets only when ``sql_lab`` is on."""
     patched = dict(contents)
     for name, text in contents.items():
         if name.startswith("databases/"):
             document = yaml.safe_load(text)
             document["sqlalchemy_uri"] = uri
+            document["expose_in_sqllab"] = sql_lab
+            document.setdefault("extra", {})["allows_virtual_table_explore"] = sql_lab
             patched[name] = yaml.safe_dump(document, sort_keys=False)
     return patched
 
@@ -50,7 +54,11 @@ def main() -> int:
     parser.add_argument("--admin", required=True)
     args = parser.parse_args()
     password = os.environ["SUPERSET_ADMIN_PASSWORD"]
-    contents = with_database_uri(read_assets(args.assets), os.environ["LAMBDAWATCH_DATABASE_URI"])
+    contents = with_database_uri(
+        read_assets(args.assets),
+        os.environ["LAMBDAWATCH_DATABASE_URI"],
+        sql_lab=os.environ.get("LAMBDAWATCH_SQL_LAB", "false").lower() == "true",
+    )
 
     from superset.app import create_app
 

@@ -51,3 +51,21 @@ SESSION_COOKIE_SECURE = False
 # "Last day" means the 24 hours up to now, not up to midnight: these dashboards are live.
 DEFAULT_RELATIVE_START_TIME = "now"
 DEFAULT_RELATIVE_END_TIME = "now"
+
+# SQL Lab runs any SQL the reader role may: off unless the deployment switches it on
+# (``superset_sql_lab`` in lambdawatch's settings). Off, its pages and API answer 403 for
+# everyone, admins included; dashboards and charts are unaffected.
+SQL_LAB_ENABLED = os.environ.get("LAMBDAWATCH_SQL_LAB", "false").lower() == "true"
+SQL_LAB_PATHS = ("/sqllab", "/api/v1/sqllab", "/superset/sqllab", "/superset/sql_json")
+
+
+def FLASK_APP_MUTATOR(app):  # noqa: N802 - the name Superset looks for
+    if SQL_LAB_ENABLED:
+        return
+
+    from flask import abort, request
+
+    @app.before_request
+    def refuse_sql_lab():
+        if request.path.startswith(SQL_LAB_PATHS):
+            abort(403, description="SQL Lab is off in this deployment (superset_sql_lab)")

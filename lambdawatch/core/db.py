@@ -14,13 +14,14 @@ import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import psycopg
 from psycopg import sql
 
 from lambdawatch.core.secrets import Secrets, secrets_for
 from lambdawatch.core.settings import Settings
+from lambdawatch.core.tables import BATCH, SERVICES, SPEED_LAYER, TABLES, VIEWS
 
 if TYPE_CHECKING:  # the pool and Arrow are only in the core environment, not Airflow's
     import pyarrow as pa
@@ -65,6 +66,34 @@ def discover_migrations(directory: Path) -> list[Migration]:
     return found
 
 
+def pending_of(migrations: list[Migration], ledger: dict[str, str]) -> list[Migration]:
+    """The migrations the ledger (version → checksum) lacks; an applied one that changed since
+    is an error."""
+    pending = []
+    for migration in migrations:
+        recorded = ledger.get(migration.version)
+        if recorded is None:
+            pending.append(migration)
+        elif recorded != migration.checksum:
+            raise RuntimeError(
+                f"migration {migration.version} changed after it was applied; "
+                "add a new migration instead of editing an applied one"
+            )
+    return pending
+
+
+def pending_migrations(conn: psycopg.Connection, directory: Path) -> list[str]:
+    """The versions not applied yet, read only: what a service role may check (it cannot
+    change the schema)."""
+    exists = conn.execute("SELECT to_regclass('public.lambdawatch_migrations')").fetchone()
+    ledger = (
+        dict(conn.execute("SELECT version, checksum FROM public.lambdawatch_migrations").fetchall())
+        if exists and exists[0]
+        else {}
+    )
+    return [m.version for m in pending_of(discover_migrations(directory), ledger)]
+
+
 def apply_migrations(conn: psycopg.Connection, directory: Path) -> list[str]:
     """Apply pending migrations; return the versions applied now (empty when up to date)."""
     applied_now = []
@@ -74,15 +103,7 @@ def apply_migrations(conn: psycopg.Connection, directory: Path) -> list[str]:
         conn.execute(LEDGER_DDL)
         rows = conn.execute("SELECT version, checksum FROM public.lambdawatch_migrations")
         ledger = dict(rows.fetchall())
-        for migration in discover_migrations(directory):
-            recorded = ledger.get(migration.version)
-            if recorded is not None:
-                if recorded != migration.checksum:
-                    raise RuntimeError(
-                        f"migration {migration.version} changed after it was applied; "
-                        "add a new migration instead of editing an applied one"
-                    )
-                continue
+        for migration in pending_of(discover_migrations(directory), ledger):
             conn.execute(migration.path.read_text())
             conn.execute(
                 "INSERT INTO public.lambdawatch_migrations (version, checksum) VALUES (%s, %s)",
@@ -92,29 +113,117 @@ def apply_migrations(conn: psycopg.Connection, directory: Path) -> list[str]:
     return applied_now
 
 
+# Who connects. ``owner`` (the superuser initdb created) only sets up: roles, databases,
+# migrations, grants. Services connect as their own role, which may write only the tables that
+# declare it a writer; ``reader`` (Superset) may only read the ``v_*`` views.
+Role: TypeAlias = Literal["owner", "speed_layer", "batch", "reader"]
+ROLE_NAMES: dict[str, str] = {
+    SPEED_LAYER: "lambdawatch_speed_layer",
+    BATCH: "lambdawatch_batch",
+    "reader": "superset",  # also the owner of Superset's metadata database
+}
+
+
+def role_name(settings: Settings, role: Role) -> str:
+    return settings.postgres_user if role == "owner" else ROLE_NAMES[role]
+
+
+def role_password(secrets: Secrets, role: Role) -> str:
+    secret = {
+        "owner": secrets.postgres_password,
+        SPEED_LAYER: secrets.speed_layer_db_password,
+        BATCH: secrets.batch_db_password,
+        "reader": secrets.superset_db_password,
+    }[role]
+    return secret.get_secret_value()
+
+
 def _connection_kwargs(
-    settings: Settings, secrets: Secrets | None, dbname: str | None
+    settings: Settings, secrets: Secrets | None, dbname: str | None, role: Role
 ) -> dict[str, Any]:
     secrets = secrets or secrets_for(settings)
     return {
         "host": settings.postgres_host,
         "port": settings.postgres_port,
-        "user": settings.postgres_user,
-        "password": secrets.postgres_password.get_secret_value(),
+        "user": role_name(settings, role),
+        "password": role_password(secrets, role),
         "dbname": dbname or settings.postgres_db,
         "connect_timeout": 5,
+        "application_name": f"lambdawatch-{role}",
     }
 
 
 def connect(
-    settings: Settings, secrets: Secrets | None = None, dbname: str | None = None
+    settings: Settings,
+    secrets: Secrets | None = None,
+    dbname: str | None = None,
+    role: Role = BATCH,
 ) -> psycopg.Connection:
-    """A connection to the platform database (credentials from the secrets file or environment)."""
-    return psycopg.connect(**_connection_kwargs(settings, secrets, dbname))
+    """A connection to the platform database as ``role`` (credentials from the secrets file or
+    environment). The batch role by default: Airflow's tasks, the batch jobs and the CLI."""
+    return psycopg.connect(**_connection_kwargs(settings, secrets, dbname, role))
+
+
+def privilege_statements(settings: Settings) -> list[sql.Composable]:
+    """Every grant of the platform database, derived from the declarations in
+    ``lambdawatch.core.tables``; run by the owner after the migrations, each time (revoking
+    first, so a table that loses a writer loses the grant)."""
+    services = [sql.Identifier(ROLE_NAMES[s]) for s in SERVICES]
+    reader = sql.Identifier(ROLE_NAMES["reader"])
+    everyone = sql.SQL(", ").join([*services, reader])
+    statements: list[sql.Composable] = [
+        sql.SQL("REVOKE CREATE ON SCHEMA public FROM PUBLIC"),
+        sql.SQL("GRANT CONNECT, TEMPORARY ON DATABASE {} TO {}").format(
+            sql.Identifier(settings.postgres_db), everyone
+        ),
+        sql.SQL("GRANT USAGE ON SCHEMA public TO {}").format(everyone),
+        sql.SQL("REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {}").format(everyone),
+        sql.SQL("REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {}").format(everyone),
+        # earlier versions let the reader see every table created later
+        sql.SQL(
+            "ALTER DEFAULT PRIVILEGES FOR ROLE {} IN SCHEMA public REVOKE ALL ON TABLES FROM {}"
+        ).format(sql.Identifier(settings.postgres_user), reader),
+        sql.SQL("GRANT SELECT ON public.lambdawatch_migrations TO {}").format(
+            sql.SQL(", ").join(services)
+        ),
+    ]
+    for relation in (*TABLES.values(), *VIEWS.values()):
+        statements.append(
+            sql.SQL("GRANT SELECT ON {} TO {}").format(
+                sql.Identifier(relation.name), sql.SQL(", ").join(services)
+            )
+        )
+        if relation.writers:
+            writers = sql.SQL(", ").join(sql.Identifier(ROLE_NAMES[w]) for w in relation.writers)
+            statements.append(
+                sql.SQL("GRANT INSERT, UPDATE, DELETE ON {} TO {}").format(
+                    sql.Identifier(relation.name), writers
+                )
+            )
+    for view in VIEWS:
+        statements.append(sql.SQL("GRANT SELECT ON {} TO {}").format(sql.Identifier(view), reader))
+    statements += [
+        sql.SQL("GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {}").format(
+            sql.SQL(", ").join(services)
+        ),
+        sql.SQL("ALTER ROLE {} IN DATABASE {} SET statement_timeout = {}").format(
+            reader,
+            sql.Identifier(settings.postgres_db),
+            sql.Literal(f"{settings.superset_statement_timeout_s}s"),
+        ),
+    ]
+    return statements
+
+
+def grant_privileges(conn: psycopg.Connection, settings: Settings) -> None:
+    """Apply ``privilege_statements`` in one transaction (the roles exist: ``ensure_roles``)."""
+    with conn.transaction():
+        for statement in privilege_statements(settings):
+            conn.execute(statement)
 
 
 def connection_pool(
-    settings: Settings, secrets: Secrets | None = None, max_size: int = 8
+    settings: Settings, secrets: Secrets | None = None, max_size: int = 8, role: Role = BATCH
 ) -> ConnectionPool:
     """Connections kept open for a long-running process's many short writes.
 
@@ -125,7 +234,7 @@ def connection_pool(
     from psycopg_pool import ConnectionPool  # noqa: PLC0415 - not in the Airflow environment
 
     return ConnectionPool(
-        kwargs=_connection_kwargs(settings, secrets, None),
+        kwargs=_connection_kwargs(settings, secrets, None, role),
         min_size=1,
         max_size=max_size,
         check=ConnectionPool.check_connection,

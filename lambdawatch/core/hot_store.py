@@ -24,6 +24,7 @@ import numpy as np
 import redis
 
 from lambdawatch.core.events import parse_timestamp_ms
+from lambdawatch.core.secrets import Secrets, secrets_for
 from lambdawatch.core.settings import Settings
 
 Sample = tuple[str, int, float]  # (series key, timestamp ms, value)
@@ -442,8 +443,15 @@ def open_hot_store(client: redis.Redis, settings: Settings) -> HotStore:
     return PlainRedisStore(client, policy)
 
 
-def redis_client(settings: Settings) -> redis.Redis:
-    return redis.Redis(host=settings.redis_host, port=settings.redis_port, db=settings.redis_db)
+def redis_client(settings: Settings, secrets: Secrets | None = None) -> redis.Redis:
+    """A client of the hot store, authenticated with the generated ``REDIS_PASSWORD``."""
+    secrets = secrets or secrets_for(settings)
+    return redis.Redis(
+        host=settings.redis_host,
+        port=settings.redis_port,
+        db=settings.redis_db,
+        password=secrets.redis_password.get_secret_value(),
+    )
 
 
 def series_key(settings: Settings, ip: str, feature: str) -> str:

@@ -29,6 +29,9 @@ GENERATORS = {
     "POSTGRES_PASSWORD": _password,
     "AIRFLOW_DB_PASSWORD": _password,
     "SUPERSET_DB_PASSWORD": _password,
+    "SPEED_LAYER_DB_PASSWORD": _password,
+    "BATCH_DB_PASSWORD": _password,
+    "REDIS_PASSWORD": _password,
     "AIRFLOW_ADMIN_PASSWORD": _password,
     "SUPERSET_ADMIN_PASSWORD": _password,
     "SUPERSET_SECRET_KEY": lambda: token_source.token_urlsafe(48),
@@ -47,6 +50,9 @@ class Secrets(BaseSettings):
     postgres_password: SecretStr
     airflow_db_password: SecretStr
     superset_db_password: SecretStr
+    speed_layer_db_password: SecretStr
+    batch_db_password: SecretStr
+    redis_password: SecretStr
     airflow_admin_password: SecretStr
     superset_admin_password: SecretStr
     superset_secret_key: SecretStr
@@ -82,20 +88,45 @@ def load_secrets(path: Path) -> Secrets:
     return Secrets(_env_file=path)  # type: ignore[call-arg]
 
 
+DISTRIBUTED_HINT = (
+    "(STACK_MODE=distributed reads secrets from the environment only, and each container is "
+    "given only those it uses; `lambdawatch secrets --output FILE` writes a set to pass as an "
+    "env file)"
+)
+
+
+class NotGiven(SecretStr):
+    """A secret this container was not given: fine until a step needs it, which then fails
+    naming it (least privilege: a speed-layer container holds no admin password)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__("")
+        self.name = name
+
+    def get_secret_value(self) -> str:
+        raise ConfigError([f"{self.name}: is required", DISTRIBUTED_HINT])
+
+
 def secrets_from_environment() -> Secrets:
-    """Secrets injected by the deployment (docker-compose); a missing one fails, by name.
+    """Secrets injected by the deployment (docker-compose), each container only those it
+    uses; a missing one fails, by name, when a step reads it.
 
     Generating one here instead would give each container its own random password.
     """
     try:
-        return Secrets()  # type: ignore[call-arg]
+        given = Secrets()  # type: ignore[call-arg]
     except ValidationError as exc:
-        missing = [str(error["loc"][0]).upper() for error in exc.errors(include_url=False)]
-        hint = (
-            "(STACK_MODE=distributed reads secrets from the environment only; "
-            "`lambdawatch secrets --output FILE` writes a set to pass as an env file)"
+        missing = {str(error["loc"][0]) for error in exc.errors(include_url=False)}
+        present = {
+            name: SecretStr(os.environ[key])
+            for name in Secrets.model_fields
+            for key in (name.upper(), name)
+            if name not in missing and key in os.environ
+        }
+        return Secrets.model_construct(
+            **present, **{name: NotGiven(name.upper()) for name in missing}
         )
-        raise ConfigError([f"{name}: is required" for name in missing] + [hint]) from None
+    return given
 
 
 def secrets_for(settings: Settings) -> Secrets:

@@ -120,6 +120,10 @@ class Settings(BaseSettings):
     superset_venv: Path | None = None  # default .venv-superset beside config.json
     superset_admin_user: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$")] = "admin"
     superset_workers: Annotated[int, Field(ge=1, le=16)] = 1
+    # Superset's reader role: every statement it runs on the platform database is cut off
+    # after this long, and SQL Lab (arbitrary SQL) stays off unless switched on here.
+    superset_statement_timeout_s: Annotated[int, Field(ge=1, le=3600)] = 30
+    superset_sql_lab: bool = False
 
     normal_mean: Annotated[float, Field(ge=0, le=100)] = 45.0
     normal_stddev: Annotated[float, Field(gt=0)] = 12.0

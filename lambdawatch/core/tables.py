@@ -43,13 +43,20 @@ class Column:
     nullable: bool = False
 
 
+# The services that write the platform database, each as its own PostgreSQL role: grants are
+# derived from the ``writers`` each table declares (``lambdawatch.core.db.privilege_statements``).
+SPEED_LAYER, BATCH = "speed_layer", "batch"
+SERVICES = (SPEED_LAYER, BATCH)
+
+
 @dataclass(frozen=True)
 class Relation:
-    """A table (with its natural ``key``) or a view."""
+    """A table (with its natural ``key`` and the services that may write it) or a view."""
 
     name: str
     columns: tuple[Column, ...]
     key: tuple[str, ...] = ()
+    writers: tuple[str, ...] = ()
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -109,6 +116,7 @@ TABLES = {
             "anomalies",
             ANOMALY_SHAPE,
             key=ANOMALY_SHAPE_KEY,
+            writers=(SPEED_LAYER,),
         ),
         Relation(
             "backtest_runs",
@@ -128,6 +136,7 @@ TABLES = {
                 *BACKTEST_JUDGEMENT,
             ),
             key=("run_id",),
+            writers=(BATCH,),
         ),
         Relation(
             "backtest_episodes",
@@ -142,11 +151,13 @@ TABLES = {
                 Column("time_to_detect_s", DOUBLE, nullable=True),
             ),
             key=("run_id", "entity", "kind", "start_ts"),
+            writers=(BATCH,),
         ),
         Relation(
             "backtest_anomalies",
             (Column("run_id", TEXT), *ANOMALY_SHAPE),  # a run's findings, in the same shape
             key=("run_id", *ANOMALY_SHAPE_KEY),
+            writers=(BATCH,),
         ),
         Relation(
             "baselines",
@@ -162,6 +173,7 @@ TABLES = {
                 Column("computed_at", TIMESTAMPTZ),
             ),
             key=("metric", "entity"),
+            writers=(BATCH,),
         ),
         Relation(
             "batch_runs",
@@ -174,6 +186,7 @@ TABLES = {
                 Column("details", JSONB),
             ),
             key=("dag_id", "run_id"),
+            writers=(BATCH,),
         ),
         Relation(
             "forecast_quality",
@@ -192,6 +205,7 @@ TABLES = {
                 Column("created_at", TIMESTAMPTZ),
             ),
             key=("run_id", "ip", "feature"),
+            writers=(BATCH,),
         ),
         Relation(
             "ground_truth",
@@ -205,6 +219,7 @@ TABLES = {
                 Column("details", JSONB),
             ),
             key=("label_id",),
+            writers=(BATCH,),
         ),
         Relation(
             "hot_store_stats",
@@ -215,6 +230,7 @@ TABLES = {
                 Column("used_memory_bytes", BIGINT),
             ),
             key=("sampled_at",),
+            writers=(BATCH,),
         ),
         Relation(
             "entity_groups",
@@ -225,6 +241,7 @@ TABLES = {
                 Column("last_seen", TIMESTAMPTZ),
             ),
             key=("entity",),
+            writers=(SPEED_LAYER,),
         ),
         Relation(
             "incidents",
@@ -256,11 +273,13 @@ TABLES = {
                 Column("updated_at", TIMESTAMPTZ),
             ),
             key=("incident_id",),
+            writers=(SPEED_LAYER, BATCH),
         ),
         Relation(
             "incident_signals",
             (*ANOMALY_SHAPE, Column("incident_id", TEXT, nullable=True)),
             key=ANOMALY_SHAPE_KEY,
+            writers=(SPEED_LAYER,),
         ),
         Relation(
             "incident_transitions",
@@ -275,6 +294,7 @@ TABLES = {
                 Column("queued_at", TIMESTAMPTZ, nullable=True),  # deliveries queued
             ),
             key=("incident_id", "transition", "at"),
+            writers=(SPEED_LAYER, BATCH),
         ),
         Relation(
             "incident_deliveries",
@@ -293,6 +313,7 @@ TABLES = {
                 Column("delivered_at", TIMESTAMPTZ, nullable=True),
             ),
             key=("incident_id", "transition", "at", "webhook"),
+            writers=(SPEED_LAYER,),
         ),
         Relation(
             "suppressions",
@@ -308,6 +329,7 @@ TABLES = {
                 Column("created_at", TIMESTAMPTZ),
             ),
             key=("suppression_id",),
+            writers=(BATCH,),
         ),
         Relation(
             "incident_progress",
@@ -318,6 +340,7 @@ TABLES = {
                 Column("updated_at", TIMESTAMPTZ),
             ),
             key=("query",),
+            writers=(SPEED_LAYER,),
         ),
         Relation(
             "ip_forecasts",
@@ -333,6 +356,7 @@ TABLES = {
                 Column("created_at", TIMESTAMPTZ),
             ),
             key=("ip", "feature", "ds"),
+            writers=(BATCH,),
         ),
         Relation(
             "ip_history",
@@ -343,6 +367,7 @@ TABLES = {
                 Column("value", DOUBLE),
             ),
             key=("ip", "feature", "ts"),
+            writers=(BATCH,),
         ),
         Relation(
             "model_registry",
@@ -356,6 +381,7 @@ TABLES = {
                 Column("created_at", TIMESTAMPTZ),
             ),
             key=("model_name", "version"),
+            writers=(BATCH,),
         ),
         Relation(
             "rt_cdn_clusters",
@@ -372,6 +398,7 @@ TABLES = {
                 Column("model_version", TEXT),
             ),
             key=("edge_id", "ts"),
+            writers=(SPEED_LAYER,),
         ),
         Relation(
             "rt_cpu_windows",
@@ -388,6 +415,7 @@ TABLES = {
                 Column("status", TEXT),
             ),
             key=("server_id", "window_start"),
+            writers=(SPEED_LAYER,),
         ),
         Relation(
             "rt_ip_windows",
@@ -401,6 +429,7 @@ TABLES = {
                 Column("mean", DOUBLE),
             ),
             key=("window_start", "src_ip", "feature"),
+            writers=(SPEED_LAYER,),
         ),
         Relation(
             "rt_server_status",
@@ -418,6 +447,7 @@ TABLES = {
                 Column("updated_at", TIMESTAMPTZ),
             ),
             key=("window_start", "datacenter", "status_color", "severity_level"),
+            writers=(SPEED_LAYER,),
         ),
         Relation(
             "rt_weather",
@@ -432,6 +462,7 @@ TABLES = {
                 Column("event_id", TEXT),
             ),
             key=("city", "ts"),
+            writers=(SPEED_LAYER,),
         ),
         Relation(
             "speed_layer_errors",
@@ -444,6 +475,7 @@ TABLES = {
                 Column("recorded_at", TIMESTAMPTZ),
             ),
             key=("query", "batch_id"),
+            writers=(SPEED_LAYER,),
         ),
         Relation(
             "speed_layer_progress",
@@ -461,6 +493,7 @@ TABLES = {
                 Column("late_rows", BIGINT, nullable=True),
             ),
             key=("query", "batch_id", "source"),
+            writers=(SPEED_LAYER,),
         ),
     )
 }

@@ -858,5 +858,15 @@ def config_show() -> None:
     console.print_json(json.dumps(data))
 
 
+def main() -> None:
+    """The ``lambdawatch`` command: a setting or secret missing or invalid (one a step reads
+    late, e.g. a container not given it) is a one-line error and exit 2, not a traceback."""
+    try:
+        app()
+    except ConfigError as exc:
+        errors.print(f"[red]{exc}[/red]")
+        raise SystemExit(2) from None
+
+
 if __name__ == "__main__":
-    app()
+    main()

@@ -34,9 +34,11 @@ def check_postgres(host: str, port: int, user: str, password: str, dbname: str) 
     return None
 
 
-def check_redis(host: str, port: int) -> str | None:
+def check_redis(host: str, port: int, password: str | None = None) -> str | None:
     try:
-        client = redis.Redis(host=host, port=port, socket_timeout=2, socket_connect_timeout=2)
+        client = redis.Redis(
+            host=host, port=port, password=password, socket_timeout=2, socket_connect_timeout=2
+        )
         try:
             if not client.ping():
                 return "redis: PING did not answer PONG"
@@ -94,6 +96,12 @@ def check_speed_layer(
     dead = [name for name, entry in state.items() if entry.get("status") == "terminated"]
     if dead:
         return f"speed layer: query terminated: {', '.join(dead)}"
+    restarting = {n: e for n, e in state.items() if e.get("status") == "restarting"}
+    if restarting:  # the others run on; this one waits out its backoff
+        return "speed layer: restarting " + "; ".join(
+            f"{name} after failure {entry.get('failures')} ({entry.get('error')})"
+            for name, entry in sorted(restarting.items())
+        )
     starting = [name for name in expected if state[name].get("status") != "active"]
     if starting:  # a query is healthy once it has completed a micro-batch (or reported idle)
         return f"speed layer: first micro-batch pending for {', '.join(starting)}"
@@ -170,7 +178,8 @@ def check_service(name: str, settings: Settings, secrets: Secrets | None = None)
             settings.postgres_db,
         )  # fmt: skip
     if name == "redis":
-        return check_redis(settings.redis_host, settings.redis_port)
+        password = secrets.redis_password.get_secret_value() if secrets else None
+        return check_redis(settings.redis_host, settings.redis_port, password)
     if name == "kafka":
         return check_kafka(settings.kafka_bootstrap)
     if name == "airflow":

@@ -84,10 +84,18 @@ def create_hot_store_series(settings: Settings) -> dict[str, int]:
     return {"created": created, "series": expected}
 
 
-def migrate_database(settings: Settings, secrets: Secrets | None = None) -> list[str]:
-    """Apply the ordered migrations in ``sql/``; returns the ones applied now."""
+def check_schema(settings: Settings, secrets: Secrets | None = None) -> list[str]:
+    """That every migration in ``sql/`` is applied; returns their versions. Airflow's tasks run
+    as the batch role, which cannot change the schema: the owner applies migrations at
+    ``lambdawatch prepare`` (compose: the init service) and ``lambdawatch up``."""
     with db.connect(settings, secrets) as conn:
-        return db.apply_migrations(conn, settings.root / "sql")
+        pending = db.pending_migrations(conn, settings.root / "sql")
+    if pending:
+        raise RuntimeError(
+            f"migrations not applied yet: {', '.join(pending)}; run `lambdawatch prepare` "
+            "(docker-compose: the init service) as the database owner"
+        )
+    return [migration.version for migration in db.discover_migrations(settings.root / "sql")]
 
 
 def unpause_scheduled_dags(settings: Settings, secrets: Secrets | None = None) -> list[str]:

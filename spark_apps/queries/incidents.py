@@ -25,7 +25,7 @@ from pyspark.sql.streaming import StreamingQuery
 from lambdawatch.core import db
 from lambdawatch.core.events import CDN_SCHEMA, SERVER_SCHEMA
 from lambdawatch.core.settings import Settings
-from lambdawatch.core.tables import DOUBLE, TABLES, TIMESTAMPTZ
+from lambdawatch.core.tables import DOUBLE, SPEED_LAYER, TABLES, TIMESTAMPTZ
 from lambdawatch.core.webhooks import Notifier, delivery_policy
 from spark_apps.detectors.anomaly import ANOMALY_COLUMNS, ANOMALY_KEY, TIMESTAMP_FORMAT
 from spark_apps.detectors.cpu import cpu_store_rows, latest_cpu_store_writes, parse_cpu_status
@@ -81,12 +81,15 @@ def rules_of(settings: Settings) -> IncidentRules:
 def start(io: StreamIO) -> StreamingQuery:
     """The query, and beside it the notifier that POSTs incident changes to the webhooks."""
     config = io.settings.incidents
-    Notifier(
-        lambda: db.connect(io.settings, io.secrets),
-        config.webhooks,
-        io.secrets.incident_webhook_secret.get_secret_value().encode(),
-        delivery_policy(config),
-    ).start()
+    io.once(
+        "incident-notifier",
+        lambda: Notifier(
+            lambda: db.connect(io.settings, io.secrets, role=SPEED_LAYER),
+            config.webhooks,
+            io.secrets.incident_webhook_secret.get_secret_value().encode(),
+            delivery_policy(config),
+        ).start(),
+    )  # once per process: a restarted query keeps the running notifier
     # micro-batch ids count per checkpoint: a new checkpoint starts again at 0
     progress_key = f"{QUERY}@{io.checkpoint(QUERY)}"
     roles = ("anomalies", "cpu_status", *GROUP_FIELDS)

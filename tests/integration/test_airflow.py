@@ -262,7 +262,7 @@ def test_baseline_stats_dag_learns_only_normal_windows(
     hot = [window("bl-server-b", 200 + w, np.array([92.5, 92.5])) for w in range(40)]
     stale = BASELINE_END - timedelta(hours=settings.models.baselines.trailing_hours + 1)
     windows += [*stuck, *hot, ("bl-server-a", stale, stale, 999.0, 0.0, 5, 45.0, 12.0, 0.0, "SAFE")]
-    with db.connect(settings, airflow_stack.secrets) as conn:
+    with db.connect(settings, airflow_stack.secrets, role="owner") as conn:
         db.upsert_rows(
             conn,
             "rt_cpu_windows",
@@ -285,7 +285,7 @@ def test_baseline_stats_dag_learns_only_normal_windows(
     try:
         dags_test(airflow_stack, "baseline_stats", BASELINE_END)
     finally:
-        with db.connect(settings, airflow_stack.secrets) as conn:
+        with db.connect(settings, airflow_stack.secrets, role="owner") as conn:
             conn.execute("DELETE FROM incidents WHERE incident_id = 'bl-incident'")
     with db.connect(settings, airflow_stack.secrets) as conn:
         rows = conn.execute(

@@ -30,7 +30,7 @@ def _history(settings: Settings, stack: LocalStack) -> list[tuple[datetime, floa
 def test_archive_survives_postgres_loss_and_retries_cleanly(
     local_stack: LocalStack, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with db.connect(settings, local_stack.secrets) as conn:
+    with db.connect(settings, local_stack.secrets, role="owner") as conn:
         db.apply_migrations(conn, settings.root / "sql")
     cutoff = END - timedelta(hours=settings.hot_store.hot_window_hours)
     stamps = [cutoff - timedelta(minutes=m) for m in range(1, 61)]

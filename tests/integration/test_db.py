@@ -18,7 +18,7 @@ TABLE = "test_natural_keys"
 def test_upsert_keeps_the_last_duplicate_and_delete_removes_only_given_keys(
     local_stack: LocalStack, settings: Settings
 ) -> None:
-    with db.connect(settings, local_stack.secrets) as conn:
+    with db.connect(settings, local_stack.secrets, role="owner") as conn:
         conn.execute(f"DROP TABLE IF EXISTS {TABLE}")
         conn.execute(
             f"CREATE TABLE {TABLE} (host text, slot int, verdict text NOT NULL, "
@@ -58,7 +58,7 @@ def test_an_arrow_table_is_written_value_for_value(
             "at": pa.array([at, at, None, at + timedelta(hours=1)], pa.timestamp("us", "UTC")),
         }
     )
-    with db.connect(settings, local_stack.secrets) as conn:
+    with db.connect(settings, local_stack.secrets, role="owner") as conn:
         conn.execute(f"DROP TABLE IF EXISTS {TABLE}")
         conn.execute(
             f"CREATE TABLE {TABLE} (host text, slot int, verdict text NOT NULL, note text, "

@@ -37,7 +37,12 @@ def client(backend: str, request: pytest.FixtureRequest) -> Iterator[redis.Redis
     if backend == "plain":
         local_stack = request.getfixturevalue("local_stack")
         settings: Settings = local_stack.settings
-        real = redis.Redis(host=settings.redis_host, port=settings.redis_port, db=1)
+        real = redis.Redis(
+            host=settings.redis_host,
+            port=settings.redis_port,
+            db=1,
+            password=local_stack.secrets.redis_password.get_secret_value(),
+        )
         real.flushdb()
         yield real
         real.flushdb()

@@ -75,7 +75,10 @@ def test_a_batch_opens_one_incident_per_datacenter_once_and_it_resolves_when_qui
     query = "incidents-test-batch"
     a, b, lone = "it-batch-srv-1", "it-batch-srv-2", "it-batch-srv-3"
     arrived = [finding(a, 0, "ERROR"), finding(b, 10, "ERROR"), finding(lone, 0, "WARN")]
-    with db.connect(settings, local_stack.secrets) as conn, conn.transaction(force_rollback=True):
+    with (
+        db.connect(settings, local_stack.secrets, role="speed_layer") as conn,
+        conn.transaction(force_rollback=True),
+    ):
         groups = groups_of("it-batch", a, b)
         clock = T0 + timedelta(seconds=11)
         [opened] = apply_batch(conn, query, 7, arrived, [], groups, clock, RULES)
@@ -118,7 +121,7 @@ def test_a_batch_opens_one_incident_per_datacenter_once_and_it_resolves_when_qui
 def cli_incident(local_stack: LocalStack, settings: Settings) -> Iterator[str]:
     """An incident committed for the CLI (which opens its own connection), removed after."""
     query, entity = "incidents-test-cli", "it-cli-srv-1"
-    with db.connect(settings, local_stack.secrets) as conn:
+    with db.connect(settings, local_stack.secrets, role="speed_layer") as conn:
         with conn.transaction():
             [incident] = apply_batch(
                 conn, query, 1, [finding(entity, 0, "ERROR")], [], NO_GROUPS, T0, RULES
@@ -207,7 +210,7 @@ def test_an_opened_incident_is_posted_signed_and_retried_until_delivered(
         max_delay=timedelta(0), max_age=timedelta(hours=1),
     )  # fmt: skip
     secret = local_stack.secrets.incident_webhook_secret.get_secret_value().encode()
-    with db.connect(settings, local_stack.secrets) as conn:
+    with db.connect(settings, local_stack.secrets, role="speed_layer") as conn:
         with conn.transaction():
             [incident] = apply_batch(
                 conn, "incidents-test-hook", 1, [finding("it-hook-srv-1", 0, "ERROR")], [],
@@ -252,7 +255,7 @@ def test_a_false_positive_with_a_suppression_mutes_later_findings_which_stay_fla
 ) -> None:
     query, entity = "incidents-test-mute", "it-mute-srv-1"
     later = finding(entity, 120, "ERROR")
-    with db.connect(settings, local_stack.secrets) as conn:
+    with db.connect(settings, local_stack.secrets, role="owner") as conn:
         with conn.transaction():
             [incident] = apply_batch(
                 conn, query, 1, [finding(entity, 0, "ERROR")], [], NO_GROUPS, T0, RULES

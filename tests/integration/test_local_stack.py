@@ -22,6 +22,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from lambdawatch.core import db
 from lambdawatch.core.config_model import TopicConfig
+from lambdawatch.core.hot_store import redis_client
 from lambdawatch.core.kafka_admin import admin_client, ensure_topics, partition_counts
 from lambdawatch.core.settings import Settings
 from lambdawatch.ops.stack import postgres
@@ -34,11 +35,11 @@ PERSISTED_KEY = "lambdawatch:test:persisted"
 
 
 def _pg(settings: Settings, stack: LocalStack, dbname: str | None = None) -> psycopg.Connection:
-    return db.connect(settings, stack.secrets, dbname)
+    return db.connect(settings, stack.secrets, dbname, role="owner")
 
 
 def _redis(settings: Settings) -> redis.Redis:
-    return redis.Redis(host=settings.redis_host, port=settings.redis_port)
+    return redis_client(settings)
 
 
 def test_up_from_nothing_brings_every_component_to_healthy(local_stack: LocalStack) -> None:
@@ -183,6 +184,18 @@ def test_editing_an_applied_migration_is_refused(
             db.apply_migrations(conn, tmp_path)
 
 
+def test_redis_refuses_a_client_without_the_generated_password(
+    local_stack: LocalStack, settings: Settings
+) -> None:
+    anonymous = redis.Redis(host=settings.redis_host, port=settings.redis_port)
+    with pytest.raises(redis.AuthenticationError):
+        anonymous.get(PERSISTED_KEY)
+    wrong = redis.Redis(host=settings.redis_host, port=settings.redis_port, password="guess")
+    with pytest.raises(redis.AuthenticationError):
+        wrong.ping()
+    assert _redis(settings).ping()
+
+
 def test_redis_round_trip_survives_a_redis_restart(
     local_stack: LocalStack, settings: Settings
 ) -> None:
@@ -308,6 +321,6 @@ def test_distributed_mode_prepares_and_probes_the_same_services(
         password=secrets["SUPERSET_DB_PASSWORD"],
         dbname=settings.postgres_db,
     ) as reader:
-        reader.execute("SELECT count(*) FROM anomalies").fetchone()  # the read grant
+        reader.execute("SELECT count(*) FROM v_anomalies").fetchone()  # the read grant
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            reader.execute("DELETE FROM anomalies")
+            reader.execute("SELECT count(*) FROM anomalies")  # views only

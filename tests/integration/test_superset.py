@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 
@@ -26,7 +27,7 @@ def _seed_recent_rows(settings: Settings, stack: LocalStack) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
     recent = now - timedelta(minutes=5)
     hours = [now - timedelta(hours=h) for h in range(1, 6)]
-    with db.connect(settings, stack.secrets) as conn, conn.cursor() as cur:
+    with db.connect(settings, stack.secrets, role="owner") as conn, conn.cursor() as cur:
         cur.executemany(
             "INSERT INTO ip_history VALUES (%s, 'bytesin', %s, %s) ON CONFLICT DO NOTHING",
             [(IP, ts, 100.0 + i) for i, ts in enumerate(hours)],
@@ -151,3 +152,22 @@ def test_superset_reads_but_cannot_write_the_platform_database(
         assert conn.execute("SELECT count(*) FROM v_anomalies").fetchone() is not None
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("DELETE FROM anomalies")
+
+
+def test_sql_lab_is_off_for_everyone_the_admin_included(
+    client: SupersetClient, settings: Settings
+) -> None:
+    """Off by default (``superset_sql_lab``): its page and API answer 403, and the platform
+    database is not offered to it nor to SQL-defined datasets."""
+    headers = {"Authorization": f"Bearer {client.login()}"}
+    for path in ("/sqllab/", "/api/v1/sqllab/"):
+        response = httpx.get(
+            f"{settings.superset_base_url}{path}", headers=headers, follow_redirects=False
+        )
+        assert response.status_code == 403, (path, response.status_code)
+        assert "SQL Lab is off" in response.text
+    [database] = client._all(
+        "database", ["database_name", "expose_in_sqllab", "allows_virtual_table_explore"]
+    )
+    assert database["expose_in_sqllab"] is False
+    assert database["allows_virtual_table_explore"] is False

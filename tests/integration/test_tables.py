@@ -18,7 +18,7 @@ BOOKKEEPING = {"lambdawatch_migrations"}  # the migration runner's own table
 @pytest.fixture(scope="module")
 def catalog(local_stack: LocalStack, settings: Settings) -> dict[str, Any]:
     """What the migrated database holds: columns in order, kind and primary key per relation."""
-    with db.connect(settings, local_stack.secrets) as conn:
+    with db.connect(settings, local_stack.secrets, role="owner") as conn:
         columns = conn.execute(
             "SELECT c.table_name, t.table_type, c.column_name, c.data_type, c.is_nullable "
             "FROM information_schema.columns c JOIN information_schema.tables t "

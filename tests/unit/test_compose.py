@@ -21,7 +21,7 @@ import pytest
 import yaml
 from check_jsonschema import builtin_schemas
 
-from lambdawatch.core.secrets import GENERATORS, ensure_secrets_file, secrets_for
+from lambdawatch.core.secrets import GENERATORS, Secrets, ensure_secrets_file, secrets_for
 from lambdawatch.core.settings import Settings, load_settings
 from lambdawatch.ops.cli import SERVICE_NAMES, app
 from lambdawatch.ops.health import SERVICES as PROBES
@@ -111,6 +111,28 @@ def container_settings(monkeypatch: pytest.MonkeyPatch, compose: dict[str, Any])
         return settings, secrets_for(settings), env
 
     return load
+
+
+# The secrets each container is given: only those it uses (least privilege).
+SETUP = {"POSTGRES_PASSWORD", "AIRFLOW_DB_PASSWORD", "SUPERSET_DB_PASSWORD"}
+SETUP |= {"SPEED_LAYER_DB_PASSWORD", "BATCH_DB_PASSWORD"}
+AIRFLOW = {"AIRFLOW_DB_PASSWORD", "AIRFLOW_ADMIN_PASSWORD", "AIRFLOW_FERNET_KEY"}
+AIRFLOW |= {"AIRFLOW_JWT_SECRET", "AIRFLOW_API_SECRET_KEY", "BATCH_DB_PASSWORD", "REDIS_PASSWORD"}
+SUPERSET = {"SUPERSET_SECRET_KEY", "SUPERSET_DB_PASSWORD", "SUPERSET_ADMIN_PASSWORD"}
+SUPERSET |= {"REDIS_PASSWORD"}
+SECRETS_GIVEN = {
+    "lambdawatch-init": SETUP,
+    "speed-layer": {"SPEED_LAYER_DB_PASSWORD", "INCIDENT_WEBHOOK_SECRET"},
+    **dict.fromkeys(AIRFLOW_SERVICES, AIRFLOW),
+    "superset-init": SUPERSET,
+    "superset": SUPERSET,
+    "redis": {"REDIS_PASSWORD"},
+    "postgres": {"POSTGRES_PASSWORD"},
+}
+
+
+def every_secret(env_file: dict[str, str]) -> Secrets:
+    return Secrets(**{key.lower(): value for key, value in env_file.items()})
 
 
 def _container_port(service: str) -> set[int]:
@@ -216,7 +238,8 @@ def test_lambdawatch_processes_find_every_endpoint_they_read(
     settings, secrets, _ = container_settings(service)
     assert settings.stack_mode == "distributed"
     assert str(settings.root) == "/opt/lambdawatch"
-    assert secrets.postgres_password.get_secret_value()  # every secret present, none generated
+    for name in SECRETS_GIVEN[service]:  # present, none generated
+        assert getattr(secrets, name.lower()).get_secret_value() == os.environ[name]
     endpoints = {
         "postgres": (settings.postgres_host, settings.postgres_port),
         "redis": (settings.redis_host, settings.redis_port),
@@ -258,10 +281,10 @@ def test_airflow_containers_get_what_the_local_processes_get(
 
 
 def test_superset_containers_get_what_the_local_process_gets(
-    compose: dict[str, Any], container_settings: Any
+    compose: dict[str, Any], container_settings: Any, env_file: dict[str, str]
 ) -> None:
-    settings, secrets, _ = container_settings("lambdawatch-init")
-    expected = superset_environment(settings, secrets)
+    settings, _, _ = container_settings("lambdawatch-init")
+    expected = superset_environment(settings, every_secret(env_file))
     for key in ("PATH", "SUPERSET_HOME", "SUPERSET_CONFIG_PATH"):  # the image's own layout
         expected.pop(key)
     for service in ("superset-init", "superset"):
@@ -272,7 +295,9 @@ def test_superset_containers_get_what_the_local_process_gets(
     assert f"--admin {settings.superset_admin_user}" in init
 
 
-def test_the_same_entry_points_run_in_both_modes(container_settings: Any) -> None:
+def test_the_same_entry_points_run_in_both_modes(
+    container_settings: Any, env_file: dict[str, str]
+) -> None:
     commands = {command.name or command.callback.__name__ for command in app.registered_commands}  # type: ignore[union-attr]
     for name, spec in SERVICES.items():
         words = shlex.split(" ".join(str(part) for part in spec.get("command", [])))
@@ -284,7 +309,20 @@ def test_the_same_entry_points_run_in_both_modes(container_settings: Any) -> Non
             assert healthcheck[healthcheck.index("lambdawatch") + 1] in commands
     assert SERVICE_NAMES == PROBES  # `lambdawatch check` offers exactly what it can probe
     local_settings = load_settings(config_path=ROOT / "config.json")
-    _, secrets, _ = container_settings("speed-layer")
-    local = LocalStack(local_settings, secrets)
+    local = LocalStack(local_settings, every_secret(env_file))
     program = local._speed_layer_program()
     assert program.command[1:] == SERVICES["speed-layer"]["command"][1:]
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_each_container_is_given_only_the_secrets_it_uses(
+    service: str, compose: dict[str, Any], env_file: dict[str, str]
+) -> None:
+    """A secret counts as given when its value is anywhere in the container's environment or
+    command (a URL embeds a password)."""
+    spec = compose["services"][service]
+    given = json.dumps([spec.get("environment", {}), spec.get("command", [])])
+    secret_values = {name: value for name, value in env_file.items() if name in GENERATORS}
+    assert {name for name, value in secret_values.items() if value in given} == SECRETS_GIVEN.get(
+        service, set()
+    )

@@ -316,13 +316,13 @@ def database_yaml() -> dict[str, Any]:
         "database_name": DATABASE_NAME,
         "sqlalchemy_uri": DATABASE_URI,
         "cache_timeout": None,
-        "expose_in_sqllab": True,
+        "expose_in_sqllab": False,  # provision.py follows superset_sql_lab
         "allow_run_async": False,
         "allow_ctas": False,
         "allow_cvas": False,
         "allow_dml": False,
         "allow_file_upload": False,
-        "extra": {"allows_virtual_table_explore": True},
+        "extra": {"allows_virtual_table_explore": False},
         "uuid": asset_uuid("database", DATABASE_NAME),
         "version": VERSION,
     }

@@ -33,6 +33,7 @@ from lambdawatch.ops.health import (
     speed_layer_notice,
 )
 from lambdawatch.ops.stack import airflow_node, kafka_node, postgres, redis_node, superset_node
+from lambdawatch.ops.stack.databases import prepare_platform_database
 from lambdawatch.ops.stack.supervisor import ProgramSpec, Supervisor, SupervisorPaths
 
 HealthCheck = Callable[[], str | None]
@@ -103,7 +104,9 @@ class LocalStack:
                 port=s.redis_port,
                 program=lambda: redis_node.redis_program(self.var / "redis" / "redis.conf"),
                 prepare=self._prepare_redis,
-                health=lambda: check_redis(s.redis_host, s.redis_port),
+                health=lambda: check_redis(
+                    s.redis_host, s.redis_port, self.secrets.redis_password.get_secret_value()
+                ),
                 start_timeout=30,
             ),
             Component(
@@ -168,15 +171,14 @@ class LocalStack:
         return components
 
     def _prepare_airflow(self) -> None:
-        with db.connect(self.settings, self.secrets, "postgres") as admin:
+        with db.connect(self.settings, self.secrets, "postgres", role="owner") as admin:
             airflow_node.prepare_metadata_database(self.settings, self.secrets, admin)
 
     def _prepare_superset(self) -> None:
-        """Metadata database, read access to the platform database, then the assets."""
-        with db.connect(self.settings, self.secrets, "postgres") as admin:
+        """Metadata database, then the assets (its reader role was granted at
+        ``bootstrap_database``)."""
+        with db.connect(self.settings, self.secrets, "postgres", role="owner") as admin:
             superset_node.prepare_metadata_database(self.settings, self.secrets, admin)
-        with db.connect(self.settings, self.secrets) as conn:
-            superset_node.grant_read_access(conn, self.settings)
         superset_node.provision(self.settings, self.secrets)
 
     def _speed_layer_program(self) -> ProgramSpec:
@@ -205,8 +207,16 @@ class LocalStack:
     def _prepare_redis(self) -> None:
         data = self.var / "redis"
         data.mkdir(parents=True, exist_ok=True)
-        conf = redis_node.render_redis_conf(self.settings.bind_host, self.settings.redis_port, data)
-        (data / "redis.conf").write_text(conf)
+        conf = redis_node.render_redis_conf(
+            self.settings.bind_host,
+            self.settings.redis_port,
+            data,
+            self.secrets.redis_password.get_secret_value(),
+        )
+        path = data / "redis.conf"
+        path.touch(mode=0o600)
+        path.chmod(0o600)  # it holds the password
+        path.write_text(conf)
 
     def _kafka_libs(self) -> Path:
         return kafka_node.resolve_classpath(self.settings.root / "jvm" / "kafka" / "pom.xml")
@@ -229,12 +239,8 @@ class LocalStack:
 
     # --- post-start steps -----------------------------------------------------------------------
     def bootstrap_database(self) -> None:
-        """Create the platform database and bring its schema up to date."""
-        s = self.settings
-        with db.connect(s, self.secrets, "postgres") as c:
-            postgres.ensure_database(c, s.postgres_db)
-        with db.connect(s, self.secrets) as c:
-            db.apply_migrations(c, s.root / "sql")
+        """Create the platform database and its roles, bring its schema up to date, grant."""
+        prepare_platform_database(self.settings, self.secrets)
 
     # --- lifecycle ------------------------------------------------------------------------------
     def up(self, names: list[str] | None = None, on_event: Callable[[str], None] = print) -> None:

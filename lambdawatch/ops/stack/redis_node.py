@@ -8,11 +8,13 @@ from pathlib import Path
 from lambdawatch.ops.stack.supervisor import ProgramSpec
 
 
-def render_redis_conf(host: str, port: int, data_dir: Path) -> str:
-    """Foreground server; AOF fsync every second plus RDB snapshots for fast restarts."""
+def render_redis_conf(host: str, port: int, data_dir: Path, password: str) -> str:
+    """Foreground server; AOF fsync every second plus RDB snapshots for fast restarts; every
+    client authenticates with the generated password (the file is the owner's only)."""
     lines = {
         "bind": host,
         "port": str(port),
+        "requirepass": '"' + password.replace("\\", "\\\\").replace('"', '\\"') + '"',
         "protected-mode": "yes",
         "daemonize": "no",
         "dir": str(data_dir),

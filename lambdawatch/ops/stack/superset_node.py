@@ -1,9 +1,11 @@
 """Superset 6 in local mode: gunicorn serving Superset from its own virtual environment, metadata
 in the stack's PostgreSQL, dashboards provisioned from ``superset/`` on every start.
 
-The data connection uses the ``superset`` role, which may only read the platform database:
-a chart cannot change what it shows. Configuration is ``superset/superset_config.py`` reading
-the environment rendered here, the same file docker-compose mounts.
+The data connection uses the ``superset`` role, which may only read the platform database's
+``v_*`` views, each statement cut off after ``superset_statement_timeout_s``: a chart cannot
+change what it shows, nor hold the database the speed layer writes to. Configuration is
+``superset/superset_config.py`` reading the environment rendered here, the same file
+docker-compose mounts.
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ from urllib.parse import quote
 
 import psycopg
 
+from lambdawatch.core import db
 from lambdawatch.core.secrets import Secrets
 from lambdawatch.core.settings import Settings
 from lambdawatch.ops.stack.postgres import ensure_database, ensure_role
 from lambdawatch.ops.stack.supervisor import ProgramSpec
 
 SUPERSET_DB = "superset"
-SUPERSET_DB_USER = "superset"
+SUPERSET_DB_USER = db.ROLE_NAMES["reader"]
 PROGRAM = "superset"
 
 
@@ -52,6 +55,7 @@ def superset_environment(settings: Settings, secrets: Secrets) -> dict[str, str]
         "SUPERSET_METADATA_URL": _url(settings, secrets, SUPERSET_DB),
         "LAMBDAWATCH_DATABASE_URI": _url(settings, secrets, settings.postgres_db),
         "SUPERSET_ADMIN_PASSWORD": secrets.superset_admin_password.get_secret_value(),
+        "LAMBDAWATCH_SQL_LAB": "true" if settings.superset_sql_lab else "false",
         "FLASK_APP": "superset.app:create_app()",
         "PATH": f"{settings.superset_venv_path / 'bin'}:{path}",
         "PYTHONUNBUFFERED": "1",
@@ -86,19 +90,6 @@ def superset_program(settings: Settings, secrets: Secrets) -> ProgramSpec:
         stop_signal="TERM",
         stop_wait_seconds=30,
         start_seconds=3,
-    )
-
-
-def grant_read_access(conn: psycopg.Connection, settings: Settings) -> None:
-    """Let the superset role read (only read) every table and view of the platform database,
-    including those later migrations create."""
-    owner, role = settings.postgres_user, SUPERSET_DB_USER
-    conn.execute(f'GRANT CONNECT ON DATABASE "{settings.postgres_db}" TO {role}')
-    conn.execute(f"GRANT USAGE ON SCHEMA public TO {role}")
-    conn.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
-    conn.execute(
-        f"ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public "
-        f"GRANT SELECT ON TABLES TO {role}"
     )
 
 
@@ -149,6 +140,7 @@ def provision(settings: Settings, secrets: Secrets, force: bool = False) -> bool
             + secrets.superset_db_password.get_secret_value()
             + settings.postgres_host
             + str(settings.postgres_port)
+            + str(settings.superset_sql_lab)
         ).encode()
     ).hexdigest()[:16]
     wanted = f"{assets_digest(settings)}:{credentials}"

@@ -206,10 +206,13 @@ def test_distributed_mode_takes_secrets_from_the_environment_and_names_what_is_m
     monkeypatch.setenv("LAMBDAWATCH_VAR_DIR", str(tmp_path))
     settings = load_settings(stack_mode="distributed")
     monkeypatch.setenv("POSTGRES_PASSWORD", "from-the-deployment")
+    given_one = secrets_for(settings)  # a container holds only the secrets it uses
+    assert given_one.postgres_password.get_secret_value() == "from-the-deployment"
     with pytest.raises(ConfigError) as error:
-        secrets_for(settings)
+        given_one.airflow_fernet_key.get_secret_value()  # named when a step reads it
     assert "AIRFLOW_FERNET_KEY: is required" in str(error.value)
     assert "POSTGRES_PASSWORD" not in str(error.value)
+    assert "from-the-deployment" not in repr(given_one)
     assert not (tmp_path / "secrets.env").exists()  # no per-container random passwords
     for key in GENERATORS:
         monkeypatch.setenv(key, f"{key.lower()}-value")

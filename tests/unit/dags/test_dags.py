@@ -48,7 +48,7 @@ print(json.dumps(report))
 PRESETS = {"@hourly": "0 * * * *", "@daily": "0 0 * * *"}  # Airflow stores the expansion
 EXPECTED_TASKS = {
     "InitialDag": [
-        "apply_migrations",
+        "check_schema",
         "create_hot_store_series",
         "create_topics",
         "unpause_scheduled_dags",

@@ -28,6 +28,10 @@ PID = 4242
             "first micro-batch pending for b",
         ),
         (
+            {"a": {"status": "active"}, "b": {"status": "restarting", "failures": 2, "error": "e"}},
+            "restarting b after failure 2 (e)",
+        ),
+        (
             {"a": {"status": "active", "stale": True}, "b": {"status": "active", "stale": True}},
             "no progress for",
         ),

@@ -17,6 +17,7 @@ from spark_apps.sink_guard import (
     error_summary,
     is_record_error,
     isolate_failures,
+    retry_delays,
 )
 
 
@@ -153,12 +154,47 @@ def test_rows_the_dead_letters_refuse_are_quarantined(spark: SparkSession, tmp_p
     assert [(e.records, e.disposition) for e in errors] == [(2, "quarantine")]
 
 
-def test_an_outage_still_fails_the_batch(spark: SparkSession, tmp_path: Path) -> None:
-    """A database that is down is not the data's fault: the batch fails and is retried whole."""
+def test_an_outage_is_waited_out_then_fails_the_batch(spark: SparkSession, tmp_path: Path) -> None:
+    """A database that is down is not the data's fault: the sink is re-run with a doubling
+    delay for ``retry_for_s``, then the batch fails whole (its query is restarted alone)."""
 
     def sink(_frame: DataFrame, _batch_id: int) -> None:
         raise psycopg.OperationalError("connection refused")
 
-    guard = SinkGuard(spark, tmp_path, lambda *_args: None)
+    slept: list[float] = []
+    guard = SinkGuard(spark, tmp_path, lambda *_args: None, sleep=slept.append)
     with pytest.raises(psycopg.OperationalError):
         guard.wrap("q", sink)(spark.createDataFrame([(1,)], "id int"), 0)
+    assert slept == [1, 2, 4, 8, *[15] * 7]  # the 120 s allowed
+    assert list(retry_delays(1, 15, 120)) == slept
+
+
+def test_a_database_back_within_the_retries_loses_nothing(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    outcomes = [psycopg.OperationalError("the database system is starting up")] * 2
+    written: list[int] = []
+    letters: list[Any] = []
+
+    def sink(frame: DataFrame, _batch_id: int) -> None:
+        if outcomes:
+            raise outcomes.pop()
+        written.extend(row["id"] for row in frame.collect())
+
+    slept: list[float] = []
+    guard = SinkGuard(spark, tmp_path, lambda *args: letters.append(args), sleep=slept.append)
+    guard.wrap("q", sink)(spark.createDataFrame([(1,), (2,)], "id int"), 4)
+    assert written == [1, 2]
+    assert slept == [1, 2]
+    assert letters == []
+
+
+def test_a_bug_fails_the_batch_at_once(spark: SparkSession, tmp_path: Path) -> None:
+    def sink(_frame: DataFrame, _batch_id: int) -> None:
+        raise KeyError("column")
+
+    slept: list[float] = []
+    guard = SinkGuard(spark, tmp_path, lambda *_args: None, sleep=slept.append)
+    with pytest.raises(KeyError):
+        guard.wrap("q", sink)(spark.createDataFrame([(1,)], "id int"), 0)
+    assert slept == []

@@ -68,12 +68,14 @@ def test_kafka_properties_are_kraft_combined_and_never_auto_create(tmp_path: Pat
 
 def test_redis_conf_persists_with_aof(tmp_path: Path) -> None:
     lines = dict(
-        line.split(" ", 1) for line in render_redis_conf("127.0.0.1", 6380, tmp_path).splitlines()
+        line.split(" ", 1)
+        for line in render_redis_conf("127.0.0.1", 6380, tmp_path, "pw-1").splitlines()
     )
     assert lines["appendonly"] == "yes"
     assert lines["appendfsync"] == "everysec"
     assert lines["bind"] == "127.0.0.1"
     assert lines["daemonize"] == "no"
+    assert lines["requirepass"] == '"pw-1"'
 
 
 def test_shipped_migrations_are_ordered_and_named(tmp_path: Path) -> None:
