@@ -163,6 +163,9 @@ class HotStoreConfig(StrictModel):
     """Redis time-series layout: key naming, labels and how long samples stay hot."""
 
     key_template: str = "ts:ip:{ip}:{feature}"
+    # How long a sample may wait in the hot store for the archive before Pipeline health raises
+    # an archive-lag anomaly. Never a deletion: series do not expire samples by themselves, the
+    # archive trims only what it committed and verified.
     retention_hours: Annotated[float, Field(gt=0)] = 48.0
     hot_window_hours: Annotated[float, Field(gt=0)] = 6.0
     duplicate_policy: Literal["last", "first"] = "last"

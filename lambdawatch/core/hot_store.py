@@ -60,6 +60,10 @@ class HotStore(Protocol):
 
     def retention_ms(self, key: str) -> int: ...
 
+    def set_retention(self, key: str, retention_ms: int) -> None: ...
+
+    def first_timestamp(self, key: str) -> int | None: ...
+
     def query_index(self, filters: dict[str, str]) -> list[str]: ...
 
 
@@ -302,6 +306,16 @@ class PlainRedisStore:
     def retention_ms(self, key: str) -> int:
         return self._retention([key])[key]
 
+    def set_retention(self, key: str, retention_ms: int) -> None:
+        self.client.hset(self._meta(key), "__retention_ms", retention_ms)
+
+    def first_timestamp(self, key: str) -> int | None:
+        first = self.client.zrange(f"{key}:b", 0, 0)
+        if not first:
+            return None
+        stamps = self.client.hkeys(f"{key}:h:{_text(first[0])}")
+        return min(int(stamp) for stamp in stamps) if stamps else None
+
     def labels(self, key: str) -> dict[str, str]:
         meta = self.client.hgetall(self._meta(key))
         return {
@@ -399,6 +413,13 @@ class TimeSeriesStore:
     def retention_ms(self, key: str) -> int:
         return int(self._info(key)["retentionTime"])  # type: ignore[call-overload]
 
+    def set_retention(self, key: str, retention_ms: int) -> None:
+        self.client.execute_command("TS.ALTER", key, "RETENTION", retention_ms)
+
+    def first_timestamp(self, key: str) -> int | None:
+        first = self.client.execute_command("TS.RANGE", key, "-", "+", "COUNT", 1)
+        return int(first[0][0]) if first else None
+
     def labels(self, key: str) -> dict[str, str]:
         raw = self._info(key).get("labels", [])
         if isinstance(raw, dict):
@@ -459,13 +480,21 @@ def series_key(settings: Settings, ip: str, feature: str) -> str:
 
 
 def ensure_ip_series(store: HotStore, settings: Settings) -> int:
-    """Create the series per IP × feature (labels ``ip``, ``feature``); return how many were new."""
-    retention_ms = int(settings.hot_store.retention_hours * 3_600_000)
+    """Create the series per IP × feature (labels ``ip``, ``feature``); return how many were new.
+
+    No series expires samples by itself (retention 0, set on series an earlier version created
+    with one): only the archive trims, and only what it has committed and verified, so a late
+    archive never loses a sample. ``hot_store.retention_hours`` is how late it may be before
+    Pipeline health says so (``lambdawatch.core.pipeline_health.archive_lag``)."""
     created = 0
     for ip in settings.ips.resolved_addresses:
         for feature in settings.ips.features:
+            key = series_key(settings, ip, feature)
             labels = {"source": "ip", "ip": ip, "feature": feature}
-            created += store.ensure_series(series_key(settings, ip, feature), labels, retention_ms)
+            if store.ensure_series(key, labels, 0):
+                created += 1
+            elif store.retention_ms(key) != 0:
+                store.set_retention(key, 0)
     return created
 
 

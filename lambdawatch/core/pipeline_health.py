@@ -2,8 +2,9 @@
 
 Three signals, each written where it is known: the speed layer's per-batch progress (events/s
 and consumer lag per Kafka source, from Spark's own progress report), each batch DAG's
-successful runs (written by the run's last task), and the hot store's size (sampled by the
-tasks that change it). Parsing is pure; the writers are thin upserts, safe to repeat.
+successful runs (written by the run's last task), and the hot store's size and archive lag
+(sampled by the tasks that change it; an anomaly when the archive is late). Parsing is pure;
+the writers are thin upserts, safe to repeat.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import astuple, dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -206,18 +207,58 @@ def record_batch_run(
     )
 
 
+ARCHIVE_LAG = ("archive_lag", "hot_store", "oldest_unarchived_sample_hours")
+
+
+def archive_lag(
+    sampled_at: datetime, oldest: datetime | None, limit_hours: float
+) -> tuple[Any, ...] | None:
+    """The anomaly row (``anomalies`` columns) when the hot store's oldest sample is older than
+    ``limit_hours``: WARN beyond it, ERROR beyond twice it. Keyed by that oldest sample's time,
+    so one lagging archive is one finding, updated at each sampling, not one per sampling."""
+    if oldest is None:
+        return None
+    lag_hours = (sampled_at - oldest).total_seconds() / 3600
+    if lag_hours <= limit_hours:
+        return None
+    severity = "ERROR" if lag_hours > 2 * limit_hours else "WARN"
+    return (*ARCHIVE_LAG, oldest, sampled_at, lag_hours, limit_hours,
+            lag_hours / limit_hours, severity, "")  # fmt: skip
+
+
+def oldest_sample(store: HotStore) -> datetime | None:
+    """The oldest sample of any IP series: the archive has not moved it yet."""
+    firsts = [store.first_timestamp(key) for key in store.query_index({"source": "ip"})]
+    known = [first for first in firsts if first is not None]
+    return datetime.fromtimestamp(min(known) / 1000, tz=UTC) if known else None
+
+
 def record_hot_store_stats(
-    conn: psycopg.Connection, client: redis.Redis, store: HotStore
-) -> tuple[int, int]:
-    """Sample the hot store's series count and Redis memory; returns (series, bytes)."""
+    conn: psycopg.Connection, client: redis.Redis, store: HotStore, lag_limit_hours: float
+) -> tuple[int, int, datetime | None]:
+    """Sample the hot store's series count, Redis memory and oldest sample; raise the archive
+    lag anomaly past ``lag_limit_hours``. Returns (series, bytes, oldest)."""
     series = len(store.query_index({"source": "ip"}))
     used = int(client.info("memory")["used_memory"])
-    conn.execute(
-        "INSERT INTO hot_store_stats (sampled_at, backend, series, used_memory_bytes) "
-        "VALUES (now(), %s, %s, %s) ON CONFLICT (sampled_at) DO NOTHING",
-        (store.backend, series, used),
-    )
-    return series, used
+    oldest = oldest_sample(store)
+    sampled_at = conn.execute(
+        "INSERT INTO hot_store_stats (sampled_at, backend, series, used_memory_bytes, "
+        "oldest_sample_at) VALUES (now(), %s, %s, %s, %s) ON CONFLICT (sampled_at) DO NOTHING "
+        "RETURNING sampled_at",
+        (store.backend, series, used, oldest),
+    ).fetchone()
+    finding = archive_lag(sampled_at[0], oldest, lag_limit_hours) if sampled_at else None
+    if finding is not None:
+        conn.execute(
+            "INSERT INTO anomalies (detector, entity, metric, window_start, window_end, value, "
+            "expected, score, severity, model_version) VALUES "
+            "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT "
+            "(detector, entity, metric, window_start) DO UPDATE SET window_end = "
+            "EXCLUDED.window_end, value = EXCLUDED.value, score = EXCLUDED.score, "
+            "severity = EXCLUDED.severity, detected_at = now()",
+            finding,
+        )
+    return series, used, oldest
 
 
 def finish_batch_run(
@@ -238,6 +279,11 @@ def finish_batch_run(
         if sample_hot_store:
             client = redis_client(settings)
             try:
-                record_hot_store_stats(conn, client, open_hot_store(client, settings))
+                record_hot_store_stats(
+                    conn,
+                    client,
+                    open_hot_store(client, settings),
+                    settings.hot_store.retention_hours,
+                )
             finally:
                 client.close()

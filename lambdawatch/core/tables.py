@@ -116,7 +116,8 @@ TABLES = {
             "anomalies",
             ANOMALY_SHAPE,
             key=ANOMALY_SHAPE_KEY,
-            writers=(SPEED_LAYER,),
+            # the detectors; and Pipeline health's archive-lag finding (a batch task samples it)
+            writers=(SPEED_LAYER, BATCH),
         ),
         Relation(
             "backtest_runs",
@@ -228,6 +229,7 @@ TABLES = {
                 Column("backend", TEXT),
                 Column("series", BIGINT),
                 Column("used_memory_bytes", BIGINT),
+                Column("oldest_sample_at", TIMESTAMPTZ, nullable=True),
             ),
             key=("sampled_at",),
             writers=(BATCH,),
@@ -415,7 +417,8 @@ TABLES = {
                 Column("status", TEXT),
             ),
             key=("server_id", "window_start"),
-            writers=(SPEED_LAYER,),
+            # the speed layer; and the demo, seeding the windows baseline_stats first learns from
+            writers=(SPEED_LAYER, BATCH),
         ),
         Relation(
             "rt_ip_windows",
@@ -567,6 +570,8 @@ VIEWS = {
                 Column("backend", TEXT, nullable=True),
                 Column("series", BIGINT, nullable=True),
                 Column("used_memory_mib", NUMERIC, nullable=True),
+                Column("oldest_sample_at", TIMESTAMPTZ, nullable=True),
+                Column("archive_lag_hours", NUMERIC, nullable=True),
             ),
         ),
         Relation(

@@ -10,6 +10,7 @@ import pytest
 
 from lambdawatch.core import db
 from lambdawatch.core.hot_store import open_hot_store, redis_client
+from lambdawatch.core.pipeline_health import record_hot_store_stats
 from lambdawatch.core.settings import Settings
 from lambdawatch.ops.stack.local import LocalStack
 from lambdawatch.pipelines import archive
@@ -87,4 +88,38 @@ def test_archive_survives_postgres_loss_and_retries_cleanly(
         assert again.inserted == 0
         assert _history(settings, local_stack) == history
     finally:
+        client.close()
+
+
+def test_a_sample_waiting_past_the_limit_raises_the_archive_lag_anomaly(
+    local_stack: LocalStack, settings: Settings
+) -> None:
+    """Nothing expires by itself: a sample the archive has not moved stays, and once it is
+    older than ``hot_store.retention_hours`` the sampling raises one anomaly for it."""
+    key = "test:archive-lag:203.0.113.92:unq_dst_ip"
+    limit = settings.hot_store.retention_hours
+    old = datetime.now(UTC) - timedelta(hours=limit + 1)
+    client = redis_client(settings)
+    try:
+        store = open_hot_store(client, settings)
+        store.ensure_series(key, {"source": "ip", "ip": "203.0.113.92", "feature": "x"}, 0)
+        store.add([(key, int(old.timestamp() * 1000), 1.0)])
+        store.add([(key, int(datetime.now(UTC).timestamp() * 1000), 2.0)])
+        assert len(store.range(key, 0, 2**62)) == 2  # the old one was not expired on write
+        with db.connect(settings, local_stack.secrets) as conn:  # as the DAGs' batch role
+            for _ in range(2):  # two samplings, one finding
+                _series, _used, oldest = record_hot_store_stats(conn, client, store, limit)
+                conn.commit()
+            rows = conn.execute(
+                "SELECT window_start, severity, value > %s FROM anomalies "
+                "WHERE detector = 'archive_lag'",
+                (limit,),
+            ).fetchall()
+            conn.execute("DELETE FROM anomalies WHERE detector = 'archive_lag'")
+            conn.commit()
+        assert oldest is not None
+        assert oldest <= old + timedelta(seconds=1)  # other tests' samples may be older still
+        assert [(r[0], r[2]) for r in rows] == [(oldest, True)]  # one finding, past the limit
+    finally:
+        store.delete_range(key, 0, 2**62)
         client.close()

@@ -155,6 +155,38 @@ def test_retention_drops_samples_older_than_newest_minus_retention(
     assert kept[0][0] <= T0 + 20_000
 
 
+def test_retention_switched_off_keeps_every_sample(
+    backend: str, client: redis.Redis, request: pytest.FixtureRequest
+) -> None:
+    """What the platform does to every IP series (``ensure_ip_series``): only the archive
+    trims, so a series an earlier version created with a retention loses it."""
+    if backend == "timeseries":
+        request.applymarker(
+            pytest.mark.xfail(
+                reason="fakeredis 2.40 (the RedisTimeSeries stand-in) ignores TS.ALTER RETENTION 0",
+                strict=True,
+            )
+        )
+    store = make_store(backend, client)
+    store.ensure_series("ts:keep", {"ip": "x"}, 10_000)
+    store.set_retention("ts:keep", 0)
+    assert store.retention_ms("ts:keep") == 0
+    store.add([("ts:keep", T0 + i * 1000, float(i)) for i in range(30)])
+    assert len(store.range("ts:keep", 0, T0 + HOUR)) == 30
+
+
+def test_first_timestamp_is_the_oldest_sample_held(backend: str, client: redis.Redis) -> None:
+    store = make_store(backend, client)
+    store.ensure_series("ts:first", {"ip": "f"}, 0)
+    assert store.first_timestamp("ts:first") is None
+    # in time order: fakeredis's TS.* keeps out-of-order samples as they came
+    store.add([("ts:first", T0 + 30_000, 2.0)])
+    store.add([("ts:first", T0 + HOUR + i, 1.0) for i in (1, 5, 9)])  # the next hour's bucket
+    assert store.first_timestamp("ts:first") == T0 + 30_000
+    store.delete_range("ts:first", 0, T0 + HOUR + 1)
+    assert store.first_timestamp("ts:first") == T0 + HOUR + 5
+
+
 def test_delete_range_removes_only_that_range(backend: str, client: redis.Redis) -> None:
     store = make_store(backend, client)
     store.ensure_series("ts:x", {"ip": "x"}, 0)

@@ -11,8 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,20 +20,23 @@ import pytest
 from generators.server import ServerGenerator
 from generators.weather import WeatherGenerator
 from lambdawatch.core import db
-from lambdawatch.core.producers import make_producer
 from lambdawatch.core.settings import Settings
 from lambdawatch.ops.stack.local import LocalStack
-from lambdawatch.pipelines.event_feed import feed_batch
+from tests.integration.speed_layer_process import (
+    IN_INTERVAL,
+    expected_server_status,
+    send,
+    speed_layer_command,
+    stored_messages,
+    stored_server_status,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 START = 1_767_398_400_000  # 2026-01-03T00:00:00Z: this module's own interval
 HALF = 2 * 60_000
 END = START + 2 * HALF
 QUERIES = "server_status,cpu_anomalies,cpu_windows_store,weather_derived"
-IN_INTERVAL = (
-    "{column} >= to_timestamp(%(start)s / 1000.0) AND {column} < to_timestamp(%(end)s / 1000.0)"
-)
-WAIT_S = 600  # generous: first Spark start on a busy 2-core machine
 
 
 def _query(settings: Settings, stack: LocalStack, sql: str, column: str = "window_start") -> list:
@@ -45,31 +46,7 @@ def _query(settings: Settings, stack: LocalStack, sql: str, column: str = "windo
 
 
 def _messages(settings: Settings, stack: LocalStack) -> int:
-    rows = _query(
-        settings, stack, "SELECT coalesce(sum(messages), 0) FROM rt_server_status WHERE {where}"
-    )
-    return int(rows[0][0])
-
-
-def _wait_for(condition: Any, what: str, process: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + WAIT_S
-    while not condition():
-        if process.poll() is not None:
-            raise RuntimeError(
-                f"speed layer exited ({process.returncode}):\n{log.read_text()[-3000:]}"
-            )
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"gave up waiting for {what}")
-        time.sleep(1)
-
-
-def _send(settings: Settings, *batches: Any) -> None:
-    producer = make_producer(settings.kafka_bootstrap, "confluent")
-    try:
-        for batch in batches:
-            feed_batch(batch, settings, producer)
-    finally:
-        producer.close()
+    return stored_messages(settings, stack.secrets, START, END)
 
 
 @pytest.fixture(scope="module")
@@ -86,28 +63,20 @@ def crashed_and_recovered(
     second = [servers.generate(START + HALF, END), weather.generate(START + HALF, END)]
     checkpoints = tmp_path_factory.mktemp("checkpoints")
     log = checkpoints / "speed-layer.log"
-    command = [
-        sys.executable,
-        "-m",
-        "spark_apps.speed_layer",
-        "--queries",
-        QUERIES,
-        "--checkpoint-dir",
-        str(checkpoints),
-    ]
+    command = speed_layer_command(QUERIES, checkpoints)
 
-    _send(settings, *first)
+    send(settings, *first)
     with log.open("w") as output:
         running = subprocess.Popen(
             command, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
         )
     try:
-        _wait_for(
+        wait_for(
             lambda: _messages(settings, local_stack) > 0, "the first micro-batches", running, log
         )
-        _send(settings, *second)
+        send(settings, *second)
         first_count = len(first[0].events)
-        _wait_for(
+        wait_for(
             lambda: _messages(settings, local_stack) > first_count,
             "the second half to start",
             running,
@@ -138,28 +107,8 @@ def test_the_kill_happened_mid_stream(crashed_and_recovered: dict[str, Any]) -> 
 def test_server_status_holds_every_event_exactly_once(
     crashed_and_recovered: dict[str, Any], local_stack: LocalStack, settings: Settings
 ) -> None:
-    events = pd.DataFrame(crashed_and_recovered["server_events"])
-    events["window_start"] = pd.to_datetime(events["timestamp"]).dt.floor("1min")
-    expected = (
-        events.groupby(["window_start", "datacenter", "status_color", "severity_level"])
-        .agg(messages=("event_id", "size"), total=("estimated_resolution_time", "sum"))
-        .reset_index()
-    )
-    rows = _query(
-        settings,
-        local_stack,
-        "SELECT window_start, datacenter, status_color, severity_level, messages, "
-        "total_resolution_time FROM rt_server_status WHERE {where}",
-    )
-    actual = {(r[0], r[1], r[2], r[3]): (r[4], r[5]) for r in rows}
-    wanted = {
-        (r.window_start.to_pydatetime(), r.datacenter, r.status_color, int(r.severity_level)): (
-            int(r.messages),
-            int(r.total),
-        )
-        for r in expected.itertuples()
-    }
-    assert actual == wanted
+    stored = stored_server_status(settings, local_stack.secrets, START, END)
+    assert stored == expected_server_status(crashed_and_recovered["server_events"])
 
 
 def test_cpu_windows_are_complete_and_not_duplicated(

@@ -147,9 +147,13 @@ DATASETS = {
         ),
         Dataset(
             "v_hot_store_stats",
-            "The hot store's size over time.",
+            "The hot store's size over time, and how far behind the archive is.",
             "sampled_at",
-            {"used_memory_mib": "MAX(used_memory_mib)", "series": "MAX(series)"},
+            {
+                "used_memory_mib": "MAX(used_memory_mib)",
+                "series": "MAX(series)",
+                "archive_lag_hours": "MAX(archive_lag_hours)",
+            },
         ),
     ]
 }
@@ -496,8 +500,17 @@ DASHBOARDS = (
                     width=5,
                 ),
             ),
+            (
+                line_chart(
+                    "Oldest unarchived sample (hours behind)",
+                    DATASETS["v_hot_store_stats"],
+                    ("archive_lag_hours",),
+                    time_grain="PT5M",
+                ),
+            ),
         ),
-        "Is data flowing: events/s and lag per topic, batch DAG freshness, hot-store size, the "
+        "Is data flowing: events/s and lag per topic, batch DAG freshness, hot-store size and "
+        "how far behind its archive is, the "
         "records a query could not write and set aside (dead letters or quarantine), and the "
         "events that arrived behind a windowed query's watermark (dead letters, reason late).",
     ),

@@ -3,8 +3,19 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
-from lambdawatch.core.pipeline_health import offsets_behind, progress_rows, source_name
+import pytest
+
+from lambdawatch.core.pipeline_health import (
+    archive_lag,
+    offsets_behind,
+    progress_rows,
+    source_name,
+)
+from lambdawatch.core.tables import ANOMALY_SHAPE
+
+ANOMALY_COLUMNS = [column.name for column in ANOMALY_SHAPE]
 
 PROGRESS = {
     "id": "5f2b...",
@@ -85,3 +96,25 @@ def test_a_windowed_query_records_its_watermark_and_spark_s_late_count() -> None
     before = {**windowed, "eventTime": {"watermark": "1970-01-01T00:00:00.000Z"}}
     assert [(r.watermark, r.late_rows) for r in progress_rows(before)] == [(None, None)]
     assert {(r.watermark, r.late_rows) for r in progress_rows(PROGRESS)} == {(None, None)}
+
+
+@pytest.mark.parametrize(
+    ("lag_hours", "severity"),
+    [(None, None), (47.9, None), (48.0, None), (49, "WARN"), (97, "ERROR")],
+)
+def test_a_late_archive_is_an_anomaly_keyed_by_its_oldest_sample(
+    lag_hours: float | None, severity: str | None
+) -> None:
+    sampled = datetime(2026, 3, 1, 12, tzinfo=UTC)
+    oldest = None if lag_hours is None else sampled - timedelta(hours=lag_hours)
+    finding = archive_lag(sampled, oldest, 48.0)
+    if severity is None:
+        assert finding is None
+        return
+    assert finding is not None
+    row = dict(zip(ANOMALY_COLUMNS, finding, strict=False))
+    assert (row["detector"], row["entity"], row["window_start"]) == (
+        "archive_lag", "hot_store", oldest,
+    )  # fmt: skip
+    assert row["value"] == pytest.approx(lag_hours)
+    assert (row["expected"], row["severity"]) == (48.0, severity)
