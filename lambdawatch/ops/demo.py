@@ -85,7 +85,9 @@ class DemoReport:
     forecasts: int = 0
     model_version: str | None = None
     backtest: dict[str, Any] = field(default_factory=dict)  # v_backtest_runs' row, agreement
-    incidents: dict[str, int] = field(default_factory=dict)  # state → incidents opened
+    # state → incidents the feed's findings opened or joined; of those, opened before the feed
+    incidents: dict[str, int] = field(default_factory=dict)
+    incidents_continued: int = 0
     incident_quality: Quality | None = None
     readiness: Readiness | None = None
     urls: dict[str, str] = field(default_factory=dict)
@@ -465,12 +467,16 @@ def summarize(
         )
         report.readiness = ready
         incidents = []
+        # Every incident the feed's findings went into: on a stack with history, a finding may
+        # join an incident opened before the feed (its entity or datacenter was already in one,
+        # e.g. a silence that lasted until the feed began), and an operator sees it there.
         for state, entities, first, last in conn.execute(
-            "SELECT state, entities, first_seen, last_seen FROM incidents WHERE first_seen >= %s",
+            "SELECT state, entities, first_seen, last_seen FROM incidents WHERE last_seen >= %s",
             (since,),
         ).fetchall():
             report.incidents[state] = report.incidents.get(state, 0) + 1
-            incidents.append(IncidentSpan(tuple(entities), first, last))
+            report.incidents_continued += first < since
+            incidents.append(IncidentSpan(tuple(entities), max(first, since), last))
         targets = [
             label.interval
             for label in judged_labels
@@ -648,7 +654,14 @@ def report_rows(report: DemoReport) -> list[tuple[str, Any]]:
         severities = ", ".join(f"{n} {severity}" for severity, n in sorted(counts.items()))
         rows.append((f"anomalies: {detector}", severities + judged))
     if report.incidents or report.incident_quality:
-        rows.append(("incidents", incidents_line(report.incidents, report.incident_quality)))
+        rows.append(
+            (
+                "incidents",
+                incidents_line(
+                    report.incidents, report.incident_quality, report.incidents_continued
+                ),
+            )
+        )
     if report.backtest:
         rows.append((f"backtest: {report.backtest['detector']}", backtest_line(report.backtest)))
     rows.append(("forecasts written (latest run)", f"{report.forecasts:,}"))
@@ -657,12 +670,15 @@ def report_rows(report: DemoReport) -> list[tuple[str, Any]]:
     return rows
 
 
-def incidents_line(by_state: dict[str, int], quality: Quality | None) -> str:
-    """Incidents opened during the demo and, against the labels, how many were real and how
-    many episodes they caught."""
+def incidents_line(by_state: dict[str, int], quality: Quality | None, continued: int = 0) -> str:
+    """Incidents the demo's findings went into (opened during it, or ``continued`` from
+    before) and, against the labels, how many were real and how many episodes they caught."""
     total = sum(by_state.values())
     states = ", ".join(f"{n} {state}" for state, n in sorted(by_state.items()))
-    line = f"{total} opened" + (f" ({states})" if total else "")
+    line = f"{total - continued} opened" + (
+        f", {continued} continued from before" if continued else ""
+    )
+    line += f" ({states})" if total else ""
     if quality is None or (not quality.detections and not quality.episodes):
         return line + "; nothing to judge yet"
     precision = f"precision {quality.precision:.2f}" if quality.detections else "none opened"

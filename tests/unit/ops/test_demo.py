@@ -188,3 +188,7 @@ def test_the_report_judges_incidents() -> None:
         "3 opened (2 open, 1 resolved); precision 0.67, recall 1.00 (3 labelled episodes judged)"
     )
     assert incidents_line({}, Quality(0, 0, 0, 0)) == "0 opened; nothing to judge yet"
+    assert incidents_line({"open": 3}, Quality(1, 1, 3, 3), continued=2) == (
+        "1 opened, 2 continued from before (3 open); precision 1.00, recall 1.00 "
+        "(1 labelled episodes judged)"
+    )
