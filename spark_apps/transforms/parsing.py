@@ -65,7 +65,19 @@ def rejection_reason(
             given = F.array_contains(keys, name) & F.get_json_object(json, f"$.{name}").isNotNull()
             explained.append(F.when(given & parsed[name].isNull(), invalid))
     too_late = F.lit(f"timestamp more than {max_future_s}s in the future")
-    return F.when(suspicious, F.coalesce(*explained)).when(parsed["timestamp"] > horizon, too_late)
+    reason = F.when(suspicious, F.coalesce(*explained)).when(
+        parsed["timestamp"] > horizon, too_late
+    )
+    # JSON has no NaN or infinity, but Spark reads NaN, Infinity and 1e400 into a double: one
+    # such value would turn every mean and σ it meets into NaN or infinity
+    for name, kind in schema.fields:
+        if kind == "double":
+            value = parsed[name]
+            reason = reason.when(
+                F.isnan(value) | (F.abs(value) == F.lit(float("inf"))),
+                F.lit(f"invalid value for field: {name} (not a finite number)"),
+            )
+    return reason
 
 
 def dead_letter_columns(

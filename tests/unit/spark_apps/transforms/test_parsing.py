@@ -57,6 +57,14 @@ def test_generated_events_parse_without_dead_letters(spark: SparkSession, source
         (json.dumps(server_event(cpu_usage="high")), "invalid value for field: cpu_usage"),
         (json.dumps(server_event(timestamp="yesterday")), "invalid value for field: timestamp"),
         (json.dumps(server_event(timestamp=FUTURE)), "timestamp more than 300s in the future"),
+        (
+            json.dumps(server_event(cpu_usage=7)).replace('"cpu_usage": 7', '"cpu_usage": 1e400'),
+            "invalid value for field: cpu_usage (not a finite number)",
+        ),
+        (
+            json.dumps(server_event(mem_usage=7)).replace('"mem_usage": 7', '"mem_usage": NaN'),
+            "invalid value for field: mem_usage (not a finite number)",
+        ),
         # an optional field may be absent or null, but not of the wrong type
         (
             json.dumps(server_event(severity_level="high")),
