@@ -44,6 +44,7 @@ from tests.integration.speed_layer_process import (
     expected_server_status,
     send,
     speed_layer_command,
+    stored_messages,
     stored_server_status,
     wait_for,
 )
@@ -139,12 +140,13 @@ def run_scenario(settings: Any, stack: Any, name: str, hour: int, work: Path) ->
         fed_until = time.monotonic()
         expected = expected_server_status(sent)
         wanted = sum(messages for messages, _ in expected.values())
-
-        def stored_messages() -> int:
-            rows = stored_server_status(settings, stack.secrets, start_ms, start_ms + 3_600_000)
-            return sum(messages for messages, _ in rows.values())
-
-        wait_for(lambda: stored_messages() >= wanted, "every event", running, log)
+        hour_end = start_ms + 3_600_000
+        wait_for(
+            lambda: stored_messages(settings, stack.secrets, start_ms, hour_end) >= wanted,
+            "every event",
+            running,
+            log,
+        )
         caught_up = time.monotonic()
         alive = running.poll() is None
     finally:

@@ -90,8 +90,16 @@ def supervise(
     of each failure."""
     schedule = RestartSchedule(policy)
     running: dict[str, Query] = {}
-    pending = list(names)
-    for name in pending:
+
+    def failed(name: str, reason: str) -> None:
+        delay = schedule.failed(name, clock())
+        log.error(
+            "query %s failed (%s): restarting it alone in %.0fs (failure %d in a row)",
+            name, reason, delay, schedule.failures[name],
+        )  # fmt: skip
+        on_restart(name, reason, delay, schedule.failures[name])
+
+    for name in names:
         running[name] = start_query(name)
         schedule.started(name, clock())
     while keep_going():
@@ -102,23 +110,14 @@ def supervise(
         streams.resetTerminated()
         if not driver_alive():
             raise RuntimeError("the Spark driver stopped: the process supervisor restarts it")
-        now = clock()
         for name in [n for n, query in running.items() if not query.isActive]:
             error = running.pop(name).exception()
-            reason = str(error).splitlines()[0] if error is not None else "stopped"
-            delay = schedule.failed(name, now)
-            log.error(
-                "query %s failed (%s): restarting it alone in %.0fs (failure %d in a row)",
-                name, reason, delay, schedule.failures[name],
-            )  # fmt: skip
-            on_restart(name, reason, delay, schedule.failures[name])
+            failed(name, str(error).splitlines()[0] if error is not None else "stopped")
         for name in schedule.ready(clock()):
             try:
                 running[name] = start_query(name)
-            except Exception as error:
-                delay = schedule.failed(name, clock())
-                log.error("query %s did not start (%s): next try in %.0fs", name, error, delay)
-                on_restart(name, str(error).splitlines()[0], delay, schedule.failures[name])
+            except Exception as error:  # a start that fails is one more failure
+                failed(name, str(error).splitlines()[0])
                 continue
             schedule.started(name, clock())
             log.info("query %s restarted from its checkpoint", name)

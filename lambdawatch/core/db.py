@@ -216,7 +216,8 @@ def privilege_statements(settings: Settings) -> list[sql.Composable]:
 
 
 def grant_privileges(conn: psycopg.Connection, settings: Settings) -> None:
-    """Apply ``privilege_statements`` in one transaction (the roles exist: ``ensure_roles``)."""
+    """Apply ``privilege_statements`` in one transaction (the roles must exist:
+    ``lambdawatch.ops.stack.databases.ensure_service_roles`` creates them)."""
     with conn.transaction():
         for statement in privilege_statements(settings):
             conn.execute(statement)

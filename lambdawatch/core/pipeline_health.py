@@ -226,9 +226,9 @@ def archive_lag(
             lag_hours / limit_hours, severity, "")  # fmt: skip
 
 
-def oldest_sample(store: HotStore) -> datetime | None:
-    """The oldest sample of any IP series: the archive has not moved it yet."""
-    firsts = [store.first_timestamp(key) for key in store.query_index({"source": "ip"})]
+def oldest_sample(store: HotStore, keys: list[str]) -> datetime | None:
+    """The oldest sample of the series ``keys``: the archive has not moved it yet."""
+    firsts = [store.first_timestamp(key) for key in keys]
     known = [first for first in firsts if first is not None]
     return datetime.fromtimestamp(min(known) / 1000, tz=UTC) if known else None
 
@@ -238,9 +238,10 @@ def record_hot_store_stats(
 ) -> tuple[int, int, datetime | None]:
     """Sample the hot store's series count, Redis memory and oldest sample; raise the archive
     lag anomaly past ``lag_limit_hours``. Returns (series, bytes, oldest)."""
-    series = len(store.query_index({"source": "ip"}))
+    keys = store.query_index({"source": "ip"})
+    series = len(keys)
     used = int(client.info("memory")["used_memory"])
-    oldest = oldest_sample(store)
+    oldest = oldest_sample(store, keys)
     sampled_at = conn.execute(
         "INSERT INTO hot_store_stats (sampled_at, backend, series, used_memory_bytes, "
         "oldest_sample_at) VALUES (now(), %s, %s, %s, %s) ON CONFLICT (sampled_at) DO NOTHING "

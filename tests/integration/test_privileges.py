@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 
 
 def attempt(conn: psycopg.Connection, statement: sql.Composable) -> bool:
-    """Whether ``role`` may run ``statement`` (rolled back either way): a refusal is
+    """Whether ``conn``'s role may run ``statement`` (rolled back either way): a refusal is
     PostgreSQL's insufficient privilege, anything else fails the test."""
     try:
         with conn.transaction(force_rollback=True):
