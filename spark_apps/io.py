@@ -40,7 +40,13 @@ log = logging.getLogger("lambdawatch.speed_layer")
 # A small micro-batch's Kafka read stalled for up to the consumer's fetch.max.wait.ms (500 ms by
 # default: measured, tasks of 270-550 ms reading 10-70 records, against at most 150 ms with a
 # 10 ms wait): the broker holds a fetch at the log end that long before answering empty.
-KAFKA_SOURCE_OPTIONS = {"kafka.fetch.max.wait.ms": "10"}
+KAFKA_SOURCE_OPTIONS = {
+    "kafka.fetch.max.wait.ms": "10",
+    # Records retention deleted before they were read (the layer was down longer than a topic
+    # keeps data) are skipped with Spark's warning, counted per batch (``lost_rows`` in
+    # speed_layer_progress) and shown on Pipeline health, instead of failing every restart.
+    "failOnDataLoss": "false",
+}
 # Records per topic read per micro-batch at most: bounds a batch's latency and memory.
 MAX_OFFSETS_PER_TRIGGER = 50_000
 
@@ -193,6 +199,7 @@ class StreamIO:
             .option("assign", json.dumps({t: [int(p) for p in parts] for t, parts in end.items()}))
             .option("startingOffsets", json.dumps(first))
             .option("endingOffsets", json.dumps(end))
+            .option("failOnDataLoss", KAFKA_SOURCE_OPTIONS["failOnDataLoss"])
             .load()
         )
 

@@ -176,9 +176,17 @@ class ProgressTable:
         self.pool = pool
 
     def record(self, progress: dict[str, Any]) -> None:
+        rows = progress_rows(progress)
+        for row in rows:
+            if row.lost_rows:
+                log.warning(
+                    "%s batch %d lost %d records of %s: retention deleted them before they "
+                    "were read",
+                    row.query, row.batch_id, row.lost_rows, row.source,
+                )  # fmt: skip
         try:
             with self.pool.connection(timeout=5) as conn:
-                write_progress(conn, progress_rows(progress))
+                write_progress(conn, rows)
         except Exception as error:  # see the class docstring
             log.warning("progress not recorded: %s", error)
 

@@ -43,6 +43,7 @@ class SourceProgress:
     batch_duration_ms: int | None
     watermark: str | None  # the event-time watermark the batch applied (a windowed query's)
     late_rows: int | None  # rows its stateful operators dropped as behind that watermark
+    lost_rows: int | None  # records retention deleted before the batch could read them
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,27 @@ def offsets_behind(source: Mapping[str, Any]) -> int | None:
     return int(float(metric)) if metric is not None else None
 
 
+def lost_rows(source: Mapping[str, Any]) -> int | None:
+    """Records a batch's offset range held that it could not read: retention had deleted them.
+
+    With ``failOnDataLoss`` off, Spark keeps the checkpointed start offsets in the progress but
+    reads from the earliest offset still there, so the range's size minus the rows read is
+    what was lost (event topics are neither compacted nor transactional: offsets are dense).
+    None when unknowable: the first batch (no start) or a partition new to this batch.
+    """
+    start, end = kafka_offsets(source.get("startOffset")), kafka_offsets(source.get("endOffset"))
+    if not start or not end:
+        return None
+    span = 0
+    for topic, partitions in end.items():
+        for partition, offset in partitions.items():
+            first = start.get(topic, {}).get(partition)
+            if first is None or int(first) < 0:  # new partition, or a symbolic start
+                return None
+            span += max(0, int(offset) - int(first))
+    return max(0, span - int(source.get("numInputRows") or 0))
+
+
 NO_WATERMARK = "1970-01-01T00:00:00.000Z"  # what Spark reports before the first event
 
 
@@ -127,6 +149,7 @@ def progress_rows(progress: Mapping[str, Any]) -> list[SourceProgress]:
                 batch_duration_ms=_int_or_none(progress.get("batchDuration")),
                 watermark=batch_watermark(progress),
                 late_rows=late_rows(progress),
+                lost_rows=lost_rows(source),
             )
         )
     return rows
@@ -146,15 +169,16 @@ def _int_or_none(value: Any) -> int | None:
 PROGRESS_UPSERT = """
 INSERT INTO speed_layer_progress (query, batch_id, source, batch_ts, input_rows,
     input_rows_per_second, processed_rows_per_second, offsets_behind_latest, batch_duration_ms,
-    watermark, late_rows)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+    watermark, late_rows, lost_rows)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
 ON CONFLICT (query, batch_id, source) DO UPDATE SET
     batch_ts = EXCLUDED.batch_ts, input_rows = EXCLUDED.input_rows,
     input_rows_per_second = EXCLUDED.input_rows_per_second,
     processed_rows_per_second = EXCLUDED.processed_rows_per_second,
     offsets_behind_latest = EXCLUDED.offsets_behind_latest,
     batch_duration_ms = EXCLUDED.batch_duration_ms,
-    watermark = EXCLUDED.watermark, late_rows = EXCLUDED.late_rows
+    watermark = EXCLUDED.watermark, late_rows = EXCLUDED.late_rows,
+    lost_rows = EXCLUDED.lost_rows
 """
 
 

@@ -494,6 +494,7 @@ TABLES = {
                 Column("batch_duration_ms", BIGINT, nullable=True),
                 Column("watermark", TIMESTAMPTZ, nullable=True),
                 Column("late_rows", BIGINT, nullable=True),
+                Column("lost_rows", BIGINT, nullable=True),
             ),
             key=("query", "batch_id", "source"),
             writers=(SPEED_LAYER,),
@@ -675,6 +676,7 @@ VIEWS = {
                 Column("batch_duration_ms", BIGINT, nullable=True),
                 Column("watermark", TIMESTAMPTZ, nullable=True),
                 Column("late_rows", BIGINT, nullable=True),
+                Column("lost_rows", BIGINT, nullable=True),
             ),
         ),
         Relation(
@@ -734,6 +736,16 @@ VIEWS = {
                 Column("batches_with_late_events", BIGINT, nullable=True),
                 Column("last_late_at", TIMESTAMPTZ, nullable=True),
                 Column("watermark", TIMESTAMPTZ, nullable=True),
+            ),
+        ),
+        Relation(
+            "v_lost_records",
+            (
+                Column("query", TEXT, nullable=True),
+                Column("source", TEXT, nullable=True),
+                Column("lost_records", NUMERIC, nullable=True),
+                Column("batches_with_lost_records", BIGINT, nullable=True),
+                Column("last_lost_at", TIMESTAMPTZ, nullable=True),
             ),
         ),
         Relation(

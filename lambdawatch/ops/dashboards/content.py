@@ -101,6 +101,13 @@ DATASETS = {
             None,
         ),
         Dataset(
+            "v_lost_records",
+            "Per speed-layer query and topic: records Kafka's retention deleted before the "
+            "query read them, in the last week (the layer was down longer than the topic keeps "
+            "data).",
+            None,
+        ),
+        Dataset(
             "v_backtest_runs",
             "One row per backtest: findings, and where labelled its precision, recall and median "
             "time to detect.",
@@ -506,13 +513,25 @@ DASHBOARDS = (
                     DATASETS["v_hot_store_stats"],
                     ("archive_lag_hours",),
                     time_grain="PT5M",
+                    width=7,
+                ),
+                Chart(
+                    "Records lost to retention per query and topic (last week)",
+                    DATASETS["v_lost_records"],
+                    "table",
+                    columns=("query", "source", "lost_records", "last_lost_at"),
+                    time_range="No filter",
+                    order_by=("lost_records", False),
+                    row_limit=50,
+                    width=5,
                 ),
             ),
         ),
         "Is data flowing: events/s and lag per topic, batch DAG freshness, hot-store size and "
         "how far behind its archive is, the "
-        "records a query could not write and set aside (dead letters or quarantine), and the "
-        "events that arrived behind a windowed query's watermark (dead letters, reason late).",
+        "records a query could not write and set aside (dead letters or quarantine), the "
+        "events that arrived behind a windowed query's watermark (dead letters, reason late), "
+        "and the records Kafka's retention deleted before the speed layer read them.",
     ),
     Dashboard(
         "Weather",

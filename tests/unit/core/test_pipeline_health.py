@@ -9,6 +9,7 @@ import pytest
 
 from lambdawatch.core.pipeline_health import (
     archive_lag,
+    lost_rows,
     offsets_behind,
     progress_rows,
     source_name,
@@ -96,6 +97,30 @@ def test_a_windowed_query_records_its_watermark_and_spark_s_late_count() -> None
     before = {**windowed, "eventTime": {"watermark": "1970-01-01T00:00:00.000Z"}}
     assert [(r.watermark, r.late_rows) for r in progress_rows(before)] == [(None, None)]
     assert {(r.watermark, r.late_rows) for r in progress_rows(PROGRESS)} == {(None, None)}
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "read", "lost"),
+    [
+        ({"t": {"0": 10, "1": 20}}, {"t": {"0": 15, "1": 30}}, 15, 0),  # everything read
+        ({"t": {"0": 10, "1": 20}}, {"t": {"0": 15, "1": 30}}, 9, 6),  # 6 deleted before
+        ({"t": {"0": 100}}, {"t": {"0": 200}}, 0, 100),  # the whole range was gone
+        (json.dumps({"t": {"0": 5}}), json.dumps({"t": {"0": 7}}), 2, 0),  # JSON strings
+        (None, {"t": {"0": 15}}, 15, None),  # a query's first batch: no start to compare
+        ({"t": {"0": 10}}, {"t": {"0": 15, "1": 4}}, 5, None),  # partition 1 new: unknown
+        ({"t": {"0": -2}}, {"t": {"0": 15}}, 5, None),  # a symbolic start (earliest)
+        ({"t": {"0": 10}}, {"t": {"0": 15}}, 8, 0),  # more than the range (never negative)
+    ],
+)
+def test_records_lost_are_the_offset_range_minus_the_rows_read(
+    start: object, end: object, read: int, lost: int | None
+) -> None:
+    source = {"startOffset": start, "endOffset": end, "numInputRows": read}
+    assert lost_rows(source) == lost
+
+
+def test_each_row_carries_the_records_its_batch_lost() -> None:
+    assert [row.lost_rows for row in progress_rows(PROGRESS)] == [0, None]
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,8 @@
 """Seeded fuzzing of ``parse_events`` on batch DataFrames: whatever bytes arrive (random bytes,
 deep nesting, huge numbers, wrong types, control characters, cut-off JSON, mutated valid
 events), every record is either one valid event or one bounded dead letter with a reason, its
-original size and hash. The 100,000-record run through the live layer belongs in bench/."""
+original size and hash (the kinds: ``tests.fuzz_records``). bench/faults sends 100,000 of them
+through the live speed layer."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import hashlib
 import json
 import math
 import random
-from collections.abc import Callable
 
 import pytest
 from pyspark.sql import SparkSession
@@ -18,68 +18,10 @@ from pyspark.sql import SparkSession
 from lambdawatch.core.events import SERVER_SCHEMA
 from lambdawatch.core.settings import DEAD_LETTER_ENVELOPE_BYTES
 from spark_apps.transforms.parsing import dead_letters_to_kafka, parse_events
+from tests.fuzz_records import LIMIT, fuzzed_record
 from tests.unit.spark_apps.frames import kafka_rows, server_event
 
 RECORDS = 600
-LIMIT = 4096  # dead letters keep at most this much of a record
-FIELDS = list(server_event())
-
-
-def random_bytes(rng: random.Random) -> bytes:
-    return rng.randbytes(rng.choice([0, 1, 7, 100, 5000, 20_000]))
-
-
-def deep_nesting(rng: random.Random) -> bytes:
-    depth = rng.choice([64, 1000, 10_000])
-    opener, closer = rng.choice([("[", "]"), ('{"a":', "}")])
-    return (opener * depth + "1" + closer * depth).encode()
-
-
-def huge_number(rng: random.Random) -> bytes:
-    number = rng.choice(["1e400", "-1e400", "9" * 400, "1" + "0" * 40, "NaN", "Infinity", "0x10"])
-    return (
-        json.dumps(server_event(cpu_usage=0))
-        .replace('"cpu_usage": 0', f'"cpu_usage": {number}')
-        .encode()
-    )
-
-
-def wrong_type(rng: random.Random) -> bytes:
-    field = rng.choice(FIELDS)
-    value = rng.choice([[1, 2], {"x": 1}, True, None, "text", 3.5, -1, ""])
-    return json.dumps(server_event(**{field: value})).encode()
-
-
-def control_characters(rng: random.Random) -> bytes:
-    text = "".join(chr(rng.randrange(0, 32)) for _ in range(rng.randrange(1, 20)))
-    event = json.dumps(server_event(city=text, datacenter=text))
-    return event.encode() if rng.random() < 0.5 else event.replace("\\u00", "\x00").encode()
-
-
-def cut_off(rng: random.Random) -> bytes:
-    whole = json.dumps(server_event()).encode()
-    return whole[: rng.randrange(0, len(whole))]
-
-
-def mutated(rng: random.Random) -> bytes:
-    event = server_event(event_id=f"fuzz-{rng.randrange(10**9)}")
-    for _ in range(rng.randrange(1, 4)):
-        field = rng.choice(FIELDS)
-        if rng.random() < 0.5:
-            event.pop(field, None)
-        else:
-            event[f"extra_{rng.randrange(100)}"] = rng.random()
-    return json.dumps(event).encode()
-
-
-def oversized(rng: random.Random) -> bytes:
-    return json.dumps(server_event(city="x" * rng.choice([LIMIT, 50_000]))).encode()
-
-
-KINDS: list[Callable[[random.Random], bytes]] = [
-    random_bytes, deep_nesting, huge_number, wrong_type, control_characters, cut_off, mutated,
-    oversized,
-]  # fmt: skip
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -87,7 +29,7 @@ def test_every_fuzzed_record_is_one_event_or_one_bounded_dead_letter(
     spark: SparkSession, seed: int
 ) -> None:
     rng = random.Random(seed)
-    records = [rng.choice(KINDS)(rng) for _ in range(RECORDS)]
+    records = [fuzzed_record(rng, server_event) for _ in range(RECORDS)]
     events, dead = parse_events(
         kafka_rows(spark, records), SERVER_SCHEMA, "fuzz", max_event_bytes=LIMIT * 4
     )
