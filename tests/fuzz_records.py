@@ -59,7 +59,8 @@ def mutated(rng: random.Random, event: Event) -> bytes:
 
 
 def oversized(rng: random.Random, event: Event) -> bytes:
-    return json.dumps(event(city="x" * rng.choice([LIMIT, 50_000]))).encode()
+    """Past the unit test's raw limit, and (70 KB) past the shipped 64 KB one."""
+    return json.dumps(event(city="x" * rng.choice([LIMIT, 50_000, 70_000]))).encode()
 
 
 KINDS: list[Callable[[random.Random, Event], bytes]] = [
