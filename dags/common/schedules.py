@@ -9,4 +9,5 @@ SCHEDULES: dict[str, str | None] = {
     "baseline_stats": "@hourly",
     "retrain_cdn_kmeans": "@daily",
     "archive_raw_events": "@hourly",
+    "apply_retention": "@daily",
 }

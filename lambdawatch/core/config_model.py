@@ -15,6 +15,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from lambdawatch.core.tables import RETAINED
+
 TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 IP_FEATURES = (
     "unq_dst_ip",
@@ -169,6 +171,9 @@ class HotStoreConfig(StrictModel):
     retention_hours: Annotated[float, Field(gt=0)] = 48.0
     hot_window_hours: Annotated[float, Field(gt=0)] = 6.0
     duplicate_policy: Literal["last", "first"] = "last"
+    # The archive's unit of work: about this many samples read, committed, verified and trimmed
+    # at a time, so its memory stays bounded whatever the backlog.
+    archive_chunk_samples: Annotated[int, Field(ge=1000, le=10_000_000)] = 500_000
 
     @field_validator("key_template")
     @classmethod
@@ -205,6 +210,7 @@ class SchedulesConfig(StrictModel):
     baseline_stats: str | None = "@hourly"
     retrain_cdn_kmeans: str | None = "@daily"
     archive_raw_events: str | None = "@hourly"
+    apply_retention: str | None = "@daily"
 
     @field_validator("*")
     @classmethod
@@ -317,6 +323,33 @@ class ModelsConfig(StrictModel):
     baselines: BaselineConfig = BaselineConfig()
     silence: SilenceConfig = SilenceConfig()
     metric_scores: MetricScoresConfig = MetricScoresConfig()
+
+
+class RetentionConfig(StrictModel):
+    """How many days of each large table are kept (``apply_retention``, daily): a table
+    partitioned by day loses whole days; the others have their old rows deleted."""
+
+    days: dict[str, Annotated[int, Field(ge=1, le=36_500)]] = {
+        "rt_cpu_windows": 7,
+        "rt_ip_windows": 30,
+        "rt_server_status": 90,
+        "rt_cdn_clusters": 14,
+        "ip_history": 400,
+        "anomalies": 180,
+        "speed_layer_progress": 14,
+    }
+    # Daily partitions made ahead of time, so rows seldom land in a table's DEFAULT partition.
+    days_ahead: Annotated[int, Field(ge=1, le=60)] = 7
+
+    @field_validator("days")
+    @classmethod
+    def _retained_tables(cls, value: dict[str, int]) -> dict[str, int]:
+        unknown = sorted(set(value) - set(RETAINED))
+        if unknown:
+            raise ValueError(
+                f"no retention for {', '.join(unknown)}; tables with one: {', '.join(RETAINED)}"
+            )
+        return value
 
 
 class IncidentsConfig(StrictModel):

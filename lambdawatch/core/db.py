@@ -164,6 +164,9 @@ def connect(
     return psycopg.connect(**_connection_kwargs(settings, secrets, dbname, role))
 
 
+RETENTION_FUNCTION = sql.SQL("lambdawatch_apply_retention(text, integer, integer)")
+
+
 def privilege_statements(settings: Settings) -> list[sql.Composable]:
     """Every grant of the platform database, derived from the declarations in
     ``lambdawatch.core.tables``; run by the owner after the migrations, each time (revoking
@@ -203,6 +206,11 @@ def privilege_statements(settings: Settings) -> list[sql.Composable]:
     for view in VIEWS:
         statements.append(sql.SQL("GRANT SELECT ON {} TO {}").format(sql.Identifier(view), reader))
     statements += [
+        # the one way a service changes a table's layout (sql/017): the batch role's retention
+        sql.SQL("REVOKE ALL ON FUNCTION {} FROM PUBLIC").format(RETENTION_FUNCTION),
+        sql.SQL("GRANT EXECUTE ON FUNCTION {} TO {}").format(
+            RETENTION_FUNCTION, sql.Identifier(ROLE_NAMES[BATCH])
+        ),
         sql.SQL("GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {}").format(
             sql.SQL(", ").join(services)
         ),

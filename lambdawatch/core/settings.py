@@ -27,6 +27,7 @@ from lambdawatch.core.config_model import (
     IncidentsConfig,
     IpConfig,
     ModelsConfig,
+    RetentionConfig,
     SchedulesConfig,
     TopicConfig,
     TopicRole,
@@ -41,6 +42,7 @@ CONFIG_FIELDS = (
     "models",
     "generators",
     "dead_letters",
+    "retention",
 )
 # What a dead letter holds besides its raw bytes (reason, coordinates, hash), and what a Kafka
 # record costs besides its key and value (batch and record headers), with room to spare.
@@ -140,6 +142,7 @@ class Settings(BaseSettings):
     incidents: IncidentsConfig = IncidentsConfig()
     generators: GeneratorsConfig = GeneratorsConfig()
     dead_letters: DeadLettersConfig = DeadLettersConfig()
+    retention: RetentionConfig = RetentionConfig()
 
     @classmethod
     def settings_customise_sources(

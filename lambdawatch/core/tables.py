@@ -57,6 +57,11 @@ class Relation:
     columns: tuple[Column, ...]
     key: tuple[str, ...] = ()
     writers: tuple[str, ...] = ()
+    # Retention: the column a row's age is counted by (``retention.days`` in config.json may
+    # name the table), and whether the table is partitioned by day on it (sql/017), so
+    # retention drops whole days instead of deleting rows.
+    time_column: str | None = None
+    partitioned_by_day: bool = False
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -118,6 +123,7 @@ TABLES = {
             key=ANOMALY_SHAPE_KEY,
             # the detectors; and Pipeline health's archive-lag finding (a batch task samples it)
             writers=(SPEED_LAYER, BATCH),
+            time_column="window_start",
         ),
         Relation(
             "backtest_runs",
@@ -370,6 +376,8 @@ TABLES = {
             ),
             key=("ip", "feature", "ts"),
             writers=(BATCH,),
+            time_column="ts",
+            partitioned_by_day=True,
         ),
         Relation(
             "model_registry",
@@ -401,6 +409,8 @@ TABLES = {
             ),
             key=("edge_id", "ts"),
             writers=(SPEED_LAYER,),
+            time_column="ts",
+            partitioned_by_day=True,
         ),
         Relation(
             "rt_cpu_windows",
@@ -419,6 +429,8 @@ TABLES = {
             key=("server_id", "window_start"),
             # the speed layer; and the demo, seeding the windows baseline_stats first learns from
             writers=(SPEED_LAYER, BATCH),
+            time_column="window_start",
+            partitioned_by_day=True,
         ),
         Relation(
             "rt_ip_windows",
@@ -433,6 +445,8 @@ TABLES = {
             ),
             key=("window_start", "src_ip", "feature"),
             writers=(SPEED_LAYER,),
+            time_column="window_start",
+            partitioned_by_day=True,
         ),
         Relation(
             "rt_server_status",
@@ -451,6 +465,8 @@ TABLES = {
             ),
             key=("window_start", "datacenter", "status_color", "severity_level"),
             writers=(SPEED_LAYER,),
+            time_column="window_start",
+            partitioned_by_day=True,
         ),
         Relation(
             "rt_weather",
@@ -498,6 +514,7 @@ TABLES = {
             ),
             key=("query", "batch_id", "source"),
             writers=(SPEED_LAYER,),
+            time_column="batch_ts",
         ),
     )
 }
@@ -831,3 +848,6 @@ VIEWS = {
         ),
     )
 }
+
+
+RETAINED = {name: relation for name, relation in TABLES.items() if relation.time_column}

@@ -1,11 +1,13 @@
 """archive_hot_store: hot-store samples older than the hot window → PostgreSQL ``ip_history``.
 
-Order matters for "loses nothing": COPY into a staging table, insert from it (a plain insert
-first; on a retry, where rows are already there, ``ON CONFLICT DO NOTHING``, so nothing is
-inserted twice), verify inside the same transaction that every staged sample is now in
-history, commit, and only then trim Redis. If PostgreSQL is down, the
-task fails before anything is trimmed; if it dies after the commit, the retry finds the rows
-already archived and finishes the trim.
+The backlog goes in time slices of about ``hot_store.archive_chunk_samples`` samples, oldest
+first, so memory stays bounded however far behind the archive is. Within a slice, order
+matters for "loses nothing": COPY into a staging table, insert from it (a plain insert first;
+on a retry, where rows are already there, ``ON CONFLICT DO NOTHING``, so nothing is inserted
+twice), verify inside the same transaction that every staged sample is now in history, commit,
+and only then trim that slice from Redis. If PostgreSQL is down, the task fails before
+anything is trimmed; if it dies after a commit, the retry finds those rows already archived
+and finishes the trim.
 """
 
 from __future__ import annotations
@@ -35,9 +37,10 @@ class ArchiveResult:
     inserted: int
     already_archived: int
     trimmed: int
-    # wall seconds per phase (read Redis, store in PostgreSQL, trim Redis): the task log's
-    # answer to "where did the hour go"
+    # wall seconds per phase (read Redis, store in PostgreSQL, trim Redis) over every chunk:
+    # the task log's answer to "where did the hour go"
     phase_seconds: dict[str, float] = field(default_factory=dict)
+    chunks: int = 0
 
 
 def archive_cutoff_ms(interval_end: datetime, hot_window_hours: float) -> int:
@@ -138,34 +141,102 @@ def store_history(conn: psycopg.Connection, rows: Sequence[HistoryRow]) -> tuple
     return inserted, staged - inserted
 
 
+MIN_SLICE_MS = 1_000
+# The first slice, before any density is known: short, since the next ones scale to the density
+# found (growing at most eightfold, so a backlog denser later on is not read whole).
+FIRST_SLICE_MS = 300_000
+MAX_GROWTH = 8
+
+
+def next_slice_ms(slice_ms: int, samples_read: int, chunk_samples: int) -> int:
+    """The next time slice's length: the last one scaled to the density it found, so a slice
+    holds about ``chunk_samples`` (growing at most ``MAX_GROWTH``-fold, never under 1 s)."""
+    if samples_read <= 0:
+        return slice_ms * MAX_GROWTH
+    scaled = slice_ms * chunk_samples // samples_read
+    return max(MIN_SLICE_MS, min(scaled, slice_ms * MAX_GROWTH))
+
+
+@dataclass
+class _Tally:
+    series: set[str] = field(default_factory=set)
+    samples: int = 0
+    inserted: int = 0
+    already: int = 0
+    trimmed: int = 0
+    chunks: int = 0
+    phases: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
+
+
+PHASES = ("read", "store", "trim")
+
+
+def archive_slice(
+    conn: psycopg.Connection,
+    store: HotStore,
+    settings: Settings,
+    start: int,
+    end: int,
+    tally: _Tally,
+) -> int:
+    """Archive the samples in ``[start, end)``: read, store (committed, verified), trim.
+    Returns how many there were."""
+    began = time.perf_counter()
+    series = {k: p for k, p in store.mrange({"source": "ip"}, start, end - 1).items() if p}
+    rows = history_rows(series, series_identity(store, settings, series))
+    stored = time.perf_counter()
+    tally.phases["read"] += stored - began
+    if not rows:
+        return 0
+    inserted, already = store_history(conn, rows)
+    trimming = time.perf_counter()
+    tally.phases["store"] += trimming - stored
+    # Only now, with this slice committed and verified, is it trimmed from Redis.
+    tally.trimmed += sum(store.delete_range(key, start, end - 1) for key in series)
+    tally.phases["trim"] += time.perf_counter() - trimming
+    tally.series.update(series)
+    tally.samples += len(rows)
+    tally.inserted += inserted
+    tally.already += already
+    tally.chunks += 1
+    return len(rows)
+
+
 def archive_hot_store(
     settings: Settings,
     interval_end: datetime,
     store: HotStore | None = None,
     secrets: Secrets | None = None,
 ) -> ArchiveResult:
-    """Move every IP sample older than the hot window from the hot store into history."""
+    """Move every IP sample older than the hot window from the hot store into history, a
+    bounded time slice at a time, oldest first."""
     cutoff = archive_cutoff_ms(interval_end, settings.hot_store.hot_window_hours)
     client = None
     if store is None:
         client = redis_client(settings)
         store = open_hot_store(client, settings)
-    phases: dict[str, float] = {}
-    started = time.perf_counter()
+    tally = _Tally()
     try:
-        series = {k: p for k, p in store.mrange({"source": "ip"}, 0, cutoff - 1).items() if p}
-        rows = history_rows(series, series_identity(store, settings, series))
-        phases["read"] = time.perf_counter() - started
-        inserted = already = trimmed = 0
-        if rows:
+        keys = store.query_index({"source": "ip"})
+        firsts = [t for t in (store.first_timestamp(key) for key in keys) if t is not None]
+        start, slice_ms = min(firsts, default=cutoff), FIRST_SLICE_MS
+        if start < cutoff:
             with db.connect(settings, secrets) as conn:
-                inserted, already = store_history(conn, rows)
-            phases["store"] = time.perf_counter() - started - phases["read"]
-            # Only now, with every sample committed and verified, is Redis trimmed.
-            trimmed = sum(store.delete_range(key, 0, cutoff - 1) for key in series)
-            phases["trim"] = time.perf_counter() - started - phases["read"] - phases["store"]
+                while start < cutoff:
+                    end = min(start + slice_ms, cutoff)
+                    found = archive_slice(conn, store, settings, start, end, tally)
+                    chunk = settings.hot_store.archive_chunk_samples
+                    start, slice_ms = end, next_slice_ms(slice_ms, found, chunk)
     finally:
         if client is not None:
             client.close()
-    rounded = {phase: round(seconds, 3) for phase, seconds in phases.items()}
-    return ArchiveResult(cutoff, len(series), len(rows), inserted, already, trimmed, rounded)
+    return ArchiveResult(
+        cutoff,
+        len(tally.series),
+        tally.samples,
+        tally.inserted,
+        tally.already,
+        tally.trimmed,
+        {phase: round(seconds, 3) for phase, seconds in tally.phases.items() if seconds},
+        tally.chunks,
+    )

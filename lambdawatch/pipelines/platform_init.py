@@ -19,6 +19,7 @@ SCHEDULED_DAGS = (
     "forecast_ip_traffic",
     "retrain_cdn_kmeans",
     "archive_raw_events",
+    "apply_retention",
 )
 # DAGs without a schedule that users trigger from a form: unpaused too, so a run starts at once.
 ON_DEMAND_DAGS = ("backtest",)

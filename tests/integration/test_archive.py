@@ -61,8 +61,8 @@ def test_archive_survives_postgres_loss_and_retries_cleanly(
         assert store.range(KEY, 0, 2**62) == before
         assert _history(settings, local_stack) == []
 
-        # 3. Redis goes away after the commit, before the trim: history has every sample,
-        #    Redis still has them too.
+        # 3. Redis goes away after the first slice's commit, before its trim: that slice is in
+        #    history, Redis still has every sample.
         def redis_lost(*_: object) -> int:
             raise ConnectionError("redis went away")
 
@@ -71,23 +71,88 @@ def test_archive_survives_postgres_loss_and_retries_cleanly(
             archive.archive_hot_store(settings, END, store, local_stack.secrets)
         monkeypatch.undo()
         assert store.range(KEY, 0, 2**62) == before
-        history = _history(settings, local_stack)
-        assert [row[0] for row in history] == sorted(stamps)
+        first_slice = [row[0] for row in _history(settings, local_stack)]
+        assert first_slice
+        assert set(first_slice) <= set(stamps)
 
-        # 4. The retry finds them archived (its plain insert hits a unique violation, so it
-        #    inserts if absent and verifies by lookup), inserts nothing, then trims.
+        # 4. The retry finds that slice archived (its plain insert hits a unique violation, so
+        #    it inserts if absent and verifies by lookup), archives the rest, then trims.
         result = archive.archive_hot_store(settings, END, store, local_stack.secrets)
-        assert result.inserted == 0
-        assert result.already_archived >= len(stamps)
+        assert result.already_archived >= len(first_slice)
+        assert result.inserted + result.already_archived >= len(stamps)
         assert result.trimmed >= len(stamps)
         assert store.range(KEY, 0, 2**62) == []
-        assert _history(settings, local_stack) == history
+        history = _history(settings, local_stack)
+        assert [row[0] for row in history] == sorted(stamps)
 
         # 5. Once more: nothing left to archive, nothing duplicated.
         again = archive.archive_hot_store(settings, END, store, local_stack.secrets)
         assert again.inserted == 0
         assert _history(settings, local_stack) == history
     finally:
+        client.close()
+
+
+def test_a_backlog_goes_in_bounded_slices_oldest_first_each_committed_then_trimmed(
+    local_stack: LocalStack, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three series of 2,000 one-second samples, a year older than any other test's, with
+    slices of about 1,000 samples: the third slice's commit fails. What came before is in
+    history and gone from Redis, the rest untouched in Redis, nothing in both; the retry
+    finishes, in several slices, with every sample archived once."""
+    small = settings.model_copy(
+        update={"hot_store": settings.hot_store.model_copy(update={"archive_chunk_samples": 1000})}
+    )
+    first = int(datetime(2025, 1, 1, tzinfo=UTC).timestamp() * 1000)
+    ips = [f"203.0.113.{n}" for n in (101, 102, 103)]
+    keys = {ip: f"test:archive-chunks:{ip}:bytesin" for ip in ips}
+    wanted = {(ip, first + s * 1000) for ip in ips for s in range(2000)}
+
+    def history() -> set[tuple[str, int]]:
+        with db.connect(settings, local_stack.secrets) as conn:
+            rows = conn.execute(
+                "SELECT ip, ts FROM ip_history WHERE ip = ANY(%s) AND feature = 'bytesin'",
+                (ips,),
+            ).fetchall()
+        return {(ip, int(ts.timestamp() * 1000)) for ip, ts in rows}
+
+    def hot() -> set[tuple[str, int]]:
+        return {(ip, ts) for ip, key in keys.items() for ts, _ in store.range(key, 0, 2**62)}
+
+    client = redis_client(settings)
+    try:
+        store = open_hot_store(client, settings)
+        for ip, key in keys.items():
+            store.ensure_series(key, {"source": "ip", "ip": ip, "feature": "bytesin"}, 0)
+            store.add([(key, ts, 1.0) for owner, ts in sorted(wanted) if owner == ip])
+        calls = []
+        real_store = archive.store_history
+
+        def failing_third(conn: psycopg.Connection, rows: list) -> tuple[int, int]:
+            calls.append(len(rows))
+            if len(calls) == 3:
+                raise psycopg.OperationalError("connection lost")
+            return real_store(conn, rows)
+
+        monkeypatch.setattr(archive, "store_history", failing_third)
+        with pytest.raises(psycopg.OperationalError):
+            archive.archive_hot_store(small, END, store, local_stack.secrets)
+        monkeypatch.undo()
+        archived, left = history(), hot()
+        assert archived
+        assert left
+        assert archived | left == wanted
+        assert not archived & left
+        assert max(ts for _, ts in archived) < min(ts for _, ts in left)  # oldest first
+        assert max(calls) <= 1100  # a slice: about the chunk (the density here is even)
+
+        result = archive.archive_hot_store(small, END, store, local_stack.secrets)
+        assert result.chunks > 1
+        assert history() == wanted
+        assert hot() == set()
+    finally:
+        for key in keys.values():
+            store.delete_range(key, 0, 2**62)
         client.close()
 
 

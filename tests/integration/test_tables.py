@@ -25,6 +25,16 @@ def catalog(local_stack: LocalStack, settings: Settings) -> dict[str, Any]:
             "USING (table_schema, table_name) WHERE c.table_schema = 'public' "
             "ORDER BY c.table_name, c.ordinal_position"
         ).fetchall()
+        partitions = {
+            row[0] for row in conn.execute("SELECT relname FROM pg_class WHERE relispartition")
+        }
+        partitioned = dict(
+            conn.execute(
+                "SELECT c.relname, a.attname FROM pg_partitioned_table p "
+                "JOIN pg_class c ON c.oid = p.partrelid "
+                "JOIN pg_attribute a ON a.attrelid = p.partrelid AND a.attnum = p.partattrs[0]"
+            ).fetchall()
+        )
         keys = conn.execute(
             "SELECT tc.table_name, k.column_name FROM information_schema.table_constraints tc "
             "JOIN information_schema.key_column_usage k "
@@ -34,9 +44,11 @@ def catalog(local_stack: LocalStack, settings: Settings) -> dict[str, Any]:
         ).fetchall()
     found: dict[str, Any] = {}
     for name, kind, column, data_type, nullable in columns:
-        if name in BOOKKEEPING:
+        if name in BOOKKEEPING or name in partitions:  # a day of a partitioned table
             continue
-        entry = found.setdefault(name, {"kind": kind, "columns": [], "key": []})
+        entry = found.setdefault(
+            name, {"kind": kind, "columns": [], "key": [], "partitioned_by": partitioned.get(name)}
+        )
         entry["columns"].append((column, data_type, nullable == "YES"))
     for name, column in keys:
         if name in found:
@@ -57,6 +69,9 @@ def test_every_relation_in_the_database_is_declared(catalog: dict[str, Any]) -> 
 def test_each_table_matches_its_declaration(catalog: dict[str, Any], name: str) -> None:
     assert catalog[name]["columns"] == _declared(TABLES[name])
     assert tuple(catalog[name]["key"]) == TABLES[name].key
+    declared = TABLES[name]
+    expected = declared.time_column if declared.partitioned_by_day else None
+    assert catalog[name]["partitioned_by"] == expected
 
 
 @pytest.mark.parametrize("name", sorted(VIEWS))

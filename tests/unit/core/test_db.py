@@ -80,3 +80,12 @@ def test_each_role_connects_as_its_own_login() -> None:
     names = {db.role_name(SETTINGS, role) for role in db.ROLE_NAMES}  # type: ignore[arg-type]
     assert len(names) == len(db.ROLE_NAMES)
     assert SETTINGS.postgres_user not in names
+
+
+def test_only_the_batch_role_may_run_retention() -> None:
+    statements = rendered()
+    function = "lambdawatch_apply_retention(text, integer, integer)"
+    revoke = statements.index(f"REVOKE ALL ON FUNCTION {function} FROM PUBLIC")
+    grants = [s for s in statements if s.startswith(f"GRANT EXECUTE ON FUNCTION {function}")]
+    assert grants == [f'GRANT EXECUTE ON FUNCTION {function} TO "{db.ROLE_NAMES["batch"]}"']
+    assert revoke < statements.index(grants[0])

@@ -60,6 +60,7 @@ EXPECTED_TASKS = {
     "forecast_ip_traffic": ["forecast", "record_run"],
     "retrain_cdn_kmeans": ["record_run", "train"],
     "archive_raw_events": ["archive", "record_run"],
+    "apply_retention": ["record_run", "retain"],
     "backtest": ["record_run", "run"],
 }
 
@@ -114,7 +115,7 @@ def test_schedules_follow_config(dagbag: dict) -> None:
     assert dags["InitialDag"]["is_paused_upon_creation"] is False
     schedules = load_settings().schedules
     scheduled = ("feed_events", "archive_hot_store", "baseline_stats", "retrain_cdn_kmeans",
-                 "archive_raw_events")  # fmt: skip
+                 "archive_raw_events", "apply_retention")  # fmt: skip
     for dag_id in scheduled:
         # interval timetables: the loads are keyed by a real, non-empty data interval
         assert dags[dag_id]["timetable"] == "CronDataIntervalTimetable", dag_id

@@ -12,7 +12,7 @@ from lambdawatch.core.secrets import Secrets
 from lambdawatch.core.settings import load_settings
 from lambdawatch.ops.stack.airflow_node import airflow_environment, metadata_url
 from lambdawatch.ops.stack.superset_node import superset_environment, superset_program
-from lambdawatch.pipelines.archive import archive_cutoff_ms, history_rows
+from lambdawatch.pipelines.archive import archive_cutoff_ms, history_rows, next_slice_ms
 from lambdawatch.pipelines.event_feed import interval_ms
 from lambdawatch.pipelines.spark_jobs import backtest_arguments, spark_submit_command
 from spark_apps.detectors.cdn_kmeans import should_promote
@@ -44,6 +44,23 @@ def test_interval_bounds_are_milliseconds_and_validated() -> None:
         interval_ms(END, END)
     with pytest.raises(ValueError, match="timezone-aware"):
         interval_ms(datetime(2026, 5, 1), datetime(2026, 5, 2))
+
+
+@pytest.mark.parametrize(
+    ("slice_ms", "read", "wanted"),
+    [
+        (3_600_000, 1_000_000, 1_800_000),  # twice too dense: half as long
+        (3_600_000, 500_000, 3_600_000),  # just right
+        (3_600_000, 100_000, 18_000_000),  # sparse: five times as long
+        (3_600_000, 10_000, 28_800_000),  # very sparse: at most eightfold
+        (3_600_000, 0, 28_800_000),  # empty: eightfold
+        (2_000, 10**9, 1_000),  # never under a second
+    ],
+)
+def test_a_slice_follows_the_density_the_last_one_found(
+    slice_ms: int, read: int, wanted: int
+) -> None:
+    assert next_slice_ms(slice_ms, read, 500_000) == wanted
 
 
 def test_archive_cutoff_counts_back_from_the_interval_not_now() -> None:
