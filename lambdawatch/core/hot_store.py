@@ -56,13 +56,19 @@ class HotStore(Protocol):
 
     def delete_range(self, key: str, start_ms: int, end_ms: int) -> int: ...
 
+    def delete_ranges(self, keys: Sequence[str], start_ms: int, end_ms: int) -> int:
+        """``delete_range`` of every key, in one round trip."""
+        ...
+
     def labels(self, key: str) -> dict[str, str]: ...
 
     def retention_ms(self, key: str) -> int: ...
 
     def set_retention(self, key: str, retention_ms: int) -> None: ...
 
-    def first_timestamp(self, key: str) -> int | None: ...
+    def first_timestamps(self, keys: Sequence[str]) -> dict[str, int | None]:
+        """Each key's oldest sample (None for an empty series), in one or two round trips."""
+        ...
 
     def query_index(self, filters: dict[str, str]) -> list[str]: ...
 
@@ -303,18 +309,30 @@ class PlainRedisStore:
     def delete_range(self, key: str, start_ms: int, end_ms: int) -> int:
         return int(self._delete(keys=[key], args=[start_ms, end_ms, BUCKET_MS]))
 
+    def delete_ranges(self, keys: Sequence[str], start_ms: int, end_ms: int) -> int:
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            self._delete(keys=[key], args=[start_ms, end_ms, BUCKET_MS], client=pipe)
+        return sum(int(removed) for removed in pipe.execute())
+
     def retention_ms(self, key: str) -> int:
         return self._retention([key])[key]
 
     def set_retention(self, key: str, retention_ms: int) -> None:
         self.client.hset(self._meta(key), "__retention_ms", retention_ms)
 
-    def first_timestamp(self, key: str) -> int | None:
-        first = self.client.zrange(f"{key}:b", 0, 0)
-        if not first:
-            return None
-        stamps = self.client.hkeys(f"{key}:h:{_text(first[0])}")
-        return min(int(stamp) for stamp in stamps) if stamps else None
+    def first_timestamps(self, keys: Sequence[str]) -> dict[str, int | None]:
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.zrange(f"{key}:b", 0, 0)
+        buckets = {key: first[0] for key, first in zip(keys, pipe.execute(), strict=True) if first}
+        for key, bucket in buckets.items():
+            pipe.hkeys(f"{key}:h:{_text(bucket)}")
+        stamps = dict(zip(buckets, pipe.execute(), strict=True))
+        return {
+            key: min(int(stamp) for stamp in stamps[key]) if stamps.get(key) else None
+            for key in keys
+        }
 
     def labels(self, key: str) -> dict[str, str]:
         meta = self.client.hgetall(self._meta(key))
@@ -404,6 +422,12 @@ class TimeSeriesStore:
     def delete_range(self, key: str, start_ms: int, end_ms: int) -> int:
         return int(self.client.execute_command("TS.DEL", key, start_ms, end_ms))
 
+    def delete_ranges(self, keys: Sequence[str], start_ms: int, end_ms: int) -> int:
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.execute_command("TS.DEL", key, start_ms, end_ms)
+        return sum(int(removed) for removed in pipe.execute())
+
     def _info(self, key: str) -> dict[str, object]:
         info = self.client.execute_command("TS.INFO", key)
         if isinstance(info, list):
@@ -416,9 +440,14 @@ class TimeSeriesStore:
     def set_retention(self, key: str, retention_ms: int) -> None:
         self.client.execute_command("TS.ALTER", key, "RETENTION", retention_ms)
 
-    def first_timestamp(self, key: str) -> int | None:
-        first = self.client.execute_command("TS.RANGE", key, "-", "+", "COUNT", 1)
-        return int(first[0][0]) if first else None
+    def first_timestamps(self, keys: Sequence[str]) -> dict[str, int | None]:
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.execute_command("TS.RANGE", key, "-", "+", "COUNT", 1)
+        return {
+            key: int(first[0][0]) if first else None
+            for key, first in zip(keys, pipe.execute(), strict=True)
+        }
 
     def labels(self, key: str) -> dict[str, str]:
         raw = self._info(key).get("labels", [])

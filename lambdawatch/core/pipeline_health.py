@@ -252,8 +252,7 @@ def archive_lag(
 
 def oldest_sample(store: HotStore, keys: list[str]) -> datetime | None:
     """The oldest sample of the series ``keys``: the archive has not moved it yet."""
-    firsts = [store.first_timestamp(key) for key in keys]
-    known = [first for first in firsts if first is not None]
+    known = [first for first in store.first_timestamps(keys).values() if first is not None]
     return datetime.fromtimestamp(min(known) / 1000, tz=UTC) if known else None
 
 

@@ -192,7 +192,7 @@ def archive_slice(
     trimming = time.perf_counter()
     tally.phases["store"] += trimming - stored
     # Only now, with this slice committed and verified, is it trimmed from Redis.
-    tally.trimmed += sum(store.delete_range(key, start, end - 1) for key in series)
+    tally.trimmed += store.delete_ranges(list(series), start, end - 1)
     tally.phases["trim"] += time.perf_counter() - trimming
     tally.series.update(series)
     tally.samples += len(rows)
@@ -218,7 +218,7 @@ def archive_hot_store(
     tally = _Tally()
     try:
         keys = store.query_index({"source": "ip"})
-        firsts = [t for t in (store.first_timestamp(key) for key in keys) if t is not None]
+        firsts = [t for t in store.first_timestamps(keys).values() if t is not None]
         start, slice_ms = min(firsts, default=cutoff), FIRST_SLICE_MS
         if start < cutoff:
             with db.connect(settings, secrets) as conn:

@@ -66,7 +66,7 @@ def test_archive_survives_postgres_loss_and_retries_cleanly(
         def redis_lost(*_: object) -> int:
             raise ConnectionError("redis went away")
 
-        monkeypatch.setattr(store, "delete_range", redis_lost)
+        monkeypatch.setattr(store, "delete_ranges", redis_lost)
         with pytest.raises(ConnectionError):
             archive.archive_hot_store(settings, END, store, local_stack.secrets)
         monkeypatch.undo()

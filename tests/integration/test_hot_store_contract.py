@@ -175,16 +175,20 @@ def test_retention_switched_off_keeps_every_sample(
     assert len(store.range("ts:keep", 0, T0 + HOUR)) == 30
 
 
-def test_first_timestamp_is_the_oldest_sample_held(backend: str, client: redis.Redis) -> None:
+def test_first_timestamps_are_the_oldest_samples_held(backend: str, client: redis.Redis) -> None:
     store = make_store(backend, client)
     store.ensure_series("ts:first", {"ip": "f"}, 0)
-    assert store.first_timestamp("ts:first") is None
+    store.ensure_series("ts:other", {"ip": "o"}, 0)
+    assert store.first_timestamps(["ts:first", "ts:other"]) == {"ts:first": None, "ts:other": None}
     # in time order: fakeredis's TS.* keeps out-of-order samples as they came
-    store.add([("ts:first", T0 + 30_000, 2.0)])
+    store.add([("ts:first", T0 + 30_000, 2.0), ("ts:other", T0 + 7, 3.0)])
     store.add([("ts:first", T0 + HOUR + i, 1.0) for i in (1, 5, 9)])  # the next hour's bucket
-    assert store.first_timestamp("ts:first") == T0 + 30_000
-    store.delete_range("ts:first", 0, T0 + HOUR + 1)
-    assert store.first_timestamp("ts:first") == T0 + HOUR + 5
+    firsts = store.first_timestamps(["ts:first", "ts:other"])
+    assert firsts == {"ts:first": T0 + 30_000, "ts:other": T0 + 7}
+    assert store.delete_ranges(["ts:first", "ts:other"], 0, T0 + HOUR + 1) == 3
+    assert store.first_timestamps(["ts:first", "ts:other"]) == {
+        "ts:first": T0 + HOUR + 5, "ts:other": None,
+    }  # fmt: skip
 
 
 def test_delete_range_removes_only_that_range(backend: str, client: redis.Redis) -> None:
