@@ -75,6 +75,18 @@ class TopicConfig(StrictModel):
     # The topic's ``max.message.bytes`` and the ``max.request.size`` of every producer we run
     # that writes to it: one figure, so nothing we write is refused by the broker.
     max_message_bytes: Annotated[int, Field(ge=16 * 1024, le=64 * 1024 * 1024)] = 1024 * 1024
+    # Replicas that must have a write before an acks=all producer hears it succeeded: with
+    # three replicas, 2 lets one broker be lost without losing an acknowledged record.
+    min_insync_replicas: Annotated[int, Field(ge=1, le=16)] = 1
+
+    @model_validator(mode="after")
+    def _quorum_within_replicas(self) -> TopicConfig:
+        if self.min_insync_replicas > self.replication_factor:
+            raise ValueError(
+                f"min_insync_replicas ({self.min_insync_replicas}) exceeds replication_factor "
+                f"({self.replication_factor}): no write could ever succeed"
+            )
+        return self
 
 
 class IpConfig(StrictModel):

@@ -38,6 +38,7 @@ def topic_configs(topic: TopicConfig) -> dict[str, str]:
         "retention.ms": str(topic.retention_ms),
         "cleanup.policy": topic.cleanup_policy,
         "max.message.bytes": str(topic.max_message_bytes),
+        "min.insync.replicas": str(topic.min_insync_replicas),
     }
 
 

@@ -89,6 +89,8 @@ class Settings(BaseSettings):
     kafka_heap_mb: Annotated[int, Field(ge=128, le=65536)] = 512
     # Overrides every topic's replication factor (config.json) for a cluster with more brokers.
     kafka_replication_factor: Annotated[int, Field(ge=1, le=16)] | None = None
+    # ... and their min.insync.replicas (2 for three replicas: one broker may be lost).
+    kafka_min_insync_replicas: Annotated[int, Field(ge=1, le=16)] | None = None
 
     postgres_host: str = "127.0.0.1"
     postgres_port: Port = 15432
@@ -186,6 +188,15 @@ class Settings(BaseSettings):
                     f"is below the largest dead letter ({largest} bytes for "
                     f"dead_letters.max_raw_bytes={self.dead_letters.max_raw_bytes})"
                 )
+        for index, topic in enumerate(self.topics):
+            replicas = self.kafka_replication_factor or topic.replication_factor
+            quorum = self.kafka_min_insync_replicas or topic.min_insync_replicas
+            if quorum > replicas:
+                problems.append(
+                    f"KAFKA_MIN_INSYNC_REPLICAS: {quorum} exceeds topics[{index}]'s "
+                    f"replication factor {replicas}"
+                )
+                break
         if "ip_events" in roles:
             partitions = self.topic("ip_events").partitions
             for ip, partition in self.ips.partition_map.items():
@@ -271,11 +282,16 @@ class Settings(BaseSettings):
 
     @cached_property
     def kafka_topics(self) -> list[TopicConfig]:
-        """The topics to create: config.json's, with KAFKA_REPLICATION_FACTOR applied."""
-        if self.kafka_replication_factor is None:
+        """The topics to create: config.json's, with KAFKA_REPLICATION_FACTOR and
+        KAFKA_MIN_INSYNC_REPLICAS applied (validated together: the quorum within the replicas)."""
+        update: dict[str, int] = {}
+        if self.kafka_replication_factor is not None:
+            update["replication_factor"] = self.kafka_replication_factor
+        if self.kafka_min_insync_replicas is not None:
+            update["min_insync_replicas"] = self.kafka_min_insync_replicas
+        if not update:
             return list(self.topics)
-        factor = {"replication_factor": self.kafka_replication_factor}
-        return [topic.model_copy(update=factor) for topic in self.topics]
+        return [TopicConfig(**{**topic.model_dump(), **update}) for topic in self.topics]
 
     @property
     def dead_letter_max_bytes(self) -> int:

@@ -87,8 +87,7 @@ def compose(env_file: dict[str, str]) -> dict[str, Any]:
     return interpolate(RAW, env_file)  # type: ignore[no-any-return]
 
 
-@pytest.fixture
-def container_settings(monkeypatch: pytest.MonkeyPatch, compose: dict[str, Any]) -> Any:
+def container_loader(monkeypatch: pytest.MonkeyPatch, compose: dict[str, Any]) -> Any:
     """Settings and secrets as a service's container loads them (no .env in the image)."""
     names = {name.upper() for name in Settings.model_fields} | set(GENERATORS)
     names |= {
@@ -111,6 +110,11 @@ def container_settings(monkeypatch: pytest.MonkeyPatch, compose: dict[str, Any])
         return settings, secrets_for(settings), env
 
     return load
+
+
+@pytest.fixture
+def container_settings(monkeypatch: pytest.MonkeyPatch, compose: dict[str, Any]) -> Any:
+    return container_loader(monkeypatch, compose)
 
 
 # The secrets each container is given: only those it uses (least privilege).
@@ -326,3 +330,49 @@ def test_each_container_is_given_only_the_secrets_it_uses(
     assert {name for name, value in secret_values.items() if value in given} == SECRETS_GIVEN.get(
         service, set()
     )
+
+
+REPLICATED_ENV = ROOT / "deploy" / "replicated.env"
+
+
+def test_the_replicated_profile_runs_three_voting_nodes_and_replicates_every_topic(
+    env_file: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """deploy/replicated.env: three broker+controller nodes, each a voter; Kafka's internal
+    topics and ours at RF 3 with min.insync.replicas 2; clients bootstrap from every node."""
+    lines = REPLICATED_ENV.read_text().splitlines()
+    pairs = (line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
+    replicated = dict(pairs)
+    compose = interpolate(RAW, {**env_file, **replicated})
+    profiles = set(replicated["COMPOSE_PROFILES"].split(","))
+    nodes = {
+        name: spec["environment"]
+        for name, spec in compose["services"].items()
+        if name.startswith("kafka-")
+        and (not spec.get("profiles") or profiles & set(spec["profiles"]))
+    }
+    assert set(nodes) == {"kafka-1", "kafka-2", "kafka-3"}
+    voters = {}
+    for name, env in nodes.items():
+        assert env["KAFKA_PROCESS_ROLES"] == "broker,controller", name
+        controller = next(
+            int(listener.rsplit(":", 1)[1])
+            for listener in env["KAFKA_LISTENERS"].split(",")
+            if listener.startswith("CONTROLLER://")
+        )
+        voters[f"{env['KAFKA_NODE_ID']}@{name}:{controller}"] = name
+        for key in ("OFFSETS_TOPIC", "TRANSACTION_STATE_LOG", "SHARE_COORDINATOR_STATE_TOPIC"):
+            assert env[f"KAFKA_{key}_REPLICATION_FACTOR"] == "3", (name, key)
+        assert env["KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"] == "2"
+        assert env["KAFKA_MIN_INSYNC_REPLICAS"] == "2"
+    for env in nodes.values():  # one quorum, naming exactly these nodes
+        assert set(env["KAFKA_CONTROLLER_QUORUM_VOTERS"].split(",")) == set(voters)
+    assert len({env["KAFKA_NODE_ID"] for env in nodes.values()}) == 3
+    for name in nodes:  # no node waits on another: a quorum forms only once two are up
+        assert "depends_on" not in compose["services"][name] or name == "kafka-1"
+
+    settings, _, _ = container_loader(monkeypatch, compose)("speed-layer")
+    assert set(settings.kafka_bootstrap.split(",")) == {f"{n}:9092" for n in nodes}
+    assert {(t.replication_factor, t.min_insync_replicas) for t in settings.kafka_topics} == {
+        (3, 2)
+    }

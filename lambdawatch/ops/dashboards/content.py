@@ -336,6 +336,9 @@ DASHBOARDS = (
                     "heatmap",
                     metrics=("mean_cpu",),
                     groupby=("server_id",),
+                    # a minute per column: an hour reads; a day (8.6 M windows at 50 servers)
+                    # is neither readable nor quick
+                    time_range=LAST_HOUR,
                     width=12,
                     height=80,
                 ),

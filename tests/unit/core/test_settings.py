@@ -242,3 +242,13 @@ def test_replication_factor_override_applies_to_every_topic() -> None:
     assert {topic.replication_factor for topic in settings.kafka_topics} == {2}
     assert [t.name for t in settings.kafka_topics] == [t.name for t in settings.topics]
     assert load_settings().kafka_topics == list(load_settings().topics)
+
+
+def test_a_replicated_cluster_sets_every_topic_s_write_quorum() -> None:
+    settings = load_settings(kafka_replication_factor=3, kafka_min_insync_replicas=2)
+    assert {(t.replication_factor, t.min_insync_replicas) for t in settings.kafka_topics} == {
+        (3, 2)
+    }
+    assert {topic_configs(t)["min.insync.replicas"] for t in settings.kafka_topics} == {"2"}
+    with pytest.raises(ConfigError, match="KAFKA_MIN_INSYNC_REPLICAS: 2 exceeds"):
+        load_settings(kafka_min_insync_replicas=2)  # one replica cannot make a quorum of two
