@@ -111,20 +111,31 @@ def drain(start: Callable[[], Any]) -> float:
 
 
 @contextmanager
-def running_stack(components: list[str] | None = None) -> Iterator[tuple[Settings, Any]]:
+def running_stack(
+    components: list[str] | None = None, profile: str = "single"
+) -> Iterator[tuple[Settings, Any]]:
     """An isolated local stack, up for the duration of the block (on a clean tree: see
-    ``require_clean_tree``, checked first so a dirty run fails before it starts)."""
-    from lambdawatch.ops.stack.local import LocalStack
+    ``require_clean_tree``, checked first so a dirty run fails before it starts). In the
+    cluster profile, ``kafka`` stands for its three nodes and brings the Spark cluster too."""
+    from lambdawatch.ops.stack.local import LocalStack, kafka_names, spark_names
 
     require_clean_tree()
     with isolated_environment(prefix="lambdawatch-bench-"):
-        settings = load_settings()
-        stack = LocalStack(settings)
+        os.environ["STACK_PROFILE"] = profile
         try:
-            stack.up(components, on_event=lambda _m: None)
-            yield settings, stack
+            settings = load_settings()
+            stack = LocalStack(settings)
+            chosen = components
+            if components is not None and "kafka" in components and profile == "cluster":
+                chosen = [c for c in components if c != "kafka"]
+                chosen += [*kafka_names(settings), *spark_names(settings)]
+            try:
+                stack.up(chosen, on_event=lambda _m: None)
+                yield settings, stack
+            finally:
+                stack.down()
         finally:
-            stack.down()
+            os.environ.pop("STACK_PROFILE", None)
 
 
 PERF_LINE = re.compile(
@@ -186,7 +197,8 @@ def ensure_passthrough_topic(settings: Settings) -> str:
     shaped like the input topic; returns its name."""
     from lambdawatch.core.kafka_admin import admin_client, ensure_topics
 
-    topic = settings.topic("server_events").model_copy(update={"name": PASSTHROUGH_TOPIC})
+    shape = next(t for t in settings.kafka_topics if t.role == "server_events")  # RF included
+    topic = shape.model_copy(update={"name": PASSTHROUGH_TOPIC})
     admin = admin_client(settings.kafka_bootstrap)
     try:
         ensure_topics(admin, [topic])

@@ -16,11 +16,18 @@ incidents checkpoint catches up with a feed's history (its tables are emptied be
 drain, so cold and warm start alike).
 
 Goal (issue 3/6): >= 50,000 events/s sustained. Live latency is ``bench/speed_layer_latency``.
+
+Each profile runs in its own process on its own stack, the same run (issue 19): ``single``
+(one Kafka node, Spark ``local[*]`` in the driver) and ``cluster`` (three Kafka nodes at RF 3,
+the driver submitting to a standalone master with two workers, at most ``speed_layer_cores``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
+import sys
 import tempfile
 from functools import partial
 from pathlib import Path
@@ -56,17 +63,58 @@ def load_backlog(settings: Any, events: int) -> int:
     return len(batch.events)
 
 
+PROFILES = ("single", "cluster")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=300_000)
+    parser.add_argument("--profile", choices=PROFILES, help=argparse.SUPPRESS)
+    parser.add_argument("--output", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.profile:
+        result = measure(args.events, args.profile)
+        args.output.write_text(json.dumps(result))
+        return
+    console = Console()
+    profiles: dict[str, Any] = {}
+    for profile in PROFILES:  # one process each: a JVM serves one Spark master
+        with tempfile.TemporaryDirectory() as scratch:
+            output = Path(scratch) / "result.json"
+            subprocess.run(
+                [sys.executable, "-m", "bench.speed_layer", "--events", str(args.events),
+                 "--profile", profile, "--output", str(output)],
+                check=True,
+            )  # fmt: skip
+            profiles[profile] = json.loads(output.read_text())
+        console.print(f"{profile}: {profiles[profile]['ratios_to_passthrough']}")
+    single = profiles["single"]
+    result = {
+        **single,  # the single profile's figures stay where earlier runs had them
+        "profiles": profiles,
+        "cluster_warm_events_per_s_vs_single": {
+            name: round(
+                profiles["cluster"]["queries"][name]["warm"]["events_per_s"]
+                / single["queries"][name]["warm"]["events_per_s"],
+                3,
+            )
+            for name in single["queries"]
+        },
+    }
+    path = write_result("speed_layer", result)
+    console.print_json(data=result)
+    console.print(f"written to {path}")
+
+
+def measure(events: int, profile: str) -> dict[str, Any]:
+    """Every drain on a stack of ``profile``: the figures of one profile."""
     console = Console()
     results: dict[str, Any] = {}
-    with running_stack(["postgres", "kafka"]) as (settings, stack):
+    with running_stack(["postgres", "kafka"], profile=profile) as (settings, stack):
         admin = admin_client(settings.kafka_bootstrap)
-        ensure_topics(admin, settings.topics)
+        ensure_topics(admin, settings.kafka_topics)
         admin.close()
-        loaded = load_backlog(settings, args.events)
+        loaded = load_backlog(settings, events)
         spark = speed_layer_session(settings, "bench-speed-layer")
         spark.sparkContext.setLogLevel("ERROR")
         scratch = Path(tempfile.mkdtemp(prefix="bench-speed-"))
@@ -119,7 +167,10 @@ def main() -> None:
             layer.close()
     reference = results["passthrough_reference"]
     warm = {name: runs["warm"]["events_per_s"] for name, runs in results.items()}
-    result = {
+    return {
+        "profile": profile,
+        "spark_master": settings.spark_master_url,
+        "kafka_nodes": len(settings.kafka_nodes),
         "backlog_events": loaded,
         "queries": results,
         "cpu_windows_written": windows,
@@ -136,9 +187,6 @@ def main() -> None:
             "met": min(r for n, r in warm.items() if n != "passthrough_reference") >= 50_000,
         },
     }
-    path = write_result("speed_layer", result)
-    console.print_json(data=result)
-    console.print(f"written to {path}")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ def build_session(
     """A session with small-cluster defaults; ``extra`` overrides any of them."""
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    chosen_master = master or (settings.spark_master if settings else "local[*]")
+    chosen_master = master or (settings.spark_master_url if settings else "local[*]")
     builder = (
         SparkSession.builder.master(chosen_master)
         .appName(app_name)

@@ -235,13 +235,18 @@ def speed_layer_session(
     app_name: str = "lambdawatch-speed-layer",
     extra: dict[str, str] | None = None,
 ) -> SparkSession:
-    """The session the speed layer's queries are tuned for (benchmarks build it too)."""
+    """The session the speed layer's queries are tuned for (benchmarks build it too). On a
+    cluster it takes at most ``speed_layer_cores``: it never ends, and batch jobs need cores."""
+    cluster = {} if settings.spark_is_local else {
+        "spark.cores.max": str(settings.speed_layer_cores),
+        "spark.driver.host": settings.driver_host,
+    }  # fmt: skip
     return build_session(
         app_name,
         settings,
         with_jdbc=True,  # the baselines' stream-static join
         shuffle_partitions=settings.speed_layer_partitions,
-        extra={**STATE_STORE, **(extra or {})},
+        extra={**STATE_STORE, **cluster, **(extra or {})},
     )
 
 

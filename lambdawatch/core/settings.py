@@ -83,9 +83,20 @@ class Settings(BaseSettings):
     bind_host: str = "127.0.0.1"
     service_user: str = "postgres"
 
+    # "cluster" (``lambdawatch up --profile cluster``): the distributed topology on one machine,
+    # three Kafka nodes (broker + controller each) and a Spark standalone master with two workers
+    stack_profile: Literal["single", "cluster"] = "single"
     kafka_bootstrap_servers: str | None = None
     kafka_port: Port = 19092
     kafka_controller_port: Port = 19093
+    kafka_port_2: Port = 19192  # the cluster profile's second and third nodes
+    kafka_controller_port_2: Port = 19193
+    kafka_port_3: Port = 19292
+    kafka_controller_port_3: Port = 19293
+    spark_master_port: Port = 17077  # the cluster profile's standalone master
+    spark_master_ui_port: Port = 18090
+    spark_worker_ui_port_1: Port = 18091
+    spark_worker_ui_port_2: Port = 18092
     kafka_heap_mb: Annotated[int, Field(ge=128, le=65536)] = 512
     # Overrides every topic's replication factor (config.json) for a cluster with more brokers.
     kafka_replication_factor: Annotated[int, Field(ge=1, le=16)] | None = None
@@ -107,6 +118,9 @@ class Settings(BaseSettings):
     # partition is one more task and state commit per stateful operator per trigger, so about
     # the cores it has (fixed per checkpoint: a new value applies to new query versions).
     speed_layer_partitions: Annotated[int, Field(ge=1, le=1024)] = 2
+    # On a spark:// master, the cores the always-on speed layer may hold (spark.cores.max), so
+    # batch jobs submitted beside it still get executors.
+    speed_layer_cores: Annotated[int, Field(ge=1, le=4096)] = 2
     # The address executors reach a driver at (a container's service name in docker-compose);
     # default: BIND_HOST, which is right for local mode.
     spark_driver_host: str | None = None
@@ -188,9 +202,10 @@ class Settings(BaseSettings):
                     f"is below the largest dead letter ({largest} bytes for "
                     f"dead_letters.max_raw_bytes={self.dead_letters.max_raw_bytes})"
                 )
+        default_replicas, default_quorum = self.replication_defaults
         for index, topic in enumerate(self.topics):
-            replicas = self.kafka_replication_factor or topic.replication_factor
-            quorum = self.kafka_min_insync_replicas or topic.min_insync_replicas
+            replicas = default_replicas or topic.replication_factor
+            quorum = default_quorum or topic.min_insync_replicas
             if quorum > replicas:
                 problems.append(
                     f"KAFKA_MIN_INSYNC_REPLICAS: {quorum} exceeds topics[{index}]'s "
@@ -217,6 +232,17 @@ class Settings(BaseSettings):
                 "SUPERSET_PORT": self.superset_port,
                 "SPARK_UI_PORT": self.spark_ui_port,
             }
+            if self.stack_profile == "cluster":
+                ports |= {
+                    "KAFKA_PORT_2": self.kafka_port_2,
+                    "KAFKA_CONTROLLER_PORT_2": self.kafka_controller_port_2,
+                    "KAFKA_PORT_3": self.kafka_port_3,
+                    "KAFKA_CONTROLLER_PORT_3": self.kafka_controller_port_3,
+                    "SPARK_MASTER_PORT": self.spark_master_port,
+                    "SPARK_MASTER_UI_PORT": self.spark_master_ui_port,
+                    "SPARK_WORKER_UI_PORT_1": self.spark_worker_ui_port_1,
+                    "SPARK_WORKER_UI_PORT_2": self.spark_worker_ui_port_2,
+                }
             by_port: dict[int, str] = {}
             for name, port in ports.items():
                 if port in by_port:
@@ -237,8 +263,31 @@ class Settings(BaseSettings):
         return (self.var_dir or self.root / "var").resolve()
 
     @cached_property
+    def kafka_nodes(self) -> list[tuple[int, int, int]]:
+        """The local Kafka nodes: (node id, broker port, controller port); three in the
+        cluster profile."""
+        nodes = [(1, self.kafka_port, self.kafka_controller_port)]
+        if self.stack_profile == "cluster":
+            nodes += [
+                (2, self.kafka_port_2, self.kafka_controller_port_2),
+                (3, self.kafka_port_3, self.kafka_controller_port_3),
+            ]
+        return nodes
+
+    @cached_property
     def kafka_bootstrap(self) -> str:
-        return self.kafka_bootstrap_servers or f"{self.bind_host}:{self.kafka_port}"
+        """Every node, so a client finds the cluster whichever node is down."""
+        return self.kafka_bootstrap_servers or ",".join(
+            f"{self.bind_host}:{port}" for _, port, _ in self.kafka_nodes
+        )
+
+    @cached_property
+    def spark_master_url(self) -> str:
+        """Where Spark applications are submitted: ``SPARK_MASTER``, or in the cluster profile
+        (when that is left at local) its standalone master."""
+        if self.stack_profile == "cluster" and self.spark_master.startswith("local"):
+            return f"spark://{self.bind_host}:{self.spark_master_port}"
+        return self.spark_master
 
     @cached_property
     def driver_host(self) -> str:
@@ -246,7 +295,7 @@ class Settings(BaseSettings):
 
     @cached_property
     def spark_is_local(self) -> bool:
-        return self.spark_master.startswith("local")
+        return self.spark_master_url.startswith("local")
 
     @cached_property
     def airflow_base_url(self) -> str:
@@ -280,15 +329,26 @@ class Settings(BaseSettings):
         """The interpreter that runs PySpark drivers and workers (spark-submit lives beside it)."""
         return self.spark_python or self.root / ".venv" / "bin" / "python"
 
+    @property
+    def replication_defaults(self) -> tuple[int | None, int | None]:
+        """(replicas, write quorum) every topic gets: KAFKA_REPLICATION_FACTOR and
+        KAFKA_MIN_INSYNC_REPLICAS, else 3 and 2 in the cluster profile, else config.json's."""
+        cluster = self.stack_profile == "cluster"
+        return (
+            self.kafka_replication_factor or (3 if cluster else None),
+            self.kafka_min_insync_replicas or (2 if cluster else None),
+        )
+
     @cached_property
     def kafka_topics(self) -> list[TopicConfig]:
         """The topics to create: config.json's, with KAFKA_REPLICATION_FACTOR and
         KAFKA_MIN_INSYNC_REPLICAS applied (validated together: the quorum within the replicas)."""
         update: dict[str, int] = {}
-        if self.kafka_replication_factor is not None:
-            update["replication_factor"] = self.kafka_replication_factor
-        if self.kafka_min_insync_replicas is not None:
-            update["min_insync_replicas"] = self.kafka_min_insync_replicas
+        replicas, quorum = self.replication_defaults
+        if replicas is not None:
+            update["replication_factor"] = replicas
+        if quorum is not None:
+            update["min_insync_replicas"] = quorum
         if not update:
             return list(self.topics)
         return [TopicConfig(**{**topic.model_dump(), **update}) for topic in self.topics]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -59,9 +60,21 @@ SERVICE_NAMES = ("postgres", "redis", "kafka", "airflow", "superset", "speed-lay
 errors = Console(stderr=True)
 
 
+PROFILE_FILE = "stack_profile"  # under var/: the profile the last ``up`` started
+
+
 def _settings() -> Settings:
+    """The settings; in the stack profile ``up --profile`` last chose, unless STACK_PROFILE
+    says otherwise (so ``status``, ``down`` and the rest see the stack that runs)."""
     try:
-        return load_settings()
+        settings = load_settings()
+        remembered = settings.var_path / PROFILE_FILE
+        if "STACK_PROFILE" not in os.environ and remembered.exists():
+            profile = remembered.read_text().strip()
+            if profile != settings.stack_profile:
+                os.environ["STACK_PROFILE"] = profile
+                settings = load_settings()
+        return settings
     except ConfigError as exc:
         errors.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
@@ -91,17 +104,39 @@ ComponentsOption = Annotated[
 ]
 
 
+ProfileOption = Annotated[
+    str | None,
+    typer.Option(
+        "--profile",
+        help="single (default), or cluster: three Kafka nodes (RF 3), a Spark standalone "
+        "master and two workers, jobs submitted to spark://. Remembered for later commands.",
+    ),
+]
+
+
 @app.command()
-def up(only: ComponentsOption = None) -> None:
+def up(only: ComponentsOption = None, profile: ProfileOption = None) -> None:
     """Start the local stack (idempotent) and wait until every component is healthy."""
     from lambdawatch.ops.stack.local import LocalStack
 
+    if profile is not None:
+        os.environ["STACK_PROFILE"] = profile
     settings = _settings()
     if settings.stack_mode == "distributed":
         console.print("STACK_MODE=distributed: nothing to start locally; checking endpoints.")
         status(only)
         return
+    remembered = settings.var_path / PROFILE_FILE
+    running = remembered.read_text().strip() if remembered.exists() else "single"
     stack = LocalStack(settings)
+    if running != settings.stack_profile and stack.supervisor.is_running():
+        errors.print(
+            f"[red]the stack runs the {running} profile; `lambdawatch down` first to start "
+            f"the {settings.stack_profile} one[/red]"
+        )
+        raise typer.Exit(2)
+    settings.var_path.mkdir(parents=True, exist_ok=True)
+    remembered.write_text(settings.stack_profile + "\n")
     unknown = sorted(set(only or []) - {c.name for c in stack.components})
     if unknown:
         errors.print(f"[red]unknown component(s): {', '.join(unknown)}[/red]")

@@ -39,7 +39,7 @@ def spark_submit_command(
     return [
         str(spark_submit),
         "--master",
-        settings.spark_master,
+        settings.spark_master_url,
         "--name",
         f"lambdawatch-{job}",
         "--conf",

@@ -1,4 +1,5 @@
-"""A single-node Kafka (combined broker + controller, KRaft) built from Maven Central jars.
+"""Kafka nodes (combined broker + controller, KRaft) built from Maven Central jars: one, or
+three voting together in the cluster profile.
 
 ``jvm/kafka/pom.xml`` pins the Kafka version; Maven resolves it into ``~/.m2`` and the runtime
 classpath is copied once into a cache directory keyed by the pom's hash, so a changed pom
@@ -89,13 +90,26 @@ def resolve_classpath(pom: Path, cache: Path | None = None) -> Path:
 
 
 def render_server_properties(
-    node_id: int, host: str, port: int, controller_port: int, data_dir: Path
+    node_id: int,
+    host: str,
+    port: int,
+    controller_port: int,
+    data_dir: Path,
+    voters: list[tuple[int, int]] | None = None,
 ) -> str:
-    """KRaft combined mode, single replica defaults; topics are created explicitly, never auto."""
+    """KRaft combined mode; topics are created explicitly, never auto. Alone: a dynamic quorum
+    of itself, single-replica internal topics. With ``voters`` (node id, controller port): a
+    static quorum of those nodes, Kafka's internal topics at three replicas, two in sync."""
+    replicas, in_sync = ("3", "2") if voters else ("1", "1")
+    quorum = (
+        {"controller.quorum.voters": ",".join(f"{n}@{host}:{p}" for n, p in voters)}
+        if voters
+        else {"controller.quorum.bootstrap.servers": f"{host}:{controller_port}"}
+    )
     properties = {
         "process.roles": "broker,controller",
         "node.id": str(node_id),
-        "controller.quorum.bootstrap.servers": f"{host}:{controller_port}",
+        **quorum,
         "listeners": f"PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller_port}",
         "advertised.listeners": f"PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller_port}",
         "controller.listener.names": "CONTROLLER",
@@ -104,11 +118,11 @@ def render_server_properties(
         "log.dirs": str(data_dir),
         "num.partitions": "1",
         "auto.create.topics.enable": "false",
-        "offsets.topic.replication.factor": "1",
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
-        "share.coordinator.state.topic.replication.factor": "1",
-        "share.coordinator.state.topic.min.isr": "1",
+        "offsets.topic.replication.factor": replicas,
+        "transaction.state.log.replication.factor": replicas,
+        "transaction.state.log.min.isr": in_sync,
+        "share.coordinator.state.topic.replication.factor": replicas,
+        "share.coordinator.state.topic.min.isr": in_sync,
         "group.initial.rebalance.delay.ms": "0",
         "num.network.threads": "3",
         "num.io.threads": "4",
@@ -127,12 +141,22 @@ def new_cluster_id() -> str:
             return candidate
 
 
-def format_storage(libs: Path, properties: Path, data_dir: Path, log4j: Path) -> bool:
-    """Format KRaft storage once; return False if ``meta.properties`` already exists."""
+def format_storage(
+    libs: Path,
+    properties: Path,
+    data_dir: Path,
+    log4j: Path,
+    id_file: Path | None = None,
+    standalone: bool = True,
+) -> bool:
+    """Format KRaft storage once; return False if ``meta.properties`` already exists.
+
+    Nodes of one cluster share ``id_file`` (the cluster id); ``standalone`` makes a node the
+    sole voter of a dynamic quorum, otherwise the static voters of its properties vote."""
     if (data_dir / "meta.properties").exists():
         return False
     data_dir.mkdir(parents=True, exist_ok=True)
-    id_file = data_dir.parent / "cluster.id"
+    id_file = id_file or data_dir.parent / "cluster.id"
     if not id_file.exists():
         id_file.write_text(new_cluster_id())
     result = subprocess.run(
@@ -147,7 +171,7 @@ def format_storage(libs: Path, properties: Path, data_dir: Path, log4j: Path) ->
             id_file.read_text().strip(),
             "--config",
             str(properties),
-            "--standalone",
+            *(["--standalone"] if standalone else []),
         ],
         capture_output=True,
         text=True,
@@ -158,11 +182,13 @@ def format_storage(libs: Path, properties: Path, data_dir: Path, log4j: Path) ->
     return True
 
 
-def kafka_program(libs: Path, properties: Path, log4j: Path, heap_mb: int) -> ProgramSpec:
+def kafka_program(
+    libs: Path, properties: Path, log4j: Path, heap_mb: int, name: str = "kafka"
+) -> ProgramSpec:
     """The broker JVM with an explicit heap: the default would claim a quarter of the RAM."""
     initial = min(256, heap_mb)
     return ProgramSpec(
-        name="kafka",
+        name=name,
         command=[
             java_executable(),
             f"-Xms{initial}m",

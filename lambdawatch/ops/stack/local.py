@@ -32,7 +32,14 @@ from lambdawatch.ops.health import (
     check_superset,
     speed_layer_notice,
 )
-from lambdawatch.ops.stack import airflow_node, kafka_node, postgres, redis_node, superset_node
+from lambdawatch.ops.stack import (
+    airflow_node,
+    kafka_node,
+    postgres,
+    redis_node,
+    spark_node,
+    superset_node,
+)
 from lambdawatch.ops.stack.databases import prepare_platform_database
 from lambdawatch.ops.stack.supervisor import ProgramSpec, Supervisor, SupervisorPaths
 
@@ -67,7 +74,28 @@ class ComponentStatus:
     notice: str | None = None
 
 
-INFRASTRUCTURE = ("postgres", "redis", "kafka")
+INFRASTRUCTURE = ("postgres", "redis", "kafka")  # the single profile's
+
+
+def kafka_names(settings: Settings) -> tuple[str, ...]:
+    """The Kafka components: ``kafka``, or ``kafka-1`` … ``kafka-3`` in the cluster profile."""
+    if settings.stack_profile == "cluster":
+        return tuple(f"kafka-{node}" for node, _, _ in settings.kafka_nodes)
+    return ("kafka",)
+
+
+def spark_names(settings: Settings) -> tuple[str, ...]:
+    """The Spark standalone components (the cluster profile's only)."""
+    if settings.stack_profile == "cluster":
+        return (spark_node.MASTER, *spark_node.WORKERS)
+    return ()
+
+
+def infrastructure(settings: Settings) -> tuple[str, ...]:
+    """What the speed layer and the batch jobs run on: databases, Kafka, Spark."""
+    return ("postgres", "redis", *kafka_names(settings), *spark_names(settings))
+
+
 AIRFLOW = tuple(airflow_node.AIRFLOW_PROGRAMS)
 
 
@@ -109,19 +137,8 @@ class LocalStack:
                 ),
                 start_timeout=30,
             ),
-            Component(
-                name="kafka",
-                port=s.kafka_port,
-                program=lambda: kafka_node.kafka_program(
-                    self._kafka_libs(),
-                    self.var / "kafka" / "server.properties",
-                    self.var / "kafka" / "log4j2.yaml",
-                    s.kafka_heap_mb,
-                ),
-                prepare=self._prepare_kafka,
-                health=lambda: check_kafka(s.kafka_bootstrap),
-                start_timeout=120,
-            ),
+            *self._kafka_components(),
+            *self._spark_components(),
             Component(
                 name="speed-layer",
                 port=s.spark_ui_port,
@@ -132,7 +149,7 @@ class LocalStack:
                     self.supervisor.info("speed-layer")["pid"] or None,
                 ),
                 start_timeout=300,  # the first start resolves the Kafka connector from Maven
-                depends_on=("postgres", "kafka"),
+                depends_on=("postgres", *kafka_names(s), *spark_names(s)),
                 notice=lambda: speed_layer_notice(
                     self.var / "run" / "speed_layer.json",
                     self.supervisor.info("speed-layer")["pid"] or None,
@@ -149,6 +166,54 @@ class LocalStack:
                 depends_on=("postgres",),
             ),
         ]
+
+    def _kafka_components(self) -> list[Component]:
+        """One node, or the cluster profile's three (started together: a quorum needs two)."""
+        s = self.settings
+        components = []
+        for name, (node, port, _) in zip(kafka_names(s), s.kafka_nodes, strict=True):
+            home = self.var / name
+            components.append(
+                Component(
+                    name=name,
+                    port=port,
+                    program=lambda name=name, home=home: kafka_node.kafka_program(
+                        self._kafka_libs(),
+                        home / "server.properties",
+                        home / "log4j2.yaml",
+                        s.kafka_heap_mb,
+                        name=name,
+                    ),
+                    prepare=lambda node=node, home=home: self._prepare_kafka(node, home),
+                    health=lambda port=port: check_kafka(f"{s.bind_host}:{port}"),
+                    start_timeout=120,
+                )
+            )
+        return components
+
+    def _spark_components(self) -> list[Component]:
+        s = self.settings
+        if not spark_names(s):
+            return []
+        master = Component(
+            name=spark_node.MASTER,
+            port=s.spark_master_port,
+            program=lambda: spark_node.master_program(s),
+            health=lambda: spark_node.check_master(s),
+            start_timeout=90,
+        )
+        workers = [
+            Component(
+                name=name,
+                port=spark_node.worker_ui_port(s, name),
+                program=lambda name=name: spark_node.worker_program(s, name),
+                health=lambda name=name: spark_node.check_worker(s, name),
+                start_timeout=90,
+                depends_on=(spark_node.MASTER,),
+            )
+            for name in spark_node.WORKERS
+        ]
+        return [master, *workers]
 
     def _airflow_components(self) -> list[Component]:
         """The api-server migrates the metadata database first; the rest follow it."""
@@ -221,21 +286,31 @@ class LocalStack:
     def _kafka_libs(self) -> Path:
         return kafka_node.resolve_classpath(self.settings.root / "jvm" / "kafka" / "pom.xml")
 
-    def _prepare_kafka(self) -> None:
-        home = self.var / "kafka"
+    def _prepare_kafka(self, node: int, home: Path) -> None:
+        s = self.settings
+        cluster = s.stack_profile == "cluster"
+        _, port, controller_port = s.kafka_nodes[node - 1]
         home.mkdir(parents=True, exist_ok=True)
         properties, log4j = home / "server.properties", home / "log4j2.yaml"
         log4j.write_text(kafka_node.LOG4J2_YAML)
         properties.write_text(
             kafka_node.render_server_properties(
-                1,
-                self.settings.bind_host,
-                self.settings.kafka_port,
-                self.settings.kafka_controller_port,
+                node,
+                s.bind_host,
+                port,
+                controller_port,
                 home / "data",
+                voters=[(n, c) for n, _, c in s.kafka_nodes] if cluster else None,
             )
         )
-        kafka_node.format_storage(self._kafka_libs(), properties, home / "data", log4j)
+        kafka_node.format_storage(
+            self._kafka_libs(),
+            properties,
+            home / "data",
+            log4j,
+            id_file=self.var / "kafka-cluster.id" if cluster else None,
+            standalone=not cluster,
+        )
 
     # --- post-start steps -----------------------------------------------------------------------
     def bootstrap_database(self) -> None:

@@ -252,3 +252,25 @@ def test_a_replicated_cluster_sets_every_topic_s_write_quorum() -> None:
     assert {topic_configs(t)["min.insync.replicas"] for t in settings.kafka_topics} == {"2"}
     with pytest.raises(ConfigError, match="KAFKA_MIN_INSYNC_REPLICAS: 2 exceeds"):
         load_settings(kafka_min_insync_replicas=2)  # one replica cannot make a quorum of two
+
+
+def test_the_cluster_profile_derives_three_nodes_a_standalone_master_and_rf_3() -> None:
+    settings = load_settings(stack_profile="cluster")
+    ports = [port for _, port, _ in settings.kafka_nodes]
+    assert [node for node, _, _ in settings.kafka_nodes] == [1, 2, 3]
+    assert settings.kafka_bootstrap == ",".join(f"{settings.bind_host}:{p}" for p in ports)
+    assert settings.spark_master_url == f"spark://{settings.bind_host}:{settings.spark_master_port}"
+    assert not settings.spark_is_local
+    assert {(t.replication_factor, t.min_insync_replicas) for t in settings.kafka_topics} == {
+        (3, 2)
+    }
+    given = load_settings(stack_profile="cluster", spark_master="spark://elsewhere:7077")
+    assert given.spark_master_url == "spark://elsewhere:7077"  # an explicit master wins
+    single = load_settings()
+    assert single.kafka_bootstrap == f"{single.bind_host}:{single.kafka_port}"
+    assert single.spark_master_url == "local[*]"
+
+
+def test_the_cluster_profile_s_ports_must_not_collide() -> None:
+    with pytest.raises(ConfigError, match="KAFKA_PORT_2: port 19092 is already used by KAFKA_PORT"):
+        load_settings(stack_profile="cluster", kafka_port_2=19092)

@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 
 from lambdawatch.core.db import discover_migrations
+from lambdawatch.core.secrets import load_secrets
+from lambdawatch.core.settings import load_settings
 from lambdawatch.ops.stack.kafka_node import render_server_properties
+from lambdawatch.ops.stack.local import INFRASTRUCTURE, LocalStack, infrastructure, start_waves
 from lambdawatch.ops.stack.redis_node import render_redis_conf
 from lambdawatch.ops.stack.supervisor import ProgramSpec, SupervisorPaths, render_supervisord_conf
 
@@ -64,6 +67,42 @@ def test_kafka_properties_are_kraft_combined_and_never_auto_create(tmp_path: Pat
     assert properties["listeners"] == "PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093"
     assert properties["auto.create.topics.enable"] == "false"
     assert properties["log.dirs"] == str(tmp_path / "data")
+
+
+def test_a_cluster_node_votes_with_the_others_and_replicates_kafka_s_own_topics(
+    tmp_path: Path,
+) -> None:
+    voters = [(1, 9093), (2, 9193), (3, 9293)]
+    text = render_server_properties(2, "127.0.0.1", 9192, 9193, tmp_path / "data", voters)
+    properties = dict(line.split("=", 1) for line in text.splitlines())
+    assert properties["node.id"] == "2"
+    assert properties["controller.quorum.voters"] == (
+        "1@127.0.0.1:9093,2@127.0.0.1:9193,3@127.0.0.1:9293"
+    )
+    assert "controller.quorum.bootstrap.servers" not in properties  # a static quorum
+    assert properties["listeners"] == "PLAINTEXT://127.0.0.1:9192,CONTROLLER://127.0.0.1:9193"
+    for topic in ("offsets.topic", "transaction.state.log", "share.coordinator.state.topic"):
+        assert properties[f"{topic}.replication.factor"] == "3"
+    assert properties["transaction.state.log.min.isr"] == "2"
+
+
+def test_the_cluster_profile_starts_kafka_and_spark_before_the_speed_layer(
+    tmp_path: Path,
+) -> None:
+    settings = load_settings(stack_profile="cluster")
+    stack = LocalStack(settings, load_secrets(tmp_path / "secrets.env"))
+    stack_names = [[c.name for c in wave] for wave in start_waves(stack.components)]
+    first = set(stack_names[0])
+    assert {"kafka-1", "kafka-2", "kafka-3", "spark-master"} <= first  # a quorum starts at once
+    assert "kafka" not in {name for wave in stack_names for name in wave}
+    speed_layer_wave = next(i for i, w in enumerate(stack_names) if "speed-layer" in w)
+    workers_wave = next(i for i, w in enumerate(stack_names) if "spark-worker-1" in w)
+    assert workers_wave < speed_layer_wave
+    assert infrastructure(settings) == (
+        "postgres", "redis", "kafka-1", "kafka-2", "kafka-3",
+        "spark-master", "spark-worker-1", "spark-worker-2",
+    )  # fmt: skip
+    assert infrastructure(load_settings()) == INFRASTRUCTURE
 
 
 def test_redis_conf_persists_with_aof(tmp_path: Path) -> None:
