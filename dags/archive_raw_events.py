@@ -38,13 +38,16 @@ def archive_raw_events() -> None:
         dag_run: Any = None,
     ) -> dict[str, Any]:
         from common.defaults import data_interval, settings
+        from common.spark import submit_with_provider
         from lambdawatch.pipelines.spark_jobs import run_spark_job
 
         start, end = data_interval(
             "archive_raw_events", data_interval_start, data_interval_end, dag_run
         )
         interval = ["--from", start.isoformat(), "--to", end.isoformat()]
-        return run_spark_job(settings(), "archive_raw_events", interval)
+        return run_spark_job(
+            settings(), "archive_raw_events", interval, launch=submit_with_provider
+        )
 
     record_run(archive())
 

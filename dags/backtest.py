@@ -45,10 +45,14 @@ def backtest() -> None:
     @task
     def run(params: dict[str, Any] | None = None, dag_run: Any = None) -> dict[str, Any]:
         from common.defaults import settings
+        from common.spark import submit_with_provider
         from lambdawatch.pipelines.spark_jobs import backtest_arguments, run_spark_job
 
         return run_spark_job(
-            settings(), "backtest", backtest_arguments(params or {}, dag_run.run_id)
+            settings(),
+            "backtest",
+            backtest_arguments(params or {}, dag_run.run_id),
+            launch=submit_with_provider,
         )
 
     record_run(run())

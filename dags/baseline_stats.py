@@ -35,10 +35,16 @@ def baseline_stats() -> None:
         dag_run: Any = None,
     ) -> dict[str, Any]:
         from common.defaults import data_interval, settings
+        from common.spark import submit_with_provider
         from lambdawatch.pipelines.spark_jobs import run_spark_job
 
         _, end = data_interval("baseline_stats", data_interval_start, data_interval_end, dag_run)
-        return run_spark_job(settings(), "baseline_stats", ["--interval-end", end.isoformat()])
+        return run_spark_job(
+            settings(),
+            "baseline_stats",
+            ["--interval-end", end.isoformat()],
+            launch=submit_with_provider,
+        )
 
     record_run(baselines())
 

@@ -38,11 +38,17 @@ def forecast_ip_traffic() -> None:
         data_interval_end: datetime | None = None, logical_date: datetime | None = None
     ) -> dict[str, Any]:
         from common.defaults import settings
+        from common.spark import submit_with_provider
         from lambdawatch.pipelines.spark_jobs import run_spark_job
 
         # Asset-triggered runs have no data interval; they forecast from their trigger time.
         end = data_interval_end or logical_date or datetime.now(UTC)
-        return run_spark_job(settings(), "forecast_ip_traffic", ["--interval-end", end.isoformat()])
+        return run_spark_job(
+            settings(),
+            "forecast_ip_traffic",
+            ["--interval-end", end.isoformat()],
+            launch=submit_with_provider,
+        )
 
     record_run(forecast())
 

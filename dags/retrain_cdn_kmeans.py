@@ -36,12 +36,18 @@ def retrain_cdn_kmeans() -> None:
         dag_run: Any = None,
     ) -> dict[str, Any]:
         from common.defaults import data_interval, settings
+        from common.spark import submit_with_provider
         from lambdawatch.pipelines.spark_jobs import run_spark_job
 
         _, end = data_interval(
             "retrain_cdn_kmeans", data_interval_start, data_interval_end, dag_run
         )
-        return run_spark_job(settings(), "retrain_cdn_kmeans", ["--interval-end", end.isoformat()])
+        return run_spark_job(
+            settings(),
+            "retrain_cdn_kmeans",
+            ["--interval-end", end.isoformat()],
+            launch=submit_with_provider,
+        )
 
     record_run(train())
 

@@ -14,6 +14,8 @@ ENV JAVA_HOME=/usr/lib/jvm/java-17-openjdk-amd64 \
     SPARK_PYTHON=/opt/lambdawatch/.venv/bin/python \
     PYSPARK_PYTHON=/opt/lambdawatch/.venv/bin/python \
     XDG_CACHE_HOME=/var/cache/lambdawatch
+# After Airflow's own: PySpark's spark-submit, which the spark_default connection's hook runs.
+ENV PATH="${PATH}:/opt/lambdawatch/.venv/bin"
 
 WORKDIR /opt/lambdawatch
 COPY requirements.txt ./

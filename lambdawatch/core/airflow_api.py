@@ -24,6 +24,10 @@ FINISHED_STATES = {"success", "failed"}
 class AirflowApiError(RuntimeError):
     """Airflow answered with an error; the message carries its status and detail."""
 
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
 
 @dataclass
 class AirflowClient:
@@ -67,6 +71,22 @@ class AirflowClient:
             _raise_for(response)
             return response.json() if response.content else None
         raise AssertionError("unreachable")
+
+    # --- connections --------------------------------------------------------------------------
+    def connection(self, connection_id: str) -> dict[str, Any] | None:
+        """The connection's fields, or None when Airflow has none by that id."""
+        try:
+            return dict(self.request("GET", f"/connections/{connection_id}"))
+        except AirflowApiError as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def put_connection(self, fields: dict[str, Any], exists: bool) -> None:
+        if exists:
+            self.request("PATCH", f"/connections/{fields['connection_id']}", json=fields)
+        else:
+            self.request("POST", "/connections", json=fields)
 
     # --- DAGs -------------------------------------------------------------------------------
     def dag(self, dag_id: str) -> dict[str, Any]:
@@ -139,5 +159,6 @@ def _raise_for(response: httpx.Response) -> None:
     except ValueError:
         detail = response.text
     raise AirflowApiError(
-        f"{response.request.method} {response.request.url}: {response.status_code} {detail}"
+        f"{response.request.method} {response.request.url}: {response.status_code} {detail}",
+        response.status_code,
     )

@@ -9,6 +9,10 @@ from pathlib import Path
 from lambdawatch.core.events import Source
 from lambdawatch.core.tables import TABLES
 
+# Where a batch job writes its JSON summary too: its submitter names the file (a launcher that
+# cannot read the job's stdout, such as Airflow's Spark provider, reads it there).
+SUMMARY_FILE = "LAMBDAWATCH_SUMMARY_FILE"
+
 SPEED_LAYER_QUERIES = (
     "dead_letters",
     "server_status",

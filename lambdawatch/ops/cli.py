@@ -329,6 +329,18 @@ def airflow_login() -> None:
     console.print(f"Airflow login for {settings.airflow_admin_user} written to {path}")
 
 
+@app.command("spark-connection")
+def spark_connection_json() -> None:
+    """Airflow's spark_default connection as the settings describe the Spark master, as JSON
+    for `airflow connections add spark_default --conn-json` (the compose airflow-init runs
+    this; ``up`` creates it through Airflow's API in local mode)."""
+    from lambdawatch.pipelines.spark_jobs import spark_connection
+
+    fields = spark_connection(_settings())
+    fields.pop("connection_id")
+    print(json.dumps(fields))  # machine-read: no rich markup
+
+
 @app.command()
 def check(
     service: Annotated[str, typer.Argument(help="One of: " + ", ".join(SERVICE_NAMES))],

@@ -8,8 +8,6 @@ The last stdout line is the run's JSON summary (the submitting task's XCom).
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from datetime import UTC, datetime
 
 from lambdawatch.core.settings import load_settings
@@ -24,6 +22,7 @@ from lambdawatch.pipelines.backtest import (
     record_backtest,
     run_parameters,
 )
+from spark_apps.jobs.common import print_summary
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -62,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
         "error": verdicts.error,
         "judged_against": judgement.row() if judgement else None,
     }
-    sys.stdout.write(json.dumps(summary) + "\n")
+    print_summary(summary)
 
 
 if __name__ == "__main__":

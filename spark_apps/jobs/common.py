@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+
+from lambdawatch.core.catalog import SUMMARY_FILE
 
 
 def parse_interval_end(argv: list[str] | None = None, description: str = "") -> argparse.Namespace:
@@ -30,6 +34,15 @@ def time_between(column: str, start: datetime, end: datetime) -> str:
 
 
 def print_summary(summary: dict[str, Any]) -> None:
-    """The last stdout line: a JSON summary the submitting task returns (XCom)."""
-    sys.stdout.write(json.dumps(summary, default=str) + "\n")
+    """The job's JSON summary, which the submitting task returns (XCom): the last stdout line,
+    and the file ``LAMBDAWATCH_SUMMARY_FILE`` names (a submitter that cannot read the job's
+    stdout, such as Airflow's Spark provider, reads it there)."""
+    text = json.dumps(summary, default=str)
+    sys.stdout.write(text + "\n")
     sys.stdout.flush()
+    path = os.environ.get(SUMMARY_FILE)
+    if path:
+        partial = Path(path).with_suffix(".partial")
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        partial.write_text(text)
+        partial.replace(path)  # whole or absent, never half-written

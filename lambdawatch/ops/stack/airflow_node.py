@@ -62,9 +62,11 @@ def airflow_environment(settings: Settings, secrets: Secrets) -> dict[str, str]:
     home = airflow_home(settings)
     venv_bin = settings.airflow_venv_path / "bin"
     path = os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin")
+    # after Airflow's own: PySpark's spark-submit, which spark_default's hook runs by name
+    spark_bin = settings.spark_python_path.parent
     return {
         "AIRFLOW_HOME": str(home),
-        "PATH": f"{venv_bin}:{path}",
+        "PATH": f"{venv_bin}:{spark_bin}:{path}",
         "AIRFLOW__CORE__DAGS_FOLDER": str(settings.root / "dags"),
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",

@@ -9,6 +9,7 @@ format, Airflow's metadata migration) only once what it depends on is healthy.
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 import time
@@ -20,6 +21,7 @@ from pathlib import Path
 import psutil
 
 from lambdawatch.core import db
+from lambdawatch.core.airflow_api import AirflowClient
 from lambdawatch.core.catalog import SPEED_LAYER_QUERIES
 from lambdawatch.core.secrets import Secrets, load_secrets
 from lambdawatch.core.settings import Settings
@@ -42,6 +44,7 @@ from lambdawatch.ops.stack import (
 )
 from lambdawatch.ops.stack.databases import prepare_platform_database
 from lambdawatch.ops.stack.supervisor import ProgramSpec, Supervisor, SupervisorPaths
+from lambdawatch.pipelines.spark_jobs import connection_action, spark_connection
 
 HealthCheck = Callable[[], str | None]
 
@@ -228,6 +231,7 @@ class LocalStack:
                         name, self.settings, self.secrets
                     ),
                     prepare=self._prepare_airflow if is_api else lambda: None,
+                    after_start=self._ensure_spark_connection if is_api else lambda: None,
                     health=lambda part=part: check_airflow(self.settings.airflow_base_url, part),
                     start_timeout=180,
                     depends_on=("postgres",) if is_api else ("airflow-api-server",),
@@ -238,6 +242,20 @@ class LocalStack:
     def _prepare_airflow(self) -> None:
         with db.connect(self.settings, self.secrets, "postgres", role="owner") as admin:
             airflow_node.prepare_metadata_database(self.settings, self.secrets, admin)
+
+    def _ensure_spark_connection(self) -> None:
+        """Airflow's ``spark_default`` from settings: created once, moved with the settings
+        while nobody edited it, an operator's edit kept (``connection_action``)."""
+        client = AirflowClient.from_settings(self.settings, self.secrets)
+        wanted = spark_connection(self.settings)
+        record = airflow_node.airflow_home(self.settings) / "spark_default.json"
+        before = json.loads(record.read_text()) if record.exists() else None
+        current = client.connection(wanted["connection_id"])
+        action = connection_action(current, wanted, before)
+        if action in ("create", "update"):
+            client.put_connection(wanted, exists=current is not None)
+        if action != "keep":
+            record.write_text(json.dumps(wanted))
 
     def _prepare_superset(self) -> None:
         """Metadata database, then the assets (its reader role was granted at

@@ -3,6 +3,7 @@ Airflow's rendered environment, model promotion."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,7 +15,13 @@ from lambdawatch.ops.stack.airflow_node import airflow_environment, metadata_url
 from lambdawatch.ops.stack.superset_node import superset_environment, superset_program
 from lambdawatch.pipelines.archive import archive_cutoff_ms, history_rows, next_slice_ms
 from lambdawatch.pipelines.event_feed import interval_ms
-from lambdawatch.pipelines.spark_jobs import backtest_arguments, spark_submit_command
+from lambdawatch.pipelines.spark_jobs import (
+    backtest_arguments,
+    connection_action,
+    spark_connection,
+    spark_submission,
+    spark_submit_command,
+)
 from spark_apps.detectors.cdn_kmeans import should_promote
 
 END = datetime(2026, 5, 1, 12, tzinfo=UTC)
@@ -96,6 +103,56 @@ def test_spark_submit_targets_the_configured_master_with_matching_packages() -> 
     assert "spark-sql-kafka" not in baseline[baseline.index("--packages") + 1]
     with pytest.raises(ValueError, match="unknown batch job"):
         spark_submit_command(settings, "rm -rf", "4.2.0")
+
+
+@pytest.mark.parametrize(
+    ("master", "host", "port"),
+    [
+        ("local[*]", "local[*]", None),
+        ("spark://spark-master:7077", "spark://spark-master", 7077),
+    ],
+)
+def test_spark_default_describes_the_master_the_settings_name(
+    master: str, host: str, port: int | None
+) -> None:
+    connection = spark_connection(load_settings(spark_master=master))
+    assert (connection["conn_type"], connection["host"], connection["port"]) == (
+        "spark", host, port,
+    )  # fmt: skip
+    extra = json.loads(connection["extra"])
+    assert extra == {"deploy-mode": "client", "spark-binary": "spark-submit"}  # on PATH
+
+
+def test_the_provider_and_the_cli_submit_the_same_job() -> None:
+    settings = load_settings(spark_master="spark://spark-master:7077")
+    submission = spark_submission(settings, "baseline_stats", "4.2.0", ["--interval-end", "t"])
+    command = spark_submit_command(settings, "baseline_stats", "4.2.0", ["--interval-end", "t"])
+    assert command == submission.command(command[0], "spark://spark-master:7077")
+    for key, value in submission.conf.items():
+        assert f"{key}={value}" in command
+    assert submission.env["PYSPARK_PYTHON"] == str(settings.spark_python_path)
+    assert "SPARK_LOCAL_IP" not in submission.env  # executors elsewhere reach the driver
+
+
+WANTED = {"conn_type": "spark", "host": "spark://h", "port": 7077, "extra": "{}"}
+BEFORE = {"conn_type": "spark", "host": "local[*]", "port": None, "extra": "{}"}
+EDITED = {"conn_type": "spark", "host": "spark://ops-cluster", "port": 7077, "extra": "{}"}
+
+
+@pytest.mark.parametrize(
+    ("current", "before", "action"),
+    [
+        (None, None, "create"),  # a fresh Airflow
+        (WANTED, BEFORE, "none"),  # already right
+        (BEFORE, BEFORE, "update"),  # settings moved (another profile), nobody edited it
+        (EDITED, BEFORE, "keep"),  # an operator retargeted it in Connections
+        (EDITED, None, "keep"),  # one that was there before lambdawatch
+    ],
+)
+def test_up_moves_spark_default_with_the_settings_but_keeps_an_operator_s_edit(
+    current: dict | None, before: dict | None, action: str
+) -> None:
+    assert connection_action(current, WANTED, before) == action
 
 
 def test_the_archive_reads_kafka_and_the_backtest_submits_the_pipeline_s_own_job() -> None:
