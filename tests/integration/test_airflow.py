@@ -27,6 +27,7 @@ from lambdawatch.ops.stack.airflow_node import run_airflow_cli
 from lambdawatch.ops.stack.local import LocalStack
 from lambdawatch.pipelines.event_feed import feed_batch
 from lambdawatch.pipelines.platform_init import ON_DEMAND_DAGS, SCHEDULED_DAGS
+from lambdawatch.pipelines.spark_jobs import spark_connection
 from tests.integration.kafka_reading import read_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -70,6 +71,25 @@ def initialised(client: AirflowClient, airflow_stack: LocalStack) -> str:
 def test_dag_processor_parsed_every_dag_without_errors(client: AirflowClient) -> None:
     assert set(ALL_DAGS) <= set(client.dag_ids())
     assert client.import_errors() == []
+
+
+def test_spark_default_is_created_from_settings_and_an_edit_is_kept(
+    client: AirflowClient, airflow_stack: LocalStack
+) -> None:
+    """The batch DAGs submit through spark_default: ``up`` rendered it from the settings; an
+    operator who retargets it in Connections keeps the edit across the next ``up``."""
+    connection = client.connection("spark_default")
+    assert connection is not None
+    assert (connection["conn_type"], connection["host"]) == ("spark", "local[*]")
+    edited = {**spark_connection(airflow_stack.settings), "host": "local[2]"}
+    client.put_connection(edited, exists=True)
+    try:
+        airflow_stack.up(["airflow-api-server"], on_event=lambda _m: None)  # runs its after-start
+        kept = client.connection("spark_default")
+        assert kept is not None
+        assert kept["host"] == "local[2]"
+    finally:
+        client.put_connection(spark_connection(airflow_stack.settings), exists=True)
 
 
 def test_initial_dag_creates_topics_series_and_tables(
