@@ -88,3 +88,58 @@ def stored_messages(settings: Settings, secrets: Secrets, start: int, end: int) 
     return sum(
         messages for messages, _ in stored_server_status(settings, secrets, start, end).values()
     )
+
+
+CpuWindows = dict[tuple[str, pd.Timestamp], tuple[float, int]]
+
+
+def expected_cpu_windows(events: list[dict[str, Any]]) -> CpuWindows:
+    """Mean CPU and samples per server × 500 ms window, for the windows the watermark (2 s
+    behind the newest event) has closed: append mode emits only those."""
+    frame = pd.DataFrame(events)
+    stamps = pd.to_datetime(frame["timestamp"])
+    frame["window_start"] = stamps.dt.floor("500ms")
+    closed = frame["window_start"] + pd.Timedelta("500ms") <= stamps.max() - pd.Timedelta("2s")
+    grouped = frame[closed].groupby(["server_id", "window_start"])["cpu_usage"]
+    return {
+        key: (row["mean"], int(row["size"]))
+        for key, row in grouped.agg(["mean", "size"]).iterrows()
+    }
+
+
+def stored_cpu_windows(settings: Settings, secrets: Secrets, start: int, end: int) -> CpuWindows:
+    with db.connect(settings, secrets) as conn:
+        rows = conn.execute(
+            "SELECT server_id, window_start, mean_cpu, samples FROM rt_cpu_windows WHERE "
+            + IN_INTERVAL.format(column="window_start"),
+            {"start": start, "end": end},
+        ).fetchall()
+    return {(r[0], pd.Timestamp(r[1])): (r[2], r[3]) for r in rows}
+
+
+def unmatched_cpu_anomalies(
+    settings: Settings, secrets: Secrets, start: int, end: int
+) -> tuple[int, int]:
+    """(anomalous windows without their anomaly, CPU anomalies without their window): an
+    anomaly lost, or one left over from a window since judged otherwise; both 0 when the two
+    sinks agree. The anomalies' key makes a doubled one impossible to store."""
+    windows = IN_INTERVAL.format(column="w.window_start")
+    anomalies = IN_INTERVAL.format(column="a.window_start")
+    with db.connect(settings, secrets) as conn:
+        lost = conn.execute(
+            "SELECT count(*) FROM rt_cpu_windows w WHERE w.status <> 'SAFE' AND "
+            + windows
+            + " AND NOT EXISTS (SELECT 1 FROM anomalies a WHERE a.detector = 'cpu_anomalies' "
+            "AND a.entity = w.server_id AND a.window_start = w.window_start)",
+            {"start": start, "end": end},
+        ).fetchone()
+        stray = conn.execute(
+            "SELECT count(*) FROM anomalies a WHERE a.detector = 'cpu_anomalies' AND "
+            + anomalies
+            + " AND NOT EXISTS (SELECT 1 FROM rt_cpu_windows w WHERE w.server_id = a.entity "
+            "AND w.window_start = a.window_start AND w.status = a.severity)",
+            {"start": start, "end": end},
+        ).fetchone()
+    assert lost is not None
+    assert stray is not None
+    return int(lost[0]), int(stray[0])

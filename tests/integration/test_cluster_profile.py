@@ -5,8 +5,9 @@ broker and controller each, topics at RF 3 with min.insync.replicas 2; a Spark s
 with two workers) runs beside the session's stack, on its own var directory and ports. The
 speed layer is submitted to its ``spark://`` master on a subset of queries and fed live. Midway,
 one broker and one worker are killed with SIGKILL and kept down while the feed goes on, then
-brought back. ``rt_server_status`` must end exactly as a pandas reference says, and the driver
-must have lived through it.
+brought back. ``rt_server_status`` and the closed CPU windows must end exactly as a pandas
+reference says, every anomalous window must have its anomaly (and no anomaly lack its window),
+and the driver must have lived through it.
 """
 
 from __future__ import annotations
@@ -28,11 +29,14 @@ from lambdawatch.ops.stack import spark_node
 from lambdawatch.ops.stack.isolation import isolated_environment
 from lambdawatch.ops.stack.local import LocalStack, infrastructure
 from tests.integration.speed_layer_process import (
+    expected_cpu_windows,
     expected_server_status,
     send,
     speed_layer_command,
+    stored_cpu_windows,
     stored_messages,
     stored_server_status,
+    unmatched_cpu_anomalies,
     wait_for,
 )
 
@@ -135,5 +139,15 @@ def test_a_broker_and_a_worker_killed_under_a_live_feed_lose_and_double_nothing(
         os.killpg(running.pid, signal.SIGKILL)
         running.wait()
     assert alive, log.read_text()[-3000:]
-    stored = stored_server_status(settings, stack.secrets, START, START + 3_600_000)
+    end = START + 3_600_000
+    stored = stored_server_status(settings, stack.secrets, START, end)
     assert stored == expected_server_status(sent)
+    # through Kafka → Kafka (the status topic) → PostgreSQL: every closed CPU window once, and
+    # each anomalous one with its anomaly, none without its window
+    wanted = expected_cpu_windows(sent)
+    windows = stored_cpu_windows(settings, stack.secrets, START, end)
+    assert set(wanted) <= set(windows)
+    for key, (mean, size) in wanted.items():
+        assert windows[key][1] == size
+        assert windows[key][0] == pytest.approx(mean)
+    assert unmatched_cpu_anomalies(settings, stack.secrets, START, end) == (0, 0)

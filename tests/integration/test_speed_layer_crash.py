@@ -24,9 +24,11 @@ from lambdawatch.core.settings import Settings
 from lambdawatch.ops.stack.local import LocalStack
 from tests.integration.speed_layer_process import (
     IN_INTERVAL,
+    expected_cpu_windows,
     expected_server_status,
     send,
     speed_layer_command,
+    stored_cpu_windows,
     stored_messages,
     stored_server_status,
     wait_for,
@@ -114,21 +116,8 @@ def test_server_status_holds_every_event_exactly_once(
 def test_cpu_windows_are_complete_and_not_duplicated(
     crashed_and_recovered: dict[str, Any], local_stack: LocalStack, settings: Settings
 ) -> None:
-    events = pd.DataFrame(crashed_and_recovered["server_events"])
-    stamps = pd.to_datetime(events["timestamp"])
-    events["window_start"] = stamps.dt.floor("500ms")
-    # Append mode emits a window once the watermark (2 s behind the newest event) passes it.
-    closed = events["window_start"] + pd.Timedelta("500ms") <= stamps.max() - pd.Timedelta("2s")
-    expected = (
-        events[closed].groupby(["server_id", "window_start"])["cpu_usage"].agg(["mean", "size"])
-    )
-    rows = _query(
-        settings,
-        local_stack,
-        "SELECT server_id, window_start, mean_cpu, samples FROM rt_cpu_windows WHERE {where}",
-    )
-    actual = {(r[0], pd.Timestamp(r[1])): (r[2], r[3]) for r in rows}
-    wanted = {key: (row["mean"], row["size"]) for key, row in expected.iterrows()}
+    wanted = expected_cpu_windows(crashed_and_recovered["server_events"])
+    actual = stored_cpu_windows(settings, local_stack.secrets, START, END)
     assert set(wanted) <= set(actual)
     assert (
         len(actual) - len(wanted) <= settings.generators.servers * 5
