@@ -175,15 +175,20 @@ def archive_slice(
     conn: psycopg.Connection,
     store: HotStore,
     settings: Settings,
+    identity: dict[str, tuple[str, str]],
     start: int,
     end: int,
     tally: _Tally,
 ) -> int:
     """Archive the samples in ``[start, end)``: read, store (committed, verified), trim.
-    Returns how many there were."""
+    Returns how many there were. ``identity`` is the run's (ip, feature) per key, completed
+    here only for a series created since the run began."""
     began = time.perf_counter()
     series = {k: p for k, p in store.mrange({"source": "ip"}, start, end - 1).items() if p}
-    rows = history_rows(series, series_identity(store, settings, series))
+    new = [key for key in series if key not in identity]
+    if new:
+        identity.update(series_identity(store, settings, new))
+    rows = history_rows(series, identity)
     stored = time.perf_counter()
     tally.phases["read"] += stored - began
     if not rows:
@@ -221,11 +226,12 @@ def archive_hot_store(
         firsts = [t for t in store.first_timestamps(keys).values() if t is not None]
         start, slice_ms = min(firsts, default=cutoff), FIRST_SLICE_MS
         if start < cutoff:
+            identity = series_identity(store, settings, keys)  # once, not per slice
+            chunk = settings.hot_store.archive_chunk_samples
             with db.connect(settings, secrets) as conn:
                 while start < cutoff:
                     end = min(start + slice_ms, cutoff)
-                    found = archive_slice(conn, store, settings, start, end, tally)
-                    chunk = settings.hot_store.archive_chunk_samples
+                    found = archive_slice(conn, store, settings, identity, start, end, tally)
                     start, slice_ms = end, next_slice_ms(slice_ms, found, chunk)
     finally:
         if client is not None:

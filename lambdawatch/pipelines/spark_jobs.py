@@ -99,13 +99,16 @@ def spark_submission(
     )
 
 
+def local_command(settings: Settings, submission: SparkSubmission) -> list[str]:
+    """``submission`` as the CLI runs it: PySpark's own spark-submit, to SPARK_MASTER."""
+    spark_submit = str(settings.spark_python_path.parent / "spark-submit")
+    return submission.command(spark_submit, settings.spark_master_url)
+
+
 def spark_submit_command(
     settings: Settings, job: str, pyspark_version: str, args: Sequence[str] = ()
 ) -> list[str]:
-    """The command line the CLI runs: PySpark's own spark-submit, to SPARK_MASTER."""
-    spark_submit = str(settings.spark_python_path.parent / "spark-submit")
-    submission = spark_submission(settings, job, pyspark_version, args)
-    return submission.command(spark_submit, settings.spark_master_url)
+    return local_command(settings, spark_submission(settings, job, pyspark_version, args))
 
 
 def spark_connection(settings: Settings) -> dict[str, Any]:
@@ -151,9 +154,8 @@ def launch_locally(settings: Settings) -> Launcher:
     """Run a submission with PySpark's own spark-submit to SPARK_MASTER (the CLI's way)."""
 
     def launch(submission: SparkSubmission) -> None:
-        spark_submit = str(settings.spark_python_path.parent / "spark-submit")
         result = subprocess.run(
-            submission.command(spark_submit, settings.spark_master_url),
+            local_command(settings, submission),
             env={**os.environ, **submission.env},
             capture_output=True,
             text=True,

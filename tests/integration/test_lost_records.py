@@ -53,21 +53,19 @@ def _ip_averages(config: Path, checkpoints: Path) -> subprocess.CompletedProcess
     return run
 
 
-def _recorded_loss(settings: Settings, secrets: Secrets, topic: str) -> tuple[int, int]:
+def _recorded(settings: Settings, secrets: Secrets, topic: str) -> tuple[int, int, int]:
+    """What ``speed_layer_progress`` says of ``ip_averages`` on ``topic``: rows read, records
+    lost, and the records lost as Pipeline health's view shows them."""
     with db.connect(settings, secrets) as conn:
-        per_batch = conn.execute(
-            "SELECT coalesce(sum(lost_rows), 0) FROM speed_layer_progress "
-            "WHERE query = 'ip_averages' AND source = %s",
-            (topic,),
+        row = conn.execute(
+            "SELECT coalesce(sum(input_rows), 0), coalesce(sum(lost_rows), 0), "
+            "(SELECT coalesce(sum(lost_records), 0) FROM v_lost_records "
+            " WHERE query = 'ip_averages' AND source = %(topic)s) "
+            "FROM speed_layer_progress WHERE query = 'ip_averages' AND source = %(topic)s",
+            {"topic": topic},
         ).fetchone()
-        in_view = conn.execute(
-            "SELECT coalesce(sum(lost_records), 0) FROM v_lost_records "
-            "WHERE query = 'ip_averages' AND source = %s",
-            (topic,),
-        ).fetchone()
-    assert per_batch is not None
-    assert in_view is not None
-    return int(per_batch[0]), int(in_view[0])
+    assert row is not None
+    return int(row[0]), int(row[1]), int(row[2])
 
 
 def test_records_retention_deleted_while_down_are_counted_not_a_crash_loop(
@@ -105,21 +103,11 @@ def test_records_retention_deleted_while_down_are_counted_not_a_crash_loop(
 
     run = _ip_averages(config, checkpoints)  # must not fail on the offsets it cannot read
     assert _lost_logged(run, topic) == lost
-    assert _recorded_loss(own, local_stack.secrets, topic) == (lost, lost)
+    rows_read, lost_per_batch, lost_in_view = _recorded(own, local_stack.secrets, topic)
+    assert (lost_per_batch, lost_in_view) == (lost, lost)
     # everything still there was read, once: the first batch, then what retention left
-    assert _rows_read(own, local_stack.secrets, topic) == sum(read.values()) + left
+    assert rows_read == sum(read.values()) + left
     assert read_topic(own.kafka_bootstrap, own.topic("ip_averages").name)
-
-
-def _rows_read(settings: Settings, secrets: Secrets, topic: str) -> int:
-    with db.connect(settings, secrets) as conn:
-        row = conn.execute(
-            "SELECT sum(input_rows) FROM speed_layer_progress "
-            "WHERE query = 'ip_averages' AND source = %s",
-            (topic,),
-        ).fetchone()
-    assert row is not None
-    return int(row[0])
 
 
 def _lost_logged(run: subprocess.CompletedProcess[str], topic: str) -> int:
