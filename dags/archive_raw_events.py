@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
-
-from airflow.sdk import dag, task
+from airflow.sdk import dag
 
 from common.assets import RAW_EVENTS
 from common.defaults import DEFAULT_ARGS, START_DATE, schedule_of
+from common.spark import BatchJobOperator, interval_arguments
 from common.tasks import record_run
 
 
@@ -31,25 +29,13 @@ topics' retention; `lambdawatch backtest --from/--to` and the `backtest` DAG rea
 """,
 )
 def archive_raw_events() -> None:
-    @task(outlets=[RAW_EVENTS])
-    def archive(
-        data_interval_start: datetime | None = None,
-        data_interval_end: datetime | None = None,
-        dag_run: Any = None,
-    ) -> dict[str, Any]:
-        from common.defaults import data_interval, settings
-        from common.spark import submit_with_provider
-        from lambdawatch.pipelines.spark_jobs import run_spark_job
-
-        start, end = data_interval(
-            "archive_raw_events", data_interval_start, data_interval_end, dag_run
-        )
-        interval = ["--from", start.isoformat(), "--to", end.isoformat()]
-        return run_spark_job(
-            settings(), "archive_raw_events", interval, launch=submit_with_provider
-        )
-
-    record_run(archive())
+    job = BatchJobOperator(
+        task_id="archive",
+        job="archive_raw_events",
+        job_arguments=interval_arguments("archive_raw_events"),
+        outlets=[RAW_EVENTS],
+    )
+    record_run(job.output)
 
 
 archive_raw_events()

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from airflow.sdk import Param, dag, task
+from airflow.sdk import Param, dag
 
 from common.defaults import DEFAULT_ARGS, START_DATE
+from common.spark import BatchJobOperator, backtest_form_arguments
 from common.tasks import record_run
 
 DETECTORS = ["cpu_anomalies", "metric_scores", "forecast_deviations", "cdn_clusters", "silence"]
@@ -42,20 +41,12 @@ from a shell.
 """,
 )
 def backtest() -> None:
-    @task
-    def run(params: dict[str, Any] | None = None, dag_run: Any = None) -> dict[str, Any]:
-        from common.defaults import settings
-        from common.spark import submit_with_provider
-        from lambdawatch.pipelines.spark_jobs import backtest_arguments, run_spark_job
-
-        return run_spark_job(
-            settings(),
-            "backtest",
-            backtest_arguments(params or {}, dag_run.run_id),
-            launch=submit_with_provider,
-        )
-
-    record_run(run())
+    job = BatchJobOperator(
+        task_id="run",
+        job="backtest",
+        job_arguments=backtest_form_arguments,
+    )
+    record_run(job.output)
 
 
 backtest()

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
-
-from airflow.sdk import dag, task
+from airflow.sdk import dag
 
 from common.assets import BASELINES
 from common.defaults import DEFAULT_ARGS, START_DATE, schedule_of
+from common.spark import BatchJobOperator, interval_end_arguments
 from common.tasks import record_run
 
 
@@ -28,25 +26,13 @@ feature per IP.
 """,
 )
 def baseline_stats() -> None:
-    @task(outlets=[BASELINES])
-    def baselines(
-        data_interval_start: datetime | None = None,
-        data_interval_end: datetime | None = None,
-        dag_run: Any = None,
-    ) -> dict[str, Any]:
-        from common.defaults import data_interval, settings
-        from common.spark import submit_with_provider
-        from lambdawatch.pipelines.spark_jobs import run_spark_job
-
-        _, end = data_interval("baseline_stats", data_interval_start, data_interval_end, dag_run)
-        return run_spark_job(
-            settings(),
-            "baseline_stats",
-            ["--interval-end", end.isoformat()],
-            launch=submit_with_provider,
-        )
-
-    record_run(baselines())
+    job = BatchJobOperator(
+        task_id="baselines",
+        job="baseline_stats",
+        job_arguments=interval_end_arguments("baseline_stats"),
+        outlets=[BASELINES],
+    )
+    record_run(job.output)
 
 
 baseline_stats()

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
-
-from airflow.sdk import dag, task
+from airflow.sdk import dag
 
 from common.assets import IP_FORECASTS, IP_HISTORY
 from common.defaults import DEFAULT_ARGS, START_DATE, schedule_of
+from common.spark import BatchJobOperator, interval_end_arguments
 from common.tasks import record_run
 
 # "asset" in config.json: run when archive_hot_store updates ip_history; else a cron/preset.
@@ -33,24 +31,13 @@ and reported.
 """,
 )
 def forecast_ip_traffic() -> None:
-    @task(outlets=[IP_FORECASTS])
-    def forecast(
-        data_interval_end: datetime | None = None, logical_date: datetime | None = None
-    ) -> dict[str, Any]:
-        from common.defaults import settings
-        from common.spark import submit_with_provider
-        from lambdawatch.pipelines.spark_jobs import run_spark_job
-
-        # Asset-triggered runs have no data interval; they forecast from their trigger time.
-        end = data_interval_end or logical_date or datetime.now(UTC)
-        return run_spark_job(
-            settings(),
-            "forecast_ip_traffic",
-            ["--interval-end", end.isoformat()],
-            launch=submit_with_provider,
-        )
-
-    record_run(forecast())
+    job = BatchJobOperator(
+        task_id="forecast",
+        job="forecast_ip_traffic",
+        job_arguments=interval_end_arguments("forecast_ip_traffic"),
+        outlets=[IP_FORECASTS],
+    )
+    record_run(job.output)
 
 
 forecast_ip_traffic()

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
-
-from airflow.sdk import dag, task
+from airflow.sdk import dag
 
 from common.assets import CDN_MODEL
 from common.defaults import DEFAULT_ARGS, START_DATE, schedule_of
+from common.spark import BatchJobOperator, interval_end_arguments
 from common.tasks import record_run
 
 
@@ -29,27 +27,13 @@ without restart.
 """,
 )
 def retrain_cdn_kmeans() -> None:
-    @task(outlets=[CDN_MODEL])
-    def train(
-        data_interval_start: datetime | None = None,
-        data_interval_end: datetime | None = None,
-        dag_run: Any = None,
-    ) -> dict[str, Any]:
-        from common.defaults import data_interval, settings
-        from common.spark import submit_with_provider
-        from lambdawatch.pipelines.spark_jobs import run_spark_job
-
-        _, end = data_interval(
-            "retrain_cdn_kmeans", data_interval_start, data_interval_end, dag_run
-        )
-        return run_spark_job(
-            settings(),
-            "retrain_cdn_kmeans",
-            ["--interval-end", end.isoformat()],
-            launch=submit_with_provider,
-        )
-
-    record_run(train())
+    job = BatchJobOperator(
+        task_id="train",
+        job="retrain_cdn_kmeans",
+        job_arguments=interval_end_arguments("retrain_cdn_kmeans"),
+        outlets=[CDN_MODEL],
+    )
+    record_run(job.output)
 
 
 retrain_cdn_kmeans()

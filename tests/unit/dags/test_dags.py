@@ -42,6 +42,8 @@ for dag_id, dag in bag.dags.items():
         "retries": [t.retries for t in dag.tasks],
         "tasks": sorted(t.task_id for t in dag.tasks),
         "is_paused_upon_creation": dag.is_paused_upon_creation,
+        "spark_submissions": {t.task_id: [type(t).__mro__[1].__name__, t._conn_id, t.job]
+                              for t in dag.tasks if hasattr(t, "job")},
     }
 print(json.dumps(report))
 """
@@ -124,6 +126,29 @@ def test_schedules_follow_config(dagbag: dict) -> None:
     assert schedules.forecast_ip_traffic == "asset"
     assert dags["forecast_ip_traffic"]["timetable"] == "AssetTriggeredTimetable"
     assert dags["backtest"]["timetable"] == "NullTimetable"  # on demand, from its form
+
+
+def test_batch_jobs_are_spark_submit_operators_on_spark_default(dagbag: dict) -> None:
+    """Retargeting the cluster is an edit of the ``spark_default`` connection, as Airflow users
+    expect: every Spark job is submitted by the provider's operator on it."""
+    submissions = {
+        dag_id: info["spark_submissions"]
+        for dag_id, info in dagbag["dags"].items()
+        if info["spark_submissions"]
+    }
+    assert submissions == {
+        "baseline_stats": {"baselines": ["SparkSubmitOperator", "spark_default", "baseline_stats"]},
+        "forecast_ip_traffic": {
+            "forecast": ["SparkSubmitOperator", "spark_default", "forecast_ip_traffic"]
+        },
+        "retrain_cdn_kmeans": {
+            "train": ["SparkSubmitOperator", "spark_default", "retrain_cdn_kmeans"]
+        },
+        "archive_raw_events": {
+            "archive": ["SparkSubmitOperator", "spark_default", "archive_raw_events"]
+        },
+        "backtest": {"run": ["SparkSubmitOperator", "spark_default", "backtest"]},
+    }
 
 
 def test_the_backtest_form_offers_every_detector() -> None:
