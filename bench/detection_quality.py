@@ -5,9 +5,10 @@ the detection thresholds and incident rules, chosen on one run and judged on oth
 Each run (a *pass*: its own stack, generator seed and hour):
 
 1. Training: an hour of server events through the speed layer's ``cpu_anomalies`` query
-   (rt_cpu_windows), six hours of CDN events in their topic, two weeks of hourly history for
-   the IPs; then the batch jobs as Airflow would run them (``baseline_stats``,
-   ``retrain_cdn_kmeans``, ``forecast_ip_traffic``), in this process's Spark session.
+   (rt_cpu_windows), six hours of CDN events in their topic, two weeks of IP history at the
+   generator's own interval (one sample a minute, as the archive keeps it); then the batch
+   jobs as Airflow would run them (``baseline_stats``, ``retrain_cdn_kmeans``,
+   ``forecast_ip_traffic``), in this process's Spark session.
 2. Evaluation: the next hour of server, CDN and IP events with anomalies injected, drained by
    the speed layer (``--available-now``, the shipped entry point) with ``config.json`` as
    shipped (``live``). Episodes that end in the last minutes (past the watermark's reach) are
@@ -15,7 +16,9 @@ Each run (a *pass*: its own stack, generator seed and hour):
 
 Passes: ``tuning`` (seed 20260202, its hour, ``--anomaly-rate``), ``held_out`` (another seed
 and hour, same rate) and ``held_out_default_rate`` (the held-out seed and hour at
-``config.json``'s anomaly rate, 0.02). Thresholds are chosen on the tuning pass only
+``config.json``'s anomaly rate, 0.02). Thresholds are chosen on the tuning pass only. Its
+speed layer records every IP finding down to the lowest WARN factor of the grid (so each
+candidate factor reads a complete record); its ``live`` figures are at that factor.
 (``lambdawatch.pipelines.tuning``: each CPU window's z and each finding's score are recorded,
 so a threshold re-reads the record, and incidents are regrouped by the query's own rules);
 every pass is then judged at the shipped thresholds and at the chosen ones (``at_shipped``,
@@ -71,6 +74,7 @@ from lambdawatch.pipelines.quality import (
 from lambdawatch.pipelines.tuning import (
     CPU,
     CpuWindow,
+    Grid,
     Recorded,
     quality_row,
     scorecard,
@@ -88,6 +92,7 @@ FALSE_INCIDENTS_GOAL = 1.0  # per 100 entity-hours, at the default anomaly rate
 # cpu_windows_store writes the CPU verdicts to PostgreSQL (rt_cpu_windows, anomalies)
 CPU_QUERIES = "cpu_anomalies,cpu_windows_store"
 EVAL_QUERIES = f"{CPU_QUERIES},cdn_clusters,forecast_deviations,silence,incidents"
+RECORD_ALL_WARN_FACTOR = "MODELS__PROPHET__DEVIATION_WARN_FACTOR"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,7 +146,8 @@ def feed(settings: Any, source: str, start: datetime, end: datetime, rate: float
 
 def seed_ip_history(settings: Any, secrets: Any, end: datetime, days: int) -> int:
     ips = tuple(settings.ips.resolved_addresses)
-    batch = IpGenerator(ips, 3_600_000, settings.generators.seed, 0.0).generate(
+    interval_ms = settings.generators.ip_interval_seconds * 1000
+    batch = IpGenerator(ips, interval_ms, settings.generators.seed, 0.0).generate(
         _ms(end - timedelta(days=days)), _ms(end)
     )
     rows = [
@@ -164,6 +170,10 @@ def run_pass(run: Pass, ips: int, console: Console) -> tuple[dict[str, Any], Rec
     """One pass on its own stack: what the shipped configuration did (live), and the record
     that thresholds are tuned and judged on."""
     os.environ["GENERATORS__SEED"] = str(run.seed)
+    if run.name == "tuning":  # record every finding a candidate WARN factor could keep
+        os.environ[RECORD_ALL_WARN_FACTOR] = str(min(Grid().ip_warn_factor))
+    else:
+        os.environ.pop(RECORD_ALL_WARN_FACTOR, None)
     with running_stack(["postgres", "kafka"]) as (settings, stack):
         secrets = stack.secrets
         admin = admin_client(settings.kafka_bootstrap)

@@ -66,10 +66,12 @@ class ModelCache(Generic[Loaded]):
 
 
 def forecasts_between(conn: psycopg.Connection, first_us: int, last_us: int) -> list[tuple]:
-    """The ``ip_forecasts`` rows (``ip, feature, ds, yhat, yhat_lower, yhat_upper, run_id``)
-    for the hours from ``first_us`` to ``last_us`` (epoch µs): what samples are judged by."""
+    """The ``ip_forecasts`` rows (``ip, feature, ds, yhat, lower, upper, run_id``) for the
+    hours from ``first_us`` to ``last_us`` (epoch µs): what samples are judged by. ``lower``
+    and ``upper`` are the sample band, or the interval for forecasts made before it."""
     return conn.execute(
-        "SELECT ip, feature, ds, yhat, yhat_lower, yhat_upper, run_id FROM ip_forecasts "
+        "SELECT ip, feature, ds, yhat, coalesce(sample_lower, yhat_lower), "
+        "coalesce(sample_upper, yhat_upper), run_id FROM ip_forecasts "
         "WHERE ds >= date_trunc('hour', to_timestamp(%s / 1e6)) "
         "AND ds <= to_timestamp(%s / 1e6)",
         (first_us, last_us),

@@ -362,6 +362,10 @@ TABLES = {
                 Column("model", TEXT),
                 Column("run_id", TEXT),
                 Column("created_at", TIMESTAMPTZ),
+                # where one sample of the hour falls (the interval widened by the within-hour
+                # scatter); null for forecasts made before it existed
+                Column("sample_lower", DOUBLE, nullable=True),
+                Column("sample_upper", DOUBLE, nullable=True),
             ),
             key=("ip", "feature", "ds"),
             writers=(BATCH,),

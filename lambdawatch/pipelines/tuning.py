@@ -4,9 +4,10 @@ another: pure functions, no I/O.
 A run is recorded once through the real stack (``Recorded``: every CPU window with its z, the
 other detectors' findings, each entity's datacenter or PoP, and the ground truth). Changing a
 threshold then only re-reads that record: a window is WARN or ERROR by its z (the CPU rule of
-``spark_apps.detectors.cpu``), an IP finding stays WARN only beyond the WARN factor (the rule of
-``spark_apps.detectors.forecast_deviations``), and incidents are grouped by the streaming
-query's own rules (``spark_apps.transforms.incidents.replay``). Tuning is coordinate search:
+``spark_apps.detectors.cpu``), an IP finding is WARN beyond the WARN factor and ERROR beyond the
+ERROR factor on the ERROR side (the rule of ``spark_apps.detectors.forecast_deviations``), and
+incidents are grouped by the streaming query's own rules
+(``spark_apps.transforms.incidents.replay``). Tuning is coordinate search:
 each detector's thresholds for the best F1 of its findings against the labels it targets,
 then the grouping rules for the best incident F1. Labels are read only to score.
 """
@@ -63,15 +64,18 @@ class Recorded:
 
 @dataclass(frozen=True)
 class Thresholds:
-    """What tuning chooses: ``models.cpu_anomaly``'s sigmas, the IP forecast's WARN factor
-    (``models.prophet.deviation_warn_factor``) and the ``incidents`` rules."""
+    """What tuning chooses: ``models.cpu_anomaly``'s sigmas, the IP forecast's WARN and ERROR
+    factors (``models.prophet.deviation_warn_factor``, ``deviation_error_factor``) and the
+    ``incidents`` rules. The ERROR side (``deviation_error_direction``) is a policy, not tuned."""
 
     cpu_warn_sigma: float
     cpu_error_sigma: float
     ip_warn_factor: float
+    ip_error_factor: float
     warn_count: int
     warn_window: timedelta
     quiet: timedelta
+    ip_error_direction: str = "above"
 
     @property
     def rules(self) -> IncidentRules:
@@ -91,9 +95,11 @@ def thresholds_of(settings: Settings) -> Thresholds:
         models.cpu_anomaly.warn_sigma,
         models.cpu_anomaly.error_sigma,
         models.prophet.deviation_warn_factor,
+        models.prophet.deviation_error_factor,
         incidents.warn_count,
         incidents.warn_window,
         incidents.quiet,
+        models.prophet.deviation_error_direction,
     )
 
 
@@ -104,6 +110,7 @@ class Grid:
     cpu_warn_sigma: Sequence[float] = (1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 5.0, 6.0)
     cpu_error_sigma: Sequence[float] = (2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0)
     ip_warn_factor: Sequence[float] = (1.0, 1.25, 1.5, 1.75)
+    ip_error_factor: Sequence[float] = (2.0, 3.0, 4.0, 6.0)
     warn_count: Sequence[int] = (2, 3, 4, 6)
     warn_window: Sequence[timedelta] = (timedelta(minutes=1), timedelta(minutes=2))
     quiet: Sequence[timedelta] = (timedelta(minutes=2), timedelta(minutes=5), timedelta(minutes=10))
@@ -124,19 +131,42 @@ def cpu_findings(
     return found
 
 
-def forecast_findings(findings: Iterable[Signal], warn_factor: float) -> list[Signal]:
-    """IP findings that stay flagged when WARN needs ``warn_factor`` half-widths (ERROR is
-    beyond the error factor, so above any WARN factor)."""
-    return [
-        s
-        for s in findings
-        if s.detector != FORECAST or s.severity == "ERROR" or (s.score or 0.0) > warn_factor
-    ]
+def forecast_findings(
+    findings: Iterable[Signal],
+    warn_factor: float,
+    error_factor: float | None = None,
+    error_direction: str = "above",
+) -> list[Signal]:
+    """IP findings as ``deviation_columns`` judges them at these factors: beyond
+    ``warn_factor`` half-widths WARN, beyond ``error_factor`` on the ERROR side ERROR (None:
+    keep the recorded severity); others' findings unchanged."""
+    kept = []
+    for s in findings:
+        if s.detector != FORECAST:
+            kept.append(s)
+            continue
+        score = s.score or 0.0
+        if error_factor is None:
+            if s.severity == "ERROR" or score > warn_factor:
+                kept.append(s)
+            continue
+        above = (s.value or 0.0) > (s.expected or 0.0)
+        on_error_side = {"above": above, "below": not above}.get(error_direction, True)
+        if score > error_factor and on_error_side:
+            kept.append(replace(s, severity="ERROR"))
+        elif score > warn_factor:
+            kept.append(replace(s, severity="WARN"))
+    return kept
 
 
 def findings_at(recorded: Recorded, thresholds: Thresholds) -> list[Signal]:
     cpu = cpu_findings(recorded.cpu_windows, thresholds.cpu_warn_sigma, thresholds.cpu_error_sigma)
-    return cpu + forecast_findings(recorded.findings, thresholds.ip_warn_factor)
+    return cpu + forecast_findings(
+        recorded.findings,
+        thresholds.ip_warn_factor,
+        thresholds.ip_error_factor,
+        thresholds.ip_error_direction,
+    )
 
 
 def _targets(recorded: Recorded, detector: str) -> list[Interval]:
@@ -193,10 +223,11 @@ def incidents_at(recorded: Recorded, thresholds: Thresholds) -> Quality:
 
 
 def tune(recorded: Recorded, start: Thresholds, grid: Grid | None = None) -> Thresholds:
-    """Coordinate search from ``start``: the CPU ERROR sigma for the best ERROR F1, the CPU
-    WARN sigma and the IP WARN factor for the best WARN-or-ERROR F1 (each against the labels
-    its detector targets), then the incident rules for the best incident F1. Ties go to the
-    earlier candidate of the grid (the IP factor's: to the highest)."""
+    """Coordinate search from ``start``: the CPU ERROR sigma and the IP ERROR factor for the
+    best ERROR F1, the CPU WARN sigma and the IP WARN factor for the best WARN-or-ERROR F1
+    (each against the labels its detector targets), then the incident rules for the best
+    incident F1. Ties go to the earlier candidate of the grid (the IP WARN factor's: to the
+    highest)."""
     grid = grid or Grid()
     windows = recorded.cpu_windows
     every = {"WARN", "ERROR"}
@@ -209,15 +240,21 @@ def tune(recorded: Recorded, start: Thresholds, grid: Grid | None = None) -> Thr
     error = max(grid.cpu_error_sigma, key=lambda e: cpu_f1(min(grid.cpu_warn_sigma), e, {"ERROR"}))
     warn = max((w for w in grid.cpu_warn_sigma if w < error), key=lambda w: cpu_f1(w, error, every))
 
-    def ip_f1(factor: float) -> float:
-        found = forecast_findings((s for s in recorded.findings if s.detector == FORECAST), factor)
-        return detector_scores(recorded, found, every)[FORECAST].f1
+    ip_records = [s for s in recorded.findings if s.detector == FORECAST]
+    direction = start.ip_error_direction
 
-    chosen = replace(start, cpu_warn_sigma=warn, cpu_error_sigma=error)
+    def ip_f1(warn: float, error: float, severities: set[str]) -> float:
+        found = forecast_findings(ip_records, warn, error, direction)
+        return detector_scores(recorded, found, severities)[FORECAST].f1
+
+    lowest = min(grid.ip_warn_factor)
+    ip_error = max(grid.ip_error_factor, key=lambda e: ip_f1(lowest, e, {"ERROR"}))
+    chosen = replace(start, cpu_warn_sigma=warn, cpu_error_sigma=error, ip_error_factor=ip_error)
     # ties to the highest factor: a run records only findings beyond the factor it shipped, so
     # every lower factor reads the same record and must not look like a choice
-    factors = sorted(grid.ip_warn_factor, reverse=True)
-    chosen = replace(chosen, ip_warn_factor=max(factors, key=ip_f1))
+    factors = sorted((f for f in grid.ip_warn_factor if f < ip_error), reverse=True)
+    ip_warn = max(factors, key=lambda f: ip_f1(f, ip_error, every))
+    chosen = replace(chosen, ip_warn_factor=ip_warn)
     candidates = [
         replace(chosen, warn_count=count, warn_window=window, quiet=quiet)
         for count, window, quiet in product(grid.warn_count, grid.warn_window, grid.quiet)

@@ -1,10 +1,13 @@
 """Forecast deviations: live IP features against the batch layer's Prophet forecast.
 
-The lambda join: each sample is compared with the forecast for its IP, feature and hour.
-Outside the prediction interval and more than ``warn_factor`` interval half-widths from the
-point forecast is WARN (1: the interval's edge); more than ``error_factor`` half-widths, on the
-side(s) ``error_direction`` names, is ERROR (as an anomaly monitor's "above / below / above or
-below the bounds"). Samples of hours with no forecast are not judged.
+The lambda join: each sample is compared with the forecast for its IP, feature and hour, by
+the hour's *sample band* (where one sample falls: the forecast interval of the hourly mean
+widened by the series' within-hour scatter, ``spark_apps.transforms.forecast.sample_band``).
+The score is the distance from the point forecast in units of the band's half-width on the
+sample's side (1: the band's edge). Outside the band and beyond ``warn_factor`` is WARN;
+beyond ``error_factor``, on the side(s) ``error_direction`` names, is ERROR (as an anomaly
+monitor's "above / below / above or below the bounds"). Samples of hours with no forecast are
+not judged.
 """
 
 from __future__ import annotations
@@ -14,27 +17,31 @@ from pyspark.sql import functions as F
 
 from spark_apps.detectors.anomaly import anomaly_columns
 
+# ``lower``, ``upper``: the sample band (``lambdawatch.core.model_registry.forecasts_between``)
 FORECAST_LOOKUP_SCHEMA = (
-    "ip string, feature string, ds timestamp, yhat double, yhat_lower double, "
-    "yhat_upper double, run_id string"
+    "ip string, feature string, ds timestamp, yhat double, lower double, upper double, "
+    "run_id string"
 )
 
 
 def judge_against_forecast(samples: DataFrame, forecasts: DataFrame) -> DataFrame:
     """``timestamp, src_ip, feature, value`` samples with their hour's forecast and a score:
-    the distance from ``yhat`` in interval half-widths (1 = on the interval's edge)."""
+    the distance from ``yhat`` in half-widths of the band on that side (1 = on its edge)."""
     lookup = forecasts.select(
         F.col("ip").alias("src_ip"), "feature", F.col("ds").alias("hour"),
-        "yhat", "yhat_lower", "yhat_upper", "run_id",
+        "yhat", "lower", "upper", "run_id",
     )  # fmt: skip
-    half_width = F.greatest((F.col("yhat_upper") - F.col("yhat_lower")) / 2, F.lit(1e-9))
+    above = F.col("value") >= F.col("yhat")
+    half_width = F.greatest(
+        F.when(above, F.col("upper") - F.col("yhat")).otherwise(F.col("yhat") - F.col("lower")),
+        F.lit(1e-9),
+    )
     return (
         samples.withColumn("hour", F.date_trunc("hour", "timestamp"))
         .join(F.broadcast(lookup), ["src_ip", "feature", "hour"])
         .withColumn("score", F.abs(F.col("value") - F.col("yhat")) / half_width)
         .withColumn(
-            "outside",
-            (F.col("value") < F.col("yhat_lower")) | (F.col("value") > F.col("yhat_upper")),
+            "outside", (F.col("value") < F.col("lower")) | (F.col("value") > F.col("upper"))
         )
     )
 
@@ -42,7 +49,7 @@ def judge_against_forecast(samples: DataFrame, forecasts: DataFrame) -> DataFram
 def deviation_columns(
     error_factor: float, error_direction: str, warn_factor: float = 1.0
 ) -> list[Column]:
-    """A judged sample as the anomaly record: SAFE inside the interval or within
+    """A judged sample as the anomaly record: SAFE inside the band or within
     ``warn_factor`` half-widths, else WARN, and ERROR beyond ``error_factor`` half-widths on
     the ``error_direction`` side."""
     side = {

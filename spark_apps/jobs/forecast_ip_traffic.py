@@ -1,5 +1,6 @@
 """forecast_ip_traffic: one Prophet model per IP × feature on the full archived history,
-fitted in parallel with ``groupBy().applyInPandas()``; forecasts and fit quality → PostgreSQL."""
+fitted in parallel with ``groupBy().applyInPandas()``; forecasts (with the band a single sample
+is judged by) and fit quality → PostgreSQL."""
 
 from __future__ import annotations
 
@@ -24,11 +25,22 @@ FORECAST_COLUMNS = TABLES["ip_forecasts"].names_except("created_at")
 QUALITY_COLUMNS = TABLES["forecast_quality"].names_except("created_at")
 
 
-def hourly_history(history: DataFrame) -> DataFrame:
-    """Raw samples → one mean per IP × feature × hour (the model's ``ds, y``)."""
-    return history.groupBy("ip", "feature", F.date_trunc("hour", "ts").alias("ds")).agg(
-        F.avg("value").alias("y")
+def hourly_history(history: DataFrame, interval_width: float) -> DataFrame:
+    """Raw samples → one mean per IP × feature × hour (the model's ``ds, y``), with the
+    series' within-hour scatter: ``sample / hourly mean`` at the interval's two quantiles
+    (``ratio_low``, ``ratio_high``; absent where no hour has a positive mean)."""
+    samples = history.withColumn("ds", F.date_trunc("hour", "ts"))
+    hourly = samples.groupBy("ip", "feature", "ds").agg(F.avg("value").alias("y"))
+    tail = (1 - interval_width) / 2
+    ratios = (
+        samples.join(hourly.where(F.col("y") > 0), ["ip", "feature", "ds"])
+        .groupBy("ip", "feature")
+        .agg(F.percentile_approx(F.col("value") / F.col("y"), [tail, 1 - tail]).alias("q"))
+        .select(
+            "ip", "feature", F.col("q")[0].alias("ratio_low"), F.col("q")[1].alias("ratio_high")
+        )
     )
+    return hourly.join(ratios, ["ip", "feature"], "left")
 
 
 def fit_all(hourly: DataFrame, params: ForecastParams, partitions: int) -> DataFrame:
@@ -67,7 +79,7 @@ def run(spark: SparkSession, settings: Settings, secrets: Secrets, end: datetime
     )
     history = without_excluded(history, read_exclusions(spark, settings, secrets), "ip", "ts")
     partitions = max(2, spark.sparkContext.defaultParallelism * 2)
-    results = fit_all(hourly_history(history), params, partitions).toPandas()
+    results = fit_all(hourly_history(history, params.interval_width), params, partitions).toPandas()
     forecasts = results[results["kind"] == "forecast"].assign(run_id=run_id)
     quality = results[results["kind"] == "quality"].assign(run_id=run_id)
     forecast_rows = list(forecasts[list(FORECAST_COLUMNS)].itertuples(index=False, name=None))

@@ -9,7 +9,9 @@ per group with ``applyInPandas`` and a test runs it on a literal frame. For each
 3. scores it on the hold-out (MAPE, interval coverage, MASE) next to the seasonal-naive
    forecast (the value 24 h earlier), and keeps whichever has the lower MASE;
 4. refits the chosen Prophet on the full series, warm-started from step 2's parameters
-   (Prophet's documented way to update a model cheaply), and forecasts ``horizon_hours``.
+   (Prophet's documented way to update a model cheaply), and forecasts ``horizon_hours``;
+5. widens each hour's interval into a *sample band* (``sample_band``): the models forecast the
+   hourly mean, but the speed layer judges single samples, which also scatter within the hour.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ SEASON = 24  # hourly data: one day
 OUTPUT_SCHEMA = (
     "kind string, ip string, feature string, ds timestamp, yhat double, yhat_lower double, "
     "yhat_upper double, model string, points long, mape double, coverage double, "
-    "mase double, mase_naive double, seasonality_mode string, reason string"
+    "mase double, mase_naive double, seasonality_mode string, reason string, "
+    "sample_lower double, sample_upper double"
 )
 OUTPUT_COLUMNS = [part.strip().split(" ")[0] for part in OUTPUT_SCHEMA.split(",")]
 STRING_COLUMNS = [
@@ -72,6 +75,24 @@ def floored_at_zero(history: np.ndarray, *series: np.ndarray) -> tuple[np.ndarra
     if len(history) and np.nanmin(history) >= 0:
         return tuple(np.maximum(values, 0.0) for values in series)
     return series
+
+
+def sample_band(
+    point: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    ratio_low: float,
+    ratio_high: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Where one sample of the hour falls, at the interval's width: the prediction interval
+    of a sum of independent errors (hourly mean's forecast error, sample's scatter around its
+    hourly mean), each side's half-widths added in quadrature. The scatter is relative: the
+    within-hour ratio ``sample / hourly mean`` at the interval's quantiles (1, 1 for one
+    sample per hour, where the band is the interval)."""
+    scale = np.abs(point)
+    above = np.hypot(upper - point, scale * max(ratio_high - 1.0, 0.0))
+    below = np.hypot(point - lower, scale * max(1.0 - ratio_low, 0.0))
+    return point - below, point + above
 
 
 def interval_metrics(
@@ -124,8 +145,17 @@ def _with_conditions(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def forecast_series(series: pd.DataFrame, params: ForecastParams) -> pd.DataFrame:
-    """One (ip, feature) series of hourly ``ds, y`` → forecast rows and one quality row."""
+    """One (ip, feature) series of hourly ``ds, y`` → forecast rows and one quality row.
+
+    Optional ``ratio_low``, ``ratio_high`` columns (one value per series): the within-hour
+    ratios that ``sample_band`` widens the forecast interval by."""
     ip, feature = str(series["ip"].iloc[0]), str(series["feature"].iloc[0])
+    ratio_low, ratio_high = (
+        float(series[column].iloc[0])
+        if column in series and pd.notna(series[column].iloc[0])
+        else 1.0
+        for column in ("ratio_low", "ratio_high")
+    )
     history = (
         series[["ds", "y"]].dropna().sort_values("ds").drop_duplicates("ds").reset_index(drop=True)
     )
@@ -177,6 +207,8 @@ def forecast_series(series: pd.DataFrame, params: ForecastParams) -> pd.DataFram
             history["y"].to_numpy(), params.horizon_hours, params.interval_width
         )
     point, lower, upper = floored_at_zero(history["y"].to_numpy(), point, lower, upper)
+    sample_lower, sample_upper = sample_band(point, lower, upper, ratio_low, ratio_high)
+    (sample_lower,) = floored_at_zero(history["y"].to_numpy(), sample_lower)
     chosen = "prophet" if use_prophet else "seasonal_naive"
     scores = prophet_scores if use_prophet else naive_scores
     rows = [
@@ -188,10 +220,14 @@ def forecast_series(series: pd.DataFrame, params: ForecastParams) -> pd.DataFram
             "yhat": p,
             "yhat_lower": lo,
             "yhat_upper": hi,
+            "sample_lower": sample_lo,
+            "sample_upper": sample_hi,
             "model": chosen,
             "points": len(history),
         }
-        for ds, p, lo, hi in zip(future["ds"], point, lower, upper, strict=True)
+        for ds, p, lo, hi, sample_lo, sample_hi in zip(
+            future["ds"], point, lower, upper, sample_lower, sample_upper, strict=True
+        )
     ]
     rows.append(
         {

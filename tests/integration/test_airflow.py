@@ -392,6 +392,12 @@ def test_forecast_dag_fits_long_series_and_reports_short_ones(
             (ip, "unq_dst_ip", ts.to_pydatetime(), float(v))
             for ts, v in zip(hours, values, strict=True)
         ]
+    # fc-ip-2 reports every 10 minutes, scattered ±20 % around its hour's level
+    rows += [
+        ("fc-ip-2", "unq_dst_ip", (ts + pd.Timedelta(minutes=m)).to_pydatetime(), float(v * f))
+        for ts, v in zip(hours, values, strict=True)
+        for m, f in ((10, 0.8), (20, 1.2), (30, 0.9), (40, 1.1), (50, 1.0))
+    ]
     rows += [("fc-ip-short", "unq_dst_ip", ts.to_pydatetime(), 1.0) for ts in hours[-30:]]
     with db.connect(settings, airflow_stack.secrets) as conn:
         db.upsert_rows(
@@ -401,7 +407,10 @@ def test_forecast_dag_fits_long_series_and_reports_short_ones(
     with db.connect(settings, airflow_stack.secrets) as conn:
         forecasts = conn.execute(
             "SELECT ip, count(*), min(ds), max(ds), "
-            "bool_and(yhat_lower <= yhat AND yhat <= yhat_upper) "
+            "bool_and(yhat_lower <= yhat AND yhat <= yhat_upper), "
+            "bool_and(abs(sample_lower - yhat_lower) <= 1e-9 * (1 + abs(yhat_lower)) "
+            "AND abs(sample_upper - yhat_upper) <= 1e-9 * (1 + abs(yhat_upper))), "
+            "bool_and(sample_lower < yhat_lower AND sample_upper > yhat_upper) "
             "FROM ip_forecasts WHERE ip LIKE 'fc-ip-%' GROUP BY ip ORDER BY ip"
         ).fetchall()
         quality = {
@@ -414,15 +423,18 @@ def test_forecast_dag_fits_long_series_and_reports_short_ones(
         }
     horizon = settings.models.prophet.horizon_hours
     assert [row[0] for row in forecasts] == ["fc-ip-1", "fc-ip-2"]
-    for _ip, count, first_ds, last_ds, ordered in forecasts:
+    for _ip, count, first_ds, last_ds, ordered, _band_is_interval, _band_wider in forecasts:
         assert count == horizon
         assert first_ds == FORECAST_END
         assert last_ds == FORECAST_END + timedelta(hours=horizon - 1)
         assert ordered
+    # one sample an hour: a sample falls where the hourly mean does; scattered samples: wider
+    assert forecasts[0][5:] == (True, False)
+    assert forecasts[1][5:] == (False, True)
     assert quality["fc-ip-short"][0] == "none"
     assert "30 <" in quality["fc-ip-short"][3]
     for ip in ("fc-ip-1", "fc-ip-2"):
         model, points, coverage, _reason = quality[ip]
         assert model in {"prophet", "seasonal_naive"}
-        assert points == len(hours)
+        assert points == len(hours)  # hourly points, however often the IP reported
         assert coverage >= 0.7

@@ -19,7 +19,7 @@ from spark_apps.transforms.incidents import Signal
 
 T0 = datetime(2026, 2, 2, 12, tzinfo=UTC)
 HALF_SECOND = timedelta(milliseconds=500)
-SHIPPED = Thresholds(1.0, 2.0, 1.0, 3, timedelta(minutes=1), timedelta(minutes=5))
+SHIPPED = Thresholds(1.0, 2.0, 1.0, 2.0, 3, timedelta(minutes=1), timedelta(minutes=5))
 
 
 def window(entity: str, second: float, z: float) -> CpuWindow:
@@ -27,9 +27,11 @@ def window(entity: str, second: float, z: float) -> CpuWindow:
     return CpuWindow(entity, start, start + HALF_SECOND, 40 + 10 * z, 40.0, z)
 
 
-def ip_finding(second: float, score: float, severity: str = "WARN") -> Signal:
+def ip_finding(
+    second: float, score: float, severity: str = "WARN", ip: str = "198.18.0.7", value: float = 9.0
+) -> Signal:
     at = T0 + timedelta(seconds=second)
-    return Signal("forecast_deviations", "198.18.0.7", "unq_dst_ip", at, at, 9.0, 5.0, score,
+    return Signal("forecast_deviations", ip, "unq_dst_ip", at, at, value, 5.0, score,
                   severity, "run-1", at)  # fmt: skip
 
 
@@ -59,6 +61,40 @@ def test_cpu_findings_follow_the_cpu_rule() -> None:
 def test_a_warn_factor_keeps_only_ip_findings_beyond_it_and_every_error() -> None:
     found = [ip_finding(0, 1.1), ip_finding(1, 1.6), ip_finding(2, 2.5, "ERROR")]
     assert [s.score for s in forecast_findings(found, 1.5)] == [1.6, 2.5]
+
+
+def test_an_error_factor_reclassifies_ip_findings_on_the_error_side_only() -> None:
+    found = [
+        ip_finding(0, 2.5, "ERROR"),
+        ip_finding(1, 3.5, "ERROR"),
+        ip_finding(2, 3.5, "WARN", value=1.0),  # below the forecast: never ERROR "above"
+        ip_finding(3, 1.2),
+    ]
+    judged = forecast_findings(found, 1.5, 3.0, "above")
+    assert [(s.score, s.severity) for s in judged] == [
+        (2.5, "WARN"), (3.5, "ERROR"), (3.5, "WARN"),
+    ]  # fmt: skip
+    both = forecast_findings(found, 1.5, 3.0, "both")
+    assert [s.severity for s in both] == ["WARN", "ERROR", "ERROR"]
+
+
+def test_tuning_raises_the_ip_error_factor_above_the_noise() -> None:
+    """Other IPs' ordinary scatter reaches 2.5 half-widths; the scan on 198.18.0.7 is at 8."""
+    run = recorded_run()
+    scan = Label(
+        "198.18.0.7", "port_scan", T0 + timedelta(seconds=600), T0 + timedelta(seconds=900)
+    )
+    noise = [ip_finding(60 * m, 2.5, "ERROR", ip=f"198.18.1.{m}") for m in range(20)]
+    found = [ip_finding(630 + 60 * m, 8.0, "ERROR") for m in range(4)]
+    run = Recorded(
+        **{**run.__dict__, "labels": (*run.labels, scan), "findings": tuple(noise + found)}
+    )
+    chosen = tune(run, SHIPPED, Grid(warn_count=(3,), quiet=(timedelta(minutes=2),)))
+    assert chosen.ip_error_factor == 3.0  # the lowest that leaves the noise out
+    assert chosen.ip_warn_factor < chosen.ip_error_factor
+    tuned = scorecard(run, chosen)["error"]["forecast_deviations"]
+    assert (tuned["precision"], tuned["recall"]) == (1.0, 1.0)
+    assert scorecard(run, SHIPPED)["error"]["forecast_deviations"]["precision"] == 0.167
 
 
 def test_tuning_raises_the_bars_above_the_noise_and_still_catches_the_spike() -> None:

@@ -84,3 +84,29 @@ def test_a_warn_factor_raises_the_warn_bar_past_the_interval_edge(
     judged = judge_against_forecast(melt_ip_features(events, ["unq_dst_ip"]), forecasts)
     anomalies = forecast_deviations(judged, 2.0, "both", warn_factor=1.5).collect()
     assert [r["severity"] for r in anomalies] == ([expected] if expected else [])
+
+
+@pytest.mark.parametrize(
+    ("value", "expected", "score"),
+    [
+        (150.0, None, 50.0 / 60.0),  # inside the wide upper side of the band
+        (175.0, "WARN", 75.0 / 60.0),  # past the upper edge, within the ERROR factor
+        (85.0, "WARN", 1.5),  # the lower side is narrow: 15 below is 1.5 of its half-widths
+        (75.0, "ERROR", 2.5),
+    ],
+)
+def test_each_side_is_judged_by_its_own_half_of_the_band(
+    spark: SparkSession, value: float, expected: str | None, score: float
+) -> None:
+    """A multiplicative series scatters further above its forecast than below it: the band
+    is asymmetric, and a sample's score is in half-widths of its own side."""
+    events = spark.createDataFrame(
+        [(at(10, 30), IP, value)], "timestamp timestamp, src_ip string, unq_dst_ip double"
+    )
+    forecasts = spark.createDataFrame(
+        [(IP, "unq_dst_ip", at(10, 0), 100.0, 90.0, 160.0, "run-1")], FORECAST_LOOKUP_SCHEMA
+    )
+    judged = judge_against_forecast(melt_ip_features(events, ["unq_dst_ip"]), forecasts)
+    assert judged.first()["score"] == pytest.approx(score)
+    anomalies = forecast_deviations(judged, 2.0, "both").collect()
+    assert [r["severity"] for r in anomalies] == ([expected] if expected else [])

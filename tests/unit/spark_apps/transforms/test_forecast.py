@@ -15,6 +15,7 @@ from spark_apps.transforms.forecast import (
     forecast_series,
     interval_metrics,
     mase_scale,
+    sample_band,
     seasonal_naive,
 )
 
@@ -59,6 +60,35 @@ def test_daily_series_gets_a_calibrated_forecast() -> None:
     assert np.abs(forecasts["yhat"].to_numpy() - expected).max() < 10
     assert quality["coverage"] >= 0.8
     assert quality["mase"] < 1.5
+
+
+def test_the_sample_band_widens_the_interval_by_the_within_hour_scatter() -> None:
+    point, lower, upper = np.array([100.0, 0.0]), np.array([70.0, 0.0]), np.array([140.0, 5.0])
+    # one sample per hour (ratios 1): the band is the interval
+    same_lower, same_upper = sample_band(point, lower, upper, 1.0, 1.0)
+    assert np.allclose(same_lower, lower)
+    assert np.allclose(same_upper, upper)
+    # samples within 0.6x..1.3x their hour's mean: each side's half-widths in quadrature
+    band_lower, band_upper = sample_band(point, lower, upper, 0.6, 1.3)
+    assert band_lower[0] == pytest.approx(100 - np.hypot(30, 40))  # 50
+    assert band_upper[0] == pytest.approx(100 + np.hypot(40, 30))  # 150
+    assert (band_lower[1], band_upper[1]) == (0.0, 5.0)  # relative scatter of a zero forecast
+
+
+def test_forecasts_carry_the_sample_band_of_their_series() -> None:
+    plain = forecast_series(hourly(daily_wave(24 * 10)), PARAMS)
+    plain = plain[plain["kind"] == "forecast"]
+    assert np.allclose(plain["sample_lower"], plain["yhat_lower"])  # no scatter given
+    assert np.allclose(plain["sample_upper"], plain["yhat_upper"])
+    scattered = hourly(daily_wave(24 * 10)).assign(ratio_low=0.5, ratio_high=2.0)
+    out = forecast_series(scattered, PARAMS)
+    quality, out = out[out["kind"] == "quality"].iloc[0], out[out["kind"] == "forecast"]
+    assert np.allclose(out["yhat"], plain["yhat"])  # the model is the hourly mean's, unchanged
+    # each side at least as wide as the interval's and as the scatter's (2x and 0.5x the mean)
+    assert (out["sample_upper"] >= np.maximum(out["yhat_upper"], 2 * out["yhat"])).all()
+    assert (out["sample_lower"] <= np.minimum(out["yhat_lower"], 0.5 * out["yhat"])).all()
+    assert (out["sample_lower"] >= 0).all()  # never negative in history: floored
+    assert pd.isna(quality["sample_lower"])
 
 
 def test_seasonal_naive_wins_when_prophet_cannot_follow() -> None:
