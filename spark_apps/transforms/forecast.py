@@ -7,7 +7,8 @@ per group with ``applyInPandas`` and a test runs it on a literal frame. For each
    supports (daily; weekly from two weeks; working-hours vs weekend daily profiles from two
    weeks), multiplicative when the daily swing grows with the level;
 3. scores it on the hold-out (MAPE, interval coverage, MASE) next to the seasonal-naive
-   forecast (the value 24 h earlier), and keeps whichever has the lower MASE;
+   forecast (the value a week earlier once there are eight days to learn from, else a day),
+   and keeps whichever has the lower MASE;
 4. refits the chosen Prophet on the full series, warm-started from step 2's parameters
    (Prophet's documented way to update a model cheaply), and forecasts ``horizon_hours``;
 5. widens each hour's interval into a *sample band* (``sample_band``): the models forecast the
@@ -25,6 +26,7 @@ from prophet import Prophet
 from prophet.utilities import warm_start_params
 
 SEASON = 24  # hourly data: one day
+WEEK = 7 * SEASON
 OUTPUT_SCHEMA = (
     "kind string, ip string, feature string, ds timestamp, yhat double, yhat_lower double, "
     "yhat_upper double, model string, points long, mape double, coverage double, "
@@ -88,8 +90,9 @@ def sample_band(
     of a sum of independent errors (hourly mean's forecast error, sample's scatter around its
     hourly mean), each side's half-widths added in quadrature. The scatter is relative: the
     within-hour ratio ``sample / hourly mean`` at the interval's quantiles (1, 1 for one
-    sample per hour, where the band is the interval)."""
-    scale = np.abs(point)
+    sample per hour, where the band is the interval), taken at the interval's upper edge: the
+    hour's mean may be that high, and a forecast of zero still gets its scatter."""
+    scale = np.maximum(np.abs(point), np.abs(upper))
     above = np.hypot(upper - point, scale * max(ratio_high - 1.0, 0.0))
     below = np.hypot(point - lower, scale * max(1.0 - ratio_low, 0.0))
     return point - below, point + above
@@ -114,10 +117,15 @@ def interval_metrics(
 
 
 def seasonal_naive(train: np.ndarray, steps: int, width: float) -> tuple[np.ndarray, ...]:
-    """Repeat the last season; the interval comes from the seasonal differences' quantiles."""
-    reps = int(np.ceil(steps / SEASON))
-    point = np.tile(train[-SEASON:], reps)[:steps]
-    residuals = train[SEASON:] - train[:-SEASON]
+    """Repeat the last season; the interval comes from the seasonal differences' quantiles.
+
+    The season is a week once the history holds a week plus a day of seasonal differences
+    (Hyndman & Athanasopoulos' seasonal naive with m = 168 for hourly data): a day's repeat
+    forecasts a Monday from a Sunday."""
+    season = WEEK if len(train) >= WEEK + SEASON else SEASON
+    reps = int(np.ceil(steps / season))
+    point = np.tile(train[-season:], reps)[:steps]
+    residuals = train[season:] - train[:-season]
     lo, hi = np.quantile(residuals, [(1 - width) / 2, 1 - (1 - width) / 2])
     return point, point + lo, point + hi
 

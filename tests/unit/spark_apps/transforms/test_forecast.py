@@ -69,10 +69,12 @@ def test_the_sample_band_widens_the_interval_by_the_within_hour_scatter() -> Non
     assert np.allclose(same_lower, lower)
     assert np.allclose(same_upper, upper)
     # samples within 0.6x..1.3x their hour's mean: each side's half-widths in quadrature
+    # (relative to the upper edge, 140: the hour's mean may be that high)
     band_lower, band_upper = sample_band(point, lower, upper, 0.6, 1.3)
-    assert band_lower[0] == pytest.approx(100 - np.hypot(30, 40))  # 50
-    assert band_upper[0] == pytest.approx(100 + np.hypot(40, 30))  # 150
-    assert (band_lower[1], band_upper[1]) == (0.0, 5.0)  # relative scatter of a zero forecast
+    assert band_lower[0] == pytest.approx(100 - np.hypot(30, 0.4 * 140))
+    assert band_upper[0] == pytest.approx(100 + np.hypot(40, 0.3 * 140))
+    # a forecast of zero with room up to 5: a sample may still be 1.3 x 5 - ish
+    assert band_upper[1] == pytest.approx(np.hypot(5, 1.5))
 
 
 def test_forecasts_carry_the_sample_band_of_their_series() -> None:
@@ -128,6 +130,11 @@ def test_metrics_and_naive_baseline() -> None:
     assert np.array_equal(point[24:], train[-24:-18])
     assert np.allclose(upper - point, 24)  # every seasonal difference y[t] - y[t-24] is 24
     assert np.allclose(lower - point, 24)
+    # eight days and more: a week's repeat (a Monday is forecast from the last Monday)
+    week = np.tile(np.r_[np.full(5 * 24, 10.0), np.full(2 * 24, 1.0)], 2)  # weekdays, weekend
+    point, lower, upper = seasonal_naive(week, 24, 0.9)  # two weeks, up to a Sunday
+    assert np.array_equal(point, np.full(24, 10.0))  # Monday, not a repeat of Sunday's 1
+    assert np.allclose(upper - lower, 0)
     m = interval_metrics(
         np.array([10.0, 20.0]), np.array([11.0, 18.0]), np.array([9.0, 19.0]),
         np.array([12.0, 21.0]), scale=2.0,
