@@ -371,7 +371,7 @@ class IncidentsConfig(StrictModel):
 
     warn_count: Annotated[int, Field(ge=1)] = 4
     warn_window: timedelta = timedelta(minutes=1)
-    quiet: timedelta = timedelta(minutes=10)
+    quiet: timedelta = timedelta(minutes=5)
     # Each opening, escalation, reopening and resolution is POSTed to every webhook, signed
     # with INCIDENT_WEBHOOK_SECRET (``lambdawatch.core.webhooks``).
     webhooks: list[Annotated[str, Field(pattern=r"^https?://[^\s/$.?#].[^\s]*$")]] = Field(
