@@ -100,7 +100,12 @@ def master_state(settings: Settings) -> dict:
     url = f"http://{settings.bind_host}:{settings.spark_master_ui_port}/json/"
     response = httpx.get(url, timeout=3)
     response.raise_for_status()
-    return dict(response.json())
+    try:
+        return dict(response.json())
+    except ValueError:  # while it starts, the UI can serve its page before its JSON view
+        raise httpx.DecodingError(
+            f"{url} answered with a page, not the master's JSON state", request=response.request
+        ) from None
 
 
 def check_master(settings: Settings) -> str | None:

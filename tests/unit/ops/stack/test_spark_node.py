@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 
 from lambdawatch.core.settings import load_settings
@@ -42,3 +43,17 @@ def test_workers_run_the_core_interpreter_with_the_project_importable() -> None:
     assert program.command[program.command.index("--webui-port") + 1] == str(
         SETTINGS.spark_worker_ui_port_2
     )
+
+
+def test_a_master_ui_still_starting_is_not_ready_rather_than_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """While it starts, the master's UI can answer /json/ with its HTML page: not ALIVE yet."""
+    page = httpx.Response(
+        200, text="<!DOCTYPE html><html></html>", request=httpx.Request("GET", "http://m/json/")
+    )
+    monkeypatch.setattr(spark_node.httpx, "get", lambda *_a, **_k: page)
+    reason = spark_node.check_master(SETTINGS)
+    assert reason is not None
+    assert "answered with a page" in reason
+    assert "answered with a page" in (spark_node.check_worker(SETTINGS, "spark-worker-1") or "")
