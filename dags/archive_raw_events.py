@@ -32,7 +32,7 @@ def archive_raw_events() -> None:
     job = BatchJobOperator(
         task_id="archive",
         job="archive_raw_events",
-        job_arguments=interval_arguments("archive_raw_events"),
+        job_arguments=interval_arguments,
         outlets=[RAW_EVENTS],
     )
     record_run(job.output)

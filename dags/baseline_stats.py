@@ -29,7 +29,7 @@ def baseline_stats() -> None:
     job = BatchJobOperator(
         task_id="baselines",
         job="baseline_stats",
-        job_arguments=interval_end_arguments("baseline_stats"),
+        job_arguments=interval_end_arguments,
         outlets=[BASELINES],
     )
     record_run(job.output)

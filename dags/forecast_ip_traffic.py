@@ -34,7 +34,7 @@ def forecast_ip_traffic() -> None:
     job = BatchJobOperator(
         task_id="forecast",
         job="forecast_ip_traffic",
-        job_arguments=interval_end_arguments("forecast_ip_traffic"),
+        job_arguments=interval_end_arguments,
         outlets=[IP_FORECASTS],
     )
     record_run(job.output)

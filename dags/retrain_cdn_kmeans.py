@@ -30,7 +30,7 @@ def retrain_cdn_kmeans() -> None:
     job = BatchJobOperator(
         task_id="train",
         job="retrain_cdn_kmeans",
-        job_arguments=interval_end_arguments("retrain_cdn_kmeans"),
+        job_arguments=interval_end_arguments,
         outlets=[CDN_MODEL],
     )
     record_run(job.output)

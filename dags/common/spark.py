@@ -55,24 +55,16 @@ class BatchJobOperator(SparkSubmitOperator):
         super().execute(context)
 
 
-def interval_end_arguments(dag_id: str) -> JobArguments:
+def interval_end_arguments(context: Context) -> list[str]:
     """``--interval-end`` of the run's data interval (inferred for runs that have none)."""
-
-    def arguments(context: Context) -> list[str]:
-        _, end = _interval(dag_id, context)
-        return ["--interval-end", end.isoformat()]
-
-    return arguments
+    _, end = _interval(context)
+    return ["--interval-end", end.isoformat()]
 
 
-def interval_arguments(dag_id: str) -> JobArguments:
+def interval_arguments(context: Context) -> list[str]:
     """``--from`` and ``--to`` of the run's data interval (inferred for runs that have none)."""
-
-    def arguments(context: Context) -> list[str]:
-        start, end = _interval(dag_id, context)
-        return ["--from", start.isoformat(), "--to", end.isoformat()]
-
-    return arguments
+    start, end = _interval(context)
+    return ["--from", start.isoformat(), "--to", end.isoformat()]
 
 
 def backtest_form_arguments(context: Context) -> list[str]:
@@ -82,11 +74,11 @@ def backtest_form_arguments(context: Context) -> list[str]:
     return backtest_arguments(dict(context["params"] or {}), context["dag_run"].run_id)
 
 
-def _interval(dag_id: str, context: Context) -> tuple[Any, Any]:
+def _interval(context: Context) -> tuple[Any, Any]:
     from common.defaults import data_interval
 
     return data_interval(
-        dag_id,
+        context["dag_run"].dag_id,
         context.get("data_interval_start"),
         context.get("data_interval_end"),
         context["dag_run"],

@@ -134,22 +134,18 @@ def cpu_findings(
 def forecast_findings(
     findings: Iterable[Signal],
     warn_factor: float,
-    error_factor: float | None = None,
+    error_factor: float,
     error_direction: str = "above",
 ) -> list[Signal]:
     """IP findings as ``deviation_columns`` judges them at these factors: beyond
-    ``warn_factor`` half-widths WARN, beyond ``error_factor`` on the ERROR side ERROR (None:
-    keep the recorded severity); others' findings unchanged."""
+    ``warn_factor`` half-widths WARN, beyond ``error_factor`` on the ERROR side ERROR;
+    others' findings unchanged."""
     kept = []
     for s in findings:
         if s.detector != FORECAST:
             kept.append(s)
             continue
         score = s.score or 0.0
-        if error_factor is None:
-            if s.severity == "ERROR" or score > warn_factor:
-                kept.append(s)
-            continue
         above = (s.value or 0.0) > (s.expected or 0.0)
         on_error_side = {"above": above, "below": not above}.get(error_direction, True)
         if score > error_factor and on_error_side:

@@ -60,7 +60,7 @@ def test_cpu_findings_follow_the_cpu_rule() -> None:
 
 def test_a_warn_factor_keeps_only_ip_findings_beyond_it_and_every_error() -> None:
     found = [ip_finding(0, 1.1), ip_finding(1, 1.6), ip_finding(2, 2.5, "ERROR")]
-    assert [s.score for s in forecast_findings(found, 1.5)] == [1.6, 2.5]
+    assert [s.score for s in forecast_findings(found, 1.5, 2.0)] == [1.6, 2.5]
 
 
 def test_an_error_factor_reclassifies_ip_findings_on_the_error_side_only() -> None:
