@@ -27,8 +27,10 @@ every pass is then judged at the shipped thresholds and at the chosen ones (``at
 The reference is chance: a detector flagging entity-time at random is right as often as
 labelled episodes cover it (the prevalence), whatever it flags.
 
-Incidents: the speed layer's ``incidents`` query runs in the same drain. An incident is true
-when any of its entities has a labelled episode (of any kind) during its span; an episode the
+Incidents: the speed layer's ``incidents`` query runs in the same drain. Every incident that
+overlaps the evaluated hour is judged, also one the training hour opened (the replay of the
+record, ``at_shipped``, starts at the hour instead). An incident is true when any of its
+entities has a labelled episode (of any kind, in either hour) during its span; an episode the
 detectors target is caught when an incident holding its entity overlaps it
 (``incident_precision``, ``incident_recall``); false incidents are counted per 100
 entity-hours. ``scored_against_targeted_labels_only`` counts a finding as true only when it
@@ -47,6 +49,7 @@ import dataclasses
 import os
 import subprocess
 import sys
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -68,6 +71,7 @@ from lambdawatch.pipelines.quality import (
     Label,
     detector_for,
     detector_quality,
+    false_incidents,
     incident_quality,
     score,
 )
@@ -186,8 +190,9 @@ def run_pass(run: Pass, ips: int, console: Console) -> tuple[dict[str, Any], Rec
         console.print(f"{run.name}: training: an hour of servers, six of CDN, 14 days of IPs…")
         normal = settings.generators.anomaly_rate
         rate = normal if run.anomaly_rate is None else run.anomaly_rate
-        feed(settings, "server", begin - HOUR, begin, normal)
-        feed(settings, "cdn", begin - 6 * HOUR, begin, normal)
+        # the training hours' labels judge incidents they opened that run into the hour
+        before = feed(settings, "server", begin - HOUR, begin, normal)
+        before += feed(settings, "cdn", begin - 6 * HOUR, begin, normal)
         seed_ip_history(settings, secrets, begin, 14)
         drain(CPU_QUERIES)
         spark = build_session("bench-detection-quality", settings, with_jdbc=True)
@@ -231,10 +236,10 @@ def run_pass(run: Pass, ips: int, console: Console) -> tuple[dict[str, Any], Rec
                 ).fetchall()
             }
             incidents = [
-                IncidentSpan(tuple(members), first, last)
-                for members, first, last in conn.execute(
-                    "SELECT entities, first_seen, last_seen FROM incidents "
-                    "WHERE first_seen >= %s AND first_seen < %s",
+                IncidentSpan(tuple(members), first, last, tuple(detectors))
+                for members, first, last, detectors in conn.execute(
+                    "SELECT entities, first_seen, last_seen, detectors FROM incidents "
+                    "WHERE last_seen >= %s AND first_seen < %s",
                     (begin, horizon),
                 ).fetchall()
             ]
@@ -254,7 +259,7 @@ def run_pass(run: Pass, ips: int, console: Console) -> tuple[dict[str, Any], Rec
         groups=groups,
         entity_hours=entity_hours,
     )
-    live = live_scores(anomalies, incidents, labels, horizon, entities, entity_hours)
+    live = live_scores(anomalies, incidents, labels, before, horizon, entities, entity_hours)
     summary = {
         "evaluation_hour": begin.isoformat(),
         "seed": run.seed,
@@ -272,11 +277,15 @@ def live_scores(
     anomalies: list[Signal],
     incidents: list[IncidentSpan],
     labels: list[Label],
+    training_labels: list[Label],
     horizon: datetime,
     entities: dict[str, int],
     entity_hours: float,
 ) -> dict[str, Any]:
-    """What the speed layer wrote, as shipped, judged."""
+    """What the speed layer wrote, as shipped, judged. Incidents are those that overlap the
+    hour: one opened in the training hour and still open then holds the hour's findings of
+    its entities (and of its datacenter or PoP), so it is judged too, against both hours'
+    labels."""
     detections: dict[str, dict[str, list[Interval]]] = {"ERROR": {}, "WARN or ERROR": {}}
     for found in anomalies:
         if found.window_start >= horizon:
@@ -297,10 +306,10 @@ def live_scores(
             targeted = [lab.interval for lab in labels if lab.kind in kinds and lab.end <= horizon]
             found = found_by_detector.get(name, [])
             against_targets[view][name] = quality_row(score(targeted, targeted, found))
-    labelled = [label.interval for label in labels]
+    labelled = [label.interval for label in (*training_labels, *labels)]
     judged = [lab.interval for lab in labels if detector_for(lab.kind) and lab.end <= horizon]
     incident_score = incident_quality(incidents, judged, labelled)
-    false_incidents = incident_score.detections - incident_score.true_detections
+    false = false_incidents(incidents, labelled)
     return {
         "scored": scored,
         "scored_against_targeted_labels_only": against_targets,
@@ -308,7 +317,10 @@ def live_scores(
         "incident_precision": round(incident_score.precision, 3),
         "incident_recall": round(incident_score.recall, 3),
         "incident_episodes": incident_score.episodes,
-        "false_incidents_per_100_entity_hours": round(100 * false_incidents / entity_hours, 2),
+        "false_incidents_per_100_entity_hours": round(100 * len(false) / entity_hours, 2),
+        "false_incidents_by_detectors": dict(
+            Counter("+".join(i.detectors) for i in false).most_common()
+        ),
         "chance_precision": {
             name: round(chance_precision(labels, DETECTOR_TARGETS[name], n), 4)
             for name, n in entities.items()

@@ -239,7 +239,7 @@ class ProphetConfig(StrictModel):
     # speed layer: outside the interval and over deviation_warn_factor half-widths from yhat
     # (1: the interval's edge) is WARN; over deviation_error_factor half-widths is ERROR
     deviation_warn_factor: Annotated[float, Field(ge=1)] = 1.75
-    deviation_error_factor: Annotated[float, Field(gt=1)] = 2.0
+    deviation_error_factor: Annotated[float, Field(gt=1)] = 3.0
     # which side of the forecast may be ERROR ("both", or one side; the other stays WARN).
     # "above": scans, exfiltration and DDoS are surges, a lost host is the silence detector's,
     # and a bursty host's quiet hours fall below a forecast that averages its bursts in.
@@ -267,8 +267,8 @@ class CpuAnomalyConfig(StrictModel):
     window: str = "500 milliseconds"
     watermark: str = "2 seconds"
     # against a server's learned baseline (tuned by bench/detection_quality) …
-    warn_sigma: Annotated[float, Field(gt=0)] = 6.0
-    error_sigma: Annotated[float, Field(gt=0)] = 10.0
+    warn_sigma: Annotated[float, Field(gt=0)] = 5.0
+    error_sigma: Annotated[float, Field(gt=0)] = 6.0
     # … and against the fallback normal (normal_mean ± normal_stddev, or a backtest's given
     # normal) while a server has none: a population's σ is far wider than one server's
     fallback_warn_sigma: Annotated[float, Field(gt=0)] = 1.0

@@ -222,8 +222,10 @@ def tune(recorded: Recorded, start: Thresholds, grid: Grid | None = None) -> Thr
     """Coordinate search from ``start``: the CPU ERROR sigma and the IP ERROR factor for the
     best ERROR F1, the CPU WARN sigma and the IP WARN factor for the best WARN-or-ERROR F1
     (each against the labels its detector targets), then the incident rules for the best
-    incident F1. Ties go to the earlier candidate of the grid (the IP WARN factor's: to the
-    highest)."""
+    incident F1, together with the IP ERROR factor again: one IP ERROR opens an incident on
+    its own, so its factor is also an incident rule (one sample a minute never makes the
+    WARN count within the window). Ties go to the earlier candidate of the grid (the IP WARN
+    factor's: to the highest; the IP ERROR factor's: to the one the findings chose)."""
     grid = grid or Grid()
     windows = recorded.cpu_windows
     every = {"WARN", "ERROR"}
@@ -251,9 +253,12 @@ def tune(recorded: Recorded, start: Thresholds, grid: Grid | None = None) -> Thr
     factors = sorted((f for f in grid.ip_warn_factor if f < ip_error), reverse=True)
     ip_warn = max(factors, key=lambda f: ip_f1(f, ip_error, every))
     chosen = replace(chosen, ip_warn_factor=ip_warn)
+    errors = [ip_error, *(e for e in grid.ip_error_factor if e > ip_warn and e != ip_error)]
     candidates = [
-        replace(chosen, warn_count=count, warn_window=window, quiet=quiet)
-        for count, window, quiet in product(grid.warn_count, grid.warn_window, grid.quiet)
+        replace(chosen, warn_count=count, warn_window=window, quiet=quiet, ip_error_factor=e)
+        for count, window, quiet, e in product(
+            grid.warn_count, grid.warn_window, grid.quiet, errors
+        )
     ]
     return max(candidates, key=lambda c: incidents_at(recorded, c).f1)
 

@@ -28,9 +28,13 @@ QUALITY_COLUMNS = TABLES["forecast_quality"].names_except("created_at")
 def hourly_history(history: DataFrame, interval_width: float) -> DataFrame:
     """Raw samples → one mean per IP × feature × hour (the model's ``ds, y``), with the
     series' within-hour scatter: ``sample / hourly mean`` at the interval's two quantiles
-    (``ratio_low``, ``ratio_high``; absent where no hour has a positive mean)."""
+    (``ratio_low``, ``ratio_high``; absent where no hour has a positive mean), and whether
+    every sample of the series is a whole number ≥ 0 (``is_count``)."""
     samples = history.withColumn("ds", F.date_trunc("hour", "ts"))
     hourly = samples.groupBy("ip", "feature", "ds").agg(F.avg("value").alias("y"))
+    counts = samples.groupBy("ip", "feature").agg(
+        F.bool_and((F.col("value") >= 0) & (F.col("value") == F.floor("value"))).alias("is_count")
+    )
     tail = (1 - interval_width) / 2
     ratios = (
         samples.join(hourly.where(F.col("y") > 0), ["ip", "feature", "ds"])
@@ -40,7 +44,7 @@ def hourly_history(history: DataFrame, interval_width: float) -> DataFrame:
             "ip", "feature", F.col("q")[0].alias("ratio_low"), F.col("q")[1].alias("ratio_high")
         )
     )
-    return hourly.join(ratios, ["ip", "feature"], "left")
+    return hourly.join(ratios, ["ip", "feature"], "left").join(counts, ["ip", "feature"])
 
 
 def fit_all(hourly: DataFrame, params: ForecastParams, partitions: int) -> DataFrame:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
@@ -85,17 +86,29 @@ def sample_band(
     upper: np.ndarray,
     ratio_low: float,
     ratio_high: float,
+    count_z: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Where one sample of the hour falls, at the interval's width: the prediction interval
     of a sum of independent errors (hourly mean's forecast error, sample's scatter around its
     hourly mean), each side's half-widths added in quadrature. The scatter is relative: the
     within-hour ratio ``sample / hourly mean`` at the interval's quantiles (1, 1 for one
     sample per hour, where the band is the interval), taken at the interval's upper edge: the
-    hour's mean may be that high, and a forecast of zero still gets its scatter."""
+    hour's mean may be that high, and a forecast of zero still gets its scatter.
+
+    For a count (``count_z``: the interval's normal quantile; 0 for other series) each side
+    is at least the Poisson half-width ``z·√λ``, λ the same upper edge: a count's sample
+    varies at least that much, and quantiles of a few small whole numbers (3, 4, now and then
+    5) make a band narrower than one step."""
     scale = np.maximum(np.abs(point), np.abs(upper))
-    above = np.hypot(upper - point, scale * max(ratio_high - 1.0, 0.0))
-    below = np.hypot(point - lower, scale * max(1.0 - ratio_low, 0.0))
+    poisson = count_z * np.sqrt(scale)
+    above = np.maximum(np.hypot(upper - point, scale * max(ratio_high - 1.0, 0.0)), poisson)
+    below = np.maximum(np.hypot(point - lower, scale * max(1.0 - ratio_low, 0.0)), poisson)
     return point - below, point + above
+
+
+def normal_quantile(interval_width: float) -> float:
+    """z of a central interval this wide (1.96 for 0.95)."""
+    return NormalDist().inv_cdf(0.5 + interval_width / 2)
 
 
 def interval_metrics(
@@ -156,8 +169,11 @@ def forecast_series(series: pd.DataFrame, params: ForecastParams) -> pd.DataFram
     """One (ip, feature) series of hourly ``ds, y`` → forecast rows and one quality row.
 
     Optional ``ratio_low``, ``ratio_high`` columns (one value per series): the within-hour
-    ratios that ``sample_band`` widens the forecast interval by."""
+    ratios that ``sample_band`` widens the forecast interval by; optional ``is_count``: the
+    series' samples are counts, whose band is at least Poisson."""
     ip, feature = str(series["ip"].iloc[0]), str(series["feature"].iloc[0])
+    count_flag = series["is_count"].iloc[0] if "is_count" in series else None
+    is_count = bool(count_flag) if pd.notna(count_flag) else False
     ratio_low, ratio_high = (
         float(series[column].iloc[0])
         if column in series and pd.notna(series[column].iloc[0])
@@ -215,7 +231,8 @@ def forecast_series(series: pd.DataFrame, params: ForecastParams) -> pd.DataFram
             history["y"].to_numpy(), params.horizon_hours, params.interval_width
         )
     point, lower, upper = floored_at_zero(history["y"].to_numpy(), point, lower, upper)
-    sample_lower, sample_upper = sample_band(point, lower, upper, ratio_low, ratio_high)
+    count_z = normal_quantile(params.interval_width) if is_count else 0.0
+    sample_lower, sample_upper = sample_band(point, lower, upper, ratio_low, ratio_high, count_z)
     (sample_lower,) = floored_at_zero(history["y"].to_numpy(), sample_lower)
     chosen = "prophet" if use_prophet else "seasonal_naive"
     scores = prophet_scores if use_prophet else naive_scores

@@ -87,7 +87,8 @@ def test_only_episodes_a_detector_could_have_caught_are_judged() -> None:
         Label("srv-2", "outage", at(-1), at(2)),  # silent since before the feed
         Label("srv-3", "cpu_spike", at(-1), at(0.1)),  # over before any baseline
         Label("srv-4", "cpu_spike", at(0), at(1)),  # baselines came mid-spike: kept
-        Label("srv-5", "drift", at(-1), at(0)),  # no detector targets drift: kept for precision
+        Label("srv-5", "cpu_spike_moderate", at(-1), at(0)),  # no detector's: kept for precision
+        Label("srv-6", "drift", at(-1), at(0.2)),  # the CPU detector's, over before baselines
     ]
     kept = judgeable(labels, ready)
     assert [(label.entity, label.kind) for label in kept] == [
@@ -95,7 +96,7 @@ def test_only_episodes_a_detector_could_have_caught_are_judged() -> None:
         ("edge-1", "error_storm"),
         ("srv-1", "outage"),
         ("srv-4", "cpu_spike"),
-        ("srv-5", "drift"),
+        ("srv-5", "cpu_spike_moderate"),
     ]
     assert judgeable(labels[3:5], Readiness(start)) == []  # no model promoted at all
     assert judgeable(labels[8:], Readiness(start)) == [labels[9]]  # no baselines at all

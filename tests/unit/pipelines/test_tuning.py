@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from lambdawatch.pipelines.quality import Label
@@ -95,6 +96,30 @@ def test_tuning_raises_the_ip_error_factor_above_the_noise() -> None:
     tuned = scorecard(run, chosen)["error"]["forecast_deviations"]
     assert (tuned["precision"], tuned["recall"]) == (1.0, 1.0)
     assert scorecard(run, SHIPPED)["error"]["forecast_deviations"]["precision"] == 0.167
+
+
+def test_the_ip_error_factor_is_raised_when_lone_errors_open_false_incidents() -> None:
+    """The scan's findings sit at 2.5 half-widths, as do three other IPs' lone samples: as
+    findings, ERROR at 2 is best (3 would catch no scan ERROR at all); as incidents, each lone
+    ERROR opens one of its own while the scan's WARNs alone make the WARN count."""
+    run = recorded_run()
+    scan = Label(
+        "198.18.0.7", "port_scan", T0 + timedelta(seconds=600), T0 + timedelta(seconds=660)
+    )
+    noise = [ip_finding(1200 + 300 * m, 2.5, "ERROR", ip=f"198.18.1.{m}") for m in range(3)]
+    found = [ip_finding(610 + 10 * m, 2.5, "ERROR") for m in range(4)]
+    run = Recorded(
+        **{**run.__dict__, "cpu_windows": (), "labels": (scan,), "findings": (*noise, *found)}
+    )
+    grid = Grid(ip_error_factor=(2.0, 3.0), warn_count=(3,), quiet=(timedelta(minutes=2),))
+    chosen = tune(run, SHIPPED, grid)
+    assert chosen.ip_error_factor == 3.0
+    at_two = scorecard(run, replace(chosen, ip_error_factor=2.0))
+    assert at_two["error"]["forecast_deviations"]["recall"] == 1.0
+    assert at_two["incidents"]["precision"] == 0.25
+    tuned = scorecard(run, chosen)
+    assert tuned["error"]["forecast_deviations"]["recall"] == 0.0
+    assert (tuned["incidents"]["precision"], tuned["incidents"]["recall"]) == (1.0, 1.0)
 
 
 def test_tuning_raises_the_bars_above_the_noise_and_still_catches_the_spike() -> None:

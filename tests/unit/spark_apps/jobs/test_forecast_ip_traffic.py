@@ -19,6 +19,7 @@ def test_hourly_means_with_the_series_within_hour_ratios(spark: SparkSession) ->
     rows += [("10.0.0.1", "bytesin", HOUR + timedelta(minutes=m), 400.0) for m in (40, 41)]
     rows += [("10.0.0.1", "drop", HOUR + timedelta(hours=h), 3.0 + h) for h in range(3)]
     rows += [("10.0.0.1", "allow", HOUR, 0.0)]
+    rows += [("10.0.0.1", "load", HOUR + timedelta(minutes=m), 0.5 + m) for m in range(3)]
     history = spark.createDataFrame(rows, "ip string, feature string, ts timestamp, value double")
     # the session runs in UTC and collects naive timestamps
     frame = {
@@ -33,3 +34,6 @@ def test_hourly_means_with_the_series_within_hour_ratios(spark: SparkSession) ->
     assert len([key for key in frame if key[0] == "drop"]) == 3
     assert {frame[("drop", HOUR)][c] for c in ("ratio_low", "ratio_high")} == {1.0}
     assert frame[("allow", HOUR)]["ratio_low"] is None
+    # whole numbers >= 0 throughout: counts; one fraction makes a series not one
+    assert {r["is_count"] for key, r in frame.items() if key[0] != "load"} == {True}
+    assert frame[("load", HOUR)]["is_count"] is False

@@ -15,6 +15,7 @@ from spark_apps.transforms.forecast import (
     forecast_series,
     interval_metrics,
     mase_scale,
+    normal_quantile,
     sample_band,
     seasonal_naive,
 )
@@ -75,6 +76,33 @@ def test_the_sample_band_widens_the_interval_by_the_within_hour_scatter() -> Non
     assert band_upper[0] == pytest.approx(100 + np.hypot(40, 0.3 * 140))
     # a forecast of zero with room up to 5: a sample may still be 1.3 x 5 - ish
     assert band_upper[1] == pytest.approx(np.hypot(5, 1.5))
+
+
+def test_a_count_band_is_at_least_poisson_wide() -> None:
+    # unq_dst_port around 3.7: samples of 3 and 4 give a band narrower than one step
+    point, lower, upper = np.array([3.7, 900.0]), np.array([3.5, 800.0]), np.array([3.9, 960.0])
+    z = normal_quantile(0.95)
+    assert z == pytest.approx(1.96, abs=0.001)
+    band_lower, band_upper = sample_band(point, lower, upper, 0.95, 1.05, count_z=z)
+    assert band_upper[0] == pytest.approx(3.7 + z * np.sqrt(3.9))
+    assert band_lower[0] == pytest.approx(3.7 - z * np.sqrt(3.9))
+    assert band_upper[0] > 7  # a sample of 5 or 6 is ordinary for such a count
+    # a large count's own scatter is wider than Poisson: unchanged
+    wide_lower, wide_upper = sample_band(point, lower, upper, 0.95, 1.05)
+    assert band_upper[1] == pytest.approx(wide_upper[1])
+    assert band_lower[1] == pytest.approx(wide_lower[1])
+
+
+def test_only_count_series_get_the_poisson_floor() -> None:
+    values = 3.7 + 0.1 * np.sin(np.arange(24 * 10) * 2 * np.pi / 24)
+    plain = forecast_series(hourly(values), PARAMS)
+    counted = forecast_series(hourly(values).assign(is_count=True), PARAMS)
+    plain, counted = (f[f["kind"] == "forecast"] for f in (plain, counted))
+    assert np.allclose(plain["sample_upper"], plain["yhat_upper"])
+    z = normal_quantile(PARAMS.interval_width)
+    floor = z * np.sqrt(np.maximum(counted["yhat"], counted["yhat_upper"]))
+    assert (counted["sample_upper"] - counted["yhat"] >= floor - 1e-9).all()
+    assert (counted["sample_upper"] > plain["sample_upper"] + 1).all()
 
 
 def test_forecasts_carry_the_sample_band_of_their_series() -> None:
