@@ -27,11 +27,11 @@ every pass is then judged at the shipped thresholds and at the chosen ones (``at
 The reference is chance: a detector flagging entity-time at random is right as often as
 labelled episodes cover it (the prevalence), whatever it flags.
 
-Incidents: the speed layer's ``incidents`` query runs in the same drain. Every incident that
-overlaps the evaluated hour is judged, also one the training hour opened (the replay of the
-record, ``at_shipped``, starts at the hour instead). An incident is true when any of its
-entities has a labelled episode (of any kind, in either hour) during its span; an episode the
-detectors target is caught when an incident holding its entity overlaps it
+Incidents: the speed layer's ``incidents`` query runs in the same drain. An incident opened in
+the evaluated hour is true when any of its entities has a labelled episode (of any kind)
+during its span; an episode the detectors target is caught when an incident holding its
+entity overlaps it, also one the training hour opened and the hour's findings joined (the
+replay of the record, ``at_shipped``, starts afresh at the hour instead)
 (``incident_precision``, ``incident_recall``); false incidents are counted per 100
 entity-hours. ``scored_against_targeted_labels_only`` counts a finding as true only when it
 overlaps a label of a kind its detector targets.
@@ -69,6 +69,7 @@ from lambdawatch.pipelines.quality import (
     IncidentSpan,
     Interval,
     Label,
+    Quality,
     detector_for,
     detector_quality,
     false_incidents,
@@ -259,7 +260,9 @@ def run_pass(run: Pass, ips: int, console: Console) -> tuple[dict[str, Any], Rec
         groups=groups,
         entity_hours=entity_hours,
     )
-    live = live_scores(anomalies, incidents, labels, before, horizon, entities, entity_hours)
+    live = live_scores(
+        anomalies, incidents, labels, before, (begin, horizon), entities, entity_hours
+    )
     summary = {
         "evaluation_hour": begin.isoformat(),
         "seed": run.seed,
@@ -278,14 +281,16 @@ def live_scores(
     incidents: list[IncidentSpan],
     labels: list[Label],
     training_labels: list[Label],
-    horizon: datetime,
+    hour: tuple[datetime, datetime],  # the evaluated hour's start and horizon
     entities: dict[str, int],
     entity_hours: float,
 ) -> dict[str, Any]:
-    """What the speed layer wrote, as shipped, judged. Incidents are those that overlap the
-    hour: one opened in the training hour and still open then holds the hour's findings of
-    its entities (and of its datacenter or PoP), so it is judged too, against both hours'
-    labels."""
+    """What the speed layer wrote, as shipped, judged. Precision counts the incidents opened
+    in the hour. Recall counts every incident that overlaps it: one opened in the training
+    hour (where the CPU detector had no baseline yet and judged by the fallback normal) and
+    still open then takes the hour's findings of its entities and of its datacenter or PoP,
+    and its page has already gone out."""
+    start, horizon = hour
     detections: dict[str, dict[str, list[Interval]]] = {"ERROR": {}, "WARN or ERROR": {}}
     for found in anomalies:
         if found.window_start >= horizon:
@@ -308,12 +313,17 @@ def live_scores(
             against_targets[view][name] = quality_row(score(targeted, targeted, found))
     labelled = [label.interval for label in (*training_labels, *labels)]
     judged = [lab.interval for lab in labels if detector_for(lab.kind) and lab.end <= horizon]
-    incident_score = incident_quality(incidents, judged, labelled)
-    false = false_incidents(incidents, labelled)
+    opened = [i for i in incidents if i.start >= start]
+    caught = incident_quality(incidents, judged, labelled)
+    false = false_incidents(opened, labelled)
+    incident_score = Quality(
+        caught.episodes, caught.detected_episodes, len(opened), len(opened) - len(false)
+    )
     return {
         "scored": scored,
         "scored_against_targeted_labels_only": against_targets,
-        "incidents": len(incidents),
+        "incidents": len(opened),
+        "incidents_open_when_the_hour_began": len(incidents) - len(opened),
         "incident_precision": round(incident_score.precision, 3),
         "incident_recall": round(incident_score.recall, 3),
         "incident_episodes": incident_score.episodes,
