@@ -238,7 +238,7 @@ class ProphetConfig(StrictModel):
     seasonality_mode: Literal["additive", "multiplicative", "auto"] = "auto"
     # speed layer: outside the interval and over deviation_warn_factor half-widths from yhat
     # (1: the interval's edge) is WARN; over deviation_error_factor half-widths is ERROR
-    deviation_warn_factor: Annotated[float, Field(ge=1)] = 1.75
+    deviation_warn_factor: Annotated[float, Field(ge=1)] = 1.5
     deviation_error_factor: Annotated[float, Field(gt=1)] = 3.0
     # which side of the forecast may be ERROR ("both", or one side; the other stays WARN).
     # "above": scans, exfiltration and DDoS are surges, a lost host is the silence detector's,

@@ -31,9 +31,13 @@ def hourly_history(history: DataFrame, interval_width: float) -> DataFrame:
     (``ratio_low``, ``ratio_high``; absent where no hour has a positive mean), and whether
     every sample of the series is a whole number ≥ 0 (``is_count``)."""
     samples = history.withColumn("ds", F.date_trunc("hour", "ts"))
-    hourly = samples.groupBy("ip", "feature", "ds").agg(F.avg("value").alias("y"))
-    counts = samples.groupBy("ip", "feature").agg(
-        F.bool_and((F.col("value") >= 0) & (F.col("value") == F.floor("value"))).alias("is_count")
+    whole = (F.col("value") >= 0) & (F.col("value") == F.floor("value"))
+    hourly_with_flag = samples.groupBy("ip", "feature", "ds").agg(
+        F.avg("value").alias("y"), F.bool_and(whole).alias("hour_is_count")
+    )
+    hourly = hourly_with_flag.drop("hour_is_count")
+    counts = hourly_with_flag.groupBy("ip", "feature").agg(
+        F.bool_and("hour_is_count").alias("is_count")
     )
     tail = (1 - interval_width) / 2
     ratios = (
