@@ -2,11 +2,12 @@
 
 One isolated stack (PostgreSQL, Redis, Superset with the platform's dashboards imported). The
 serving tables are filled day by day, as a running platform would fill them, at the densities
-config.json implies scaled by ``--scale`` (1.0: 50 servers' CPU windows every 500 ms, about
-8.6 M rows a day; this machine's disk and time bound the default). Each day gets its daily
-partition, as apply_retention would have made it. Every chart of every dashboard is then run
-through Superset's chart-data API (``force``: no cache), ``--rounds`` times: first with one day
-of data (the reference, same run), then with ``--days`` days.
+config.json implies scaled by ``--scale`` (1.0, the default: 50 servers' CPU windows every
+500 ms, about 8.6 M rows a day). A table gets only the days its ``retention.days`` keeps, as a
+running platform would hold them (``rt_cpu_windows``: 7 days, about 60 M rows). Each day gets
+its daily partition, as apply_retention would have made it. Every chart of every dashboard is
+then run through Superset's chart-data API (``force``: no cache), ``--rounds`` times: first
+with one day of data (the reference, same run), then with ``--days`` days.
 
 Goal (issue 19): p95 of the chart queries at 30 days <= 1 s.
 """
@@ -120,16 +121,28 @@ def make_day_partitions(conn: Any, day: datetime) -> None:
             )
 
 
+def retained(settings: Settings, table: str, age_days: int) -> bool:
+    """Whether a day ``age_days`` before today is still in ``table`` under config.json's
+    retention (a table without one keeps every day)."""
+    keep = settings.retention.days.get(table)
+    return keep is None or age_days < keep
+
+
 def fill_days(
     settings: Settings, secrets: Secrets, days: list[datetime], scale: float
 ) -> dict[str, int]:
-    """Each day's rows in every table, a transaction per day; the rows written per table."""
+    """Each day's rows in every table that still retains it, a transaction per day; the rows
+    written per table."""
     written: dict[str, int] = dict.fromkeys(DAY_FILL, 0)
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     with db.connect(settings, secrets, role="owner") as conn:
         for day in days:
+            age_days = (today - day).days
             with conn.transaction():
                 make_day_partitions(conn, day)
                 for table, statement in DAY_FILL.items():
+                    if not retained(settings, table, age_days):
+                        continue
                     cursor = conn.execute(statement, {"day": day, **densities(scale)})
                     written[table] += cursor.rowcount
         conn.execute("ANALYZE")
@@ -168,7 +181,7 @@ def summary(timings: dict[str, list[float]]) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--days", type=int, default=30)
-    parser.add_argument("--scale", type=float, default=0.1, help="of config.json's densities")
+    parser.add_argument("--scale", type=float, default=1.0, help="of config.json's densities")
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
     console = Console()
