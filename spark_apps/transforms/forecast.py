@@ -18,6 +18,9 @@ per group with ``applyInPandas`` and a test runs it on a literal frame. For each
 from __future__ import annotations
 
 import logging
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from statistics import NormalDist
 
@@ -165,13 +168,34 @@ def _with_conditions(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.assign(workday=workday, weekend=~workday)
 
 
+@contextmanager
+def seeded_numpy(key: str) -> Iterator[None]:
+    """numpy's global generator seeded by ``key`` for the block, then restored. Prophet draws
+    its interval's trend and noise samples from that generator: seeded by the series, a re-run
+    or retried job writes the same forecasts, and a tuning run reads the same bands."""
+    state = np.random.get_state()
+    np.random.seed(zlib.crc32(key.encode()))
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
+
+
 def forecast_series(series: pd.DataFrame, params: ForecastParams) -> pd.DataFrame:
-    """One (ip, feature) series of hourly ``ds, y`` → forecast rows and one quality row.
+    """One (ip, feature) series of hourly ``ds, y`` → forecast rows and one quality row, the
+    same on every run (``seeded_numpy``).
 
     Optional ``ratio_low``, ``ratio_high`` columns (one value per series): the within-hour
     ratios that ``sample_band`` widens the forecast interval by; optional ``is_count``: the
     series' samples are counts, whose band is at least Poisson."""
     ip, feature = str(series["ip"].iloc[0]), str(series["feature"].iloc[0])
+    with seeded_numpy(f"{ip}|{feature}"):
+        return _forecast_series(series, ip, feature, params)
+
+
+def _forecast_series(
+    series: pd.DataFrame, ip: str, feature: str, params: ForecastParams
+) -> pd.DataFrame:
     count_flag = series["is_count"].iloc[0] if "is_count" in series else None
     is_count = bool(count_flag) if pd.notna(count_flag) else False
     ratio_low, ratio_high = (
