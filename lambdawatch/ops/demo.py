@@ -664,10 +664,27 @@ def report_rows(report: DemoReport) -> list[tuple[str, Any]]:
         )
     if report.backtest:
         rows.append((f"backtest: {report.backtest['detector']}", backtest_line(report.backtest)))
+    if report.readiness is not None:
+        rows.append(("detectors judging since", readiness_line(report.readiness)))
     rows.append(("forecasts written (latest run)", f"{report.forecasts:,}"))
     rows.append(("CDN model in use", report.model_version or "none promoted"))
     rows += [(f"url: {name}", url) for name, url in report.urls.items()]
     return rows
+
+
+def readiness_line(ready: Readiness) -> str:
+    """When each model-backed detector began judging, in seconds into the feed: what a
+    detector could not judge before then is shown, not scored."""
+    parts = []
+    for detector in READY_WHEN:
+        since = ready.judging_since(detector)
+        if since is None:
+            parts.append(f"{detector} never")
+        elif since <= ready.feed_started:
+            parts.append(f"{detector} from the start")
+        else:
+            parts.append(f"{detector} {(since - ready.feed_started).total_seconds():.0f} s in")
+    return ", ".join(parts)
 
 
 def incidents_line(by_state: dict[str, int], quality: Quality | None, continued: int = 0) -> str:

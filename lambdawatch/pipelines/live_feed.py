@@ -7,6 +7,7 @@ when the run ends, so no event is ever stamped in the future. ``max_rate`` sends
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -65,8 +66,10 @@ def run_feed(
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
     tick_s: float = TICK_SECONDS,
+    stop: threading.Event | None = None,
 ) -> FeedCounts:
     """Feed ``source`` following ``plan``; labels are sent once even if episodes span chunks.
+    ``stop`` ends the feed early (after the batch in flight), as reaching ``duration_s`` does.
 
     In real time an event is sent at the first tick after its timestamp, so ``tick_s`` is how
     late (at most) it reaches Kafka: half a second is plenty for a demo, and a latency
@@ -84,7 +87,7 @@ def run_feed(
     total, seen_labels = FeedCounts(), set()
     started = clock()
     cursor = plan.start_ms
-    while (elapsed := clock() - started) < plan.duration_s:
+    while (elapsed := clock() - started) < plan.duration_s and not (stop and stop.is_set()):
         target = plan.target_ms(elapsed, int(clock() * 1000))
         if plan.speed == float("inf"):
             target = min(target, cursor + chunk_ms)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -56,6 +57,7 @@ def demo_report(airflow_stack: LocalStack, superset_stack: LocalStack, settings:
     demo_settings = settings.model_copy(
         update={"generators": settings.generators.model_copy(update={"seed": seed})}
     )
+    started = time.monotonic()
     report = run_demo(
         demo_settings,
         airflow_stack.secrets,
@@ -63,7 +65,7 @@ def demo_report(airflow_stack: LocalStack, superset_stack: LocalStack, settings:
         anomaly_rate=ANOMALY_RATE,
         history_hours=72,
         history_ips=2,
-        say=lambda _message: None,
+        say=lambda message: print(f"[{time.monotonic() - started:4.0f} s] {message}"),
         dag_timeout=900,
     )
     print(f"generator seed: {seed}")

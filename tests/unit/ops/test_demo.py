@@ -20,6 +20,7 @@ from lambdawatch.ops.demo import (
     judgeable,
     judged_detections,
     judgement,
+    readiness_line,
     with_anomaly_rate,
 )
 from lambdawatch.pipelines.quality import DETECTOR_TARGETS, Interval, Label, Quality
@@ -192,4 +193,15 @@ def test_the_report_judges_incidents() -> None:
     assert incidents_line({"open": 3}, Quality(1, 1, 3, 3), continued=2) == (
         "1 opened, 2 continued from before (3 open); precision 1.00, recall 1.00 "
         "(1 labelled episodes judged)"
+    )
+
+
+def test_the_report_says_when_each_model_backed_detector_began_judging() -> None:
+    ready = Readiness(
+        FEED,
+        baselines_at=FEED - timedelta(hours=1),
+        forecast_at=FEED + timedelta(seconds=150),
+    )
+    assert readiness_line(ready) == (
+        "cpu_anomalies from the start, forecast_deviations 150 s in, cdn_clusters never"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import tracemalloc
 from collections.abc import Iterable
 from dataclasses import replace
@@ -318,6 +319,24 @@ def test_live_feed_sends_each_event_within_a_tick_of_its_timestamp(tick_s: float
     last_ms = round(max(stamped) * 1000)
     whole = make_generator("server", load_settings()).generate(T0, last_ms + 1).events
     assert sorted(orjson.dumps(e) for e in events) == sorted(orjson.dumps(e) for e in whole)
+
+
+def test_a_stopped_live_feed_ends_after_the_batch_in_flight() -> None:
+    now = [T0 / 1000]
+    stop = threading.Event()
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+        if now[0] >= T0 / 1000 + 1.0:
+            stop.set()
+
+    producer = RecordingProducer(now)
+    run_feed(load_settings(), "server", producer, FeedPlan(T0, 1.0, 60.0),
+             clock=lambda: now[0], sleep=sleep, stop=stop)  # fmt: skip
+    stamped = [datetime.fromisoformat(str(e["timestamp"])).timestamp()
+               for _at, e in producer.sent if "server_id" in e]  # fmt: skip
+    assert stamped
+    assert max(stamped) < T0 / 1000 + 1.5  # not the plan's 60 s
 
 
 def test_the_summary_counts_rows_events_span_and_skips_by_reason(tmp_path: Path) -> None:
