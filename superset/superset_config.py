@@ -52,6 +52,16 @@ SESSION_COOKIE_SECURE = False
 DEFAULT_RELATIVE_START_TIME = "now"
 DEFAULT_RELATIVE_END_TIME = "now"
 
+# Sub-hour time grains as PostgreSQL's date_bin: Superset's own expressions for them compute
+# date_trunc plus a numeric floor(extract(minute)) per row, about three times slower on a day
+# of CDN events (bench/dashboards). Buckets start on the hour, as Superset's do.
+TIME_GRAIN_ADDON_EXPRESSIONS = {
+    "postgresql": {
+        grain: f"date_bin('{minutes} minutes', {{col}}, '2000-01-01')"
+        for grain, minutes in (("PT5M", 5), ("PT10M", 10), ("PT15M", 15), ("PT30M", 30))
+    }
+}
+
 # SQL Lab runs any SQL the reader role may: off unless the deployment switches it on
 # (``superset_sql_lab`` in lambdawatch's settings). Off, its pages and API answer 403 for
 # everyone, admins included; dashboards and charts are unaffected.

@@ -375,6 +375,12 @@ class LocalStack:
         raise RuntimeError(f"{component.name} did not become healthy ({reason}); {log}:\n{excerpt}")
 
     def down(self) -> None:
+        # A KRaft broker's controlled shutdown waits for the controller quorum's approval:
+        # stopped one by one (supervisord's shutdown), the last voter standing waits for a
+        # majority that has left, until its stop timeout kills it. Together, each is approved.
+        nodes = kafka_names(self.settings)
+        if len(nodes) > 1:
+            self.supervisor.stop_together(list(nodes))
         self.supervisor.shutdown()
 
     def status(self) -> list[ComponentStatus]:

@@ -203,6 +203,28 @@ class Supervisor:
         for name in names:
             self._stop_quietly(name)
 
+    def stop_together(self, names: list[str], timeout: float = 120.0) -> None:
+        """Signal every one of ``names`` at once, then wait until none is running.
+
+        ``stop`` waits for each before signalling the next; members of a quorum must go
+        together, or the last one waits for a majority that has already left.
+        """
+        if not self.is_running():
+            return
+        active = RUNNING_STATES | {"STOPPING"}
+        running = [name for name in names if self.info(name)["statename"] in active]
+        for name in running:
+            try:
+                self._proxy().supervisor.stopProcess(name, False)
+            except xmlrpc.client.Fault as fault:
+                if "NOT_RUNNING" not in fault.faultString:
+                    raise
+        deadline = time.monotonic() + timeout
+        while any(self.info(name)["statename"] in active for name in running):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{', '.join(running)} did not stop within {timeout:.0f}s")
+            time.sleep(0.2)
+
     def shutdown(self, timeout: float = 120.0) -> None:
         """Stop every program, then supervisord itself, and wait until its pid is gone."""
         if not self.is_running():
