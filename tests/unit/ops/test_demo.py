@@ -15,6 +15,7 @@ from lambdawatch.ops.demo import (
     WATCH_PRIORITY,
     Readiness,
     cpu_window_rows,
+    feed_end,
     incidents_line,
     ips_to_watch,
     judgeable,
@@ -205,3 +206,22 @@ def test_the_report_says_when_each_model_backed_detector_began_judging() -> None
     assert readiness_line(ready) == (
         "cpu_anomalies from the start, forecast_deviations 150 s in, cdn_clusters never"
     )
+
+
+@pytest.mark.parametrize(
+    ("clustering_after", "forecast_after", "ends_after"),
+    [
+        (timedelta(0), timedelta(seconds=30), timedelta(minutes=3)),  # both judged long enough
+        (timedelta(minutes=2), timedelta(minutes=3), timedelta(minutes=4)),  # forecast late
+        (None, timedelta(seconds=30), timedelta(minutes=6)),  # no model yet: at most the cap
+        (timedelta(minutes=9), None, timedelta(minutes=6)),
+    ],
+)
+def test_the_demo_feeds_on_until_the_models_have_judged_live_events(
+    clustering_after: timedelta | None, forecast_after: timedelta | None, ends_after: timedelta
+) -> None:
+    planned = FEED + timedelta(minutes=3)
+    clustering, forecast = (
+        None if after is None else FEED + after for after in (clustering_after, forecast_after)
+    )
+    assert feed_end(planned, clustering, forecast) == FEED + ends_after
