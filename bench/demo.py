@@ -6,7 +6,8 @@ machine (environments built, jars cached, databases initialised), as the goal sa
 clock starts, the stack comes up and the demo runs in a thread while this process polls the
 "Latest anomalies" chart through Superset's chart-data API (what the dashboard itself runs)
 for an anomaly detected after the start, and samples the memory (PSS) of every component's
-process tree each second.
+process tree each second. Once the demo has ended it lists the dashboard charts that return no
+row: what a user would find empty.
 
 Goals (issue 5/6): first anomaly visible <= 3 minutes; peak memory <= 8 GB.
 """
@@ -51,6 +52,18 @@ def _first_new_anomaly(client: SupersetClient, chart_id: int, since: datetime) -
     return False
 
 
+def charts_without_data(client: SupersetClient) -> list[str]:
+    """Every dashboard chart whose saved query returns no row now (``dashboard/chart``): what
+    a user opening the dashboards after the demo would see empty."""
+    empty = []
+    for dashboard in client.dashboards():
+        for chart in client.dashboard_charts(dashboard["id"]):
+            rows = sum(result.get("rowcount", 0) for result in client.chart_data(chart["id"]))
+            if not rows:
+                empty.append(f"{dashboard['slug']}/{chart['slice_name']}")
+    return sorted(empty)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--minutes", type=float, default=3.0, help="demo feed duration")
@@ -84,6 +97,7 @@ def main() -> None:
                     outcome["report"] = run_demo(
                         settings, stack.secrets, args.minutes, 0.1, 72, say=console.print
                     )
+                    outcome["demo_seconds"] = time.monotonic() - started
                 except Exception as error:  # reported, not raised: the bench writes what it saw
                     outcome["error"] = repr(error)
 
@@ -109,6 +123,7 @@ def main() -> None:
                 time.sleep(2)
             runner.join()
             done.set()
+            empty_charts = charts_without_data(client) if "report" in outcome else None
         finally:
             stack.down()
     report: DemoReport | None = outcome.get("report")
@@ -122,6 +137,8 @@ def main() -> None:
             name: round(value / 2**20) for name, value in peak["by_component"].items()
         },
         "demo_error": outcome.get("error"),
+        "demo_seconds": round(outcome.get("demo_seconds", float("nan")), 1),
+        "charts_without_data_after": empty_charts,
         "demo_report": [[what, str(value)] for what, value in report_rows(report)]
         if report
         else None,
