@@ -192,9 +192,9 @@ class Supervisor:
             return []
         return self._proxy().supervisor.getAllProcessInfo()  # type: ignore[no-any-return]
 
-    def _stop_quietly(self, name: str) -> None:
+    def _stop_quietly(self, name: str, wait: bool = True) -> None:
         try:
-            self._proxy().supervisor.stopProcess(name, True)
+            self._proxy().supervisor.stopProcess(name, wait)
         except xmlrpc.client.Fault as fault:
             if "NOT_RUNNING" not in fault.faultString:
                 raise
@@ -214,11 +214,7 @@ class Supervisor:
         active = RUNNING_STATES | {"STOPPING"}
         running = [name for name in names if self.info(name)["statename"] in active]
         for name in running:
-            try:
-                self._proxy().supervisor.stopProcess(name, False)
-            except xmlrpc.client.Fault as fault:
-                if "NOT_RUNNING" not in fault.faultString:
-                    raise
+            self._stop_quietly(name, wait=False)
         deadline = time.monotonic() + timeout
         while any(self.info(name)["statename"] in active for name in running):
             if time.monotonic() > deadline:
