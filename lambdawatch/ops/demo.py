@@ -59,14 +59,15 @@ BASELINE_DAG, FORECAST_DAG, MODEL_DAG = (
 )
 ARCHIVE_DAG, BACKTEST_DAG = "archive_raw_events", "backtest"
 DAGS_WITH_FEED = (MODEL_DAG, FORECAST_DAG, BASELINE_DAG)
-# After the feed: archive the hot store, baselines of what was fed, then history through the
-# same code: the feed's raw events archived and the CPU detector backtested over them, judged
-# against the ground truth and beside the live findings (the Backtests dashboard).
-DAGS_AFTER_FEED = ("archive_hot_store", BASELINE_DAG, ARCHIVE_DAG, BACKTEST_DAG)
+# After the feed, in stages whose DAGs run side by side (none reads what another writes):
+# archive the hot store, baselines of what was fed, the feed's raw events archived; then
+# history through the same code: the CPU detector backtested over those raw events by those
+# baselines, judged against the ground truth and beside the live findings (Backtests).
+DAGS_AFTER_FEED = (("archive_hot_store", BASELINE_DAG, ARCHIVE_DAG), (BACKTEST_DAG,))
 BACKTEST_DETECTOR = "cpu_anomalies"
 CDN_HISTORY = timedelta(minutes=30)
 CPU_HISTORY = timedelta(minutes=10)
-BATCH_DAGS = DAGS_WITH_FEED + DAGS_AFTER_FEED
+BATCH_DAGS = DAGS_WITH_FEED + tuple(dag for stage in DAGS_AFTER_FEED for dag in stage)
 CDN_MODEL = "cdn_kmeans"
 FIRST_ANOMALY_HEAD_START = 90.0  # seconds the feed runs alone, at most, before the batch jobs
 # On a fresh stack the first KMeans model and forecast come out of their DAGs while the feed
@@ -292,13 +293,16 @@ def feed_all_sources(
 
 
 def feed_end(
-    planned: datetime, clustering_since: datetime | None, forecast_since: datetime | None
+    planned: datetime,
+    clustering_since: datetime | None,
+    forecast_since: datetime | None,
+    cap: timedelta = FEED_EXTENSION_CAP,
 ) -> datetime:
     """When the demo's feed may stop: at ``planned``, or later, once the promoted KMeans model
     (first clustered event at ``clustering_since``) and the forecast (written at
     ``forecast_since``) have each judged live events for ``JUDGING_SPAN``; never past
-    ``planned + FEED_EXTENSION_CAP``."""
-    latest = planned + FEED_EXTENSION_CAP
+    ``planned + cap``."""
+    latest = planned + cap
     needed = [latest if since is None else since + JUDGING_SPAN
               for since in (clustering_since, forecast_since)]  # fmt: skip
     return min(max(planned, *needed), latest)
@@ -332,6 +336,44 @@ def run_dags(
         run_id = trigger_now(client, dag_id, (forms or {}).get(dag_id))
         runs[dag_id] = {"run_id": run_id,
                         "state": client.wait_for_run(dag_id, run_id, timeout=timeout)}  # fmt: skip
+    return runs
+
+
+def run_side_by_side(
+    client: AirflowClient,
+    dag_ids: tuple[str, ...],
+    timeout: float,
+    forms: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, dict[str, str]]:
+    """Each DAG triggered at once (with its form, if any); returns, once all have finished,
+    each DAG's run id and final state (see ``run_dags``)."""
+    waits = [
+        in_background(
+            lambda dag_id=dag_id: run_dags(client, (dag_id,), timeout, forms),
+            name=f"demo-run-{dag_id}",
+        )
+        for dag_id in dag_ids
+    ]
+    runs: dict[str, dict[str, str]] = {}
+    for wait in waits:
+        runs |= wait()
+    return runs
+
+
+def run_dag_stages(
+    client: AirflowClient,
+    stages: tuple[tuple[str, ...], ...],
+    timeout: float,
+    forms: dict[str, dict[str, Any]] | None = None,
+    on_stage: Callable[[dict[str, dict[str, str]]], None] = lambda _runs: None,
+) -> dict[str, dict[str, str]]:
+    """Each stage's DAGs side by side, each stage once the previous one has finished;
+    ``on_stage`` gets each finished stage's runs."""
+    runs: dict[str, dict[str, str]] = {}
+    for stage in stages:
+        finished = run_side_by_side(client, stage, timeout, forms)
+        on_stage(finished)
+        runs |= finished
     return runs
 
 
@@ -592,13 +634,15 @@ def run_demo(
     say: Callable[[str], None] = print,
     on_feed: Callable[[str, FeedCounts], None] = lambda _s, _c: None,
     dag_timeout: float = 1800,
+    feed_extension_cap: timedelta = FEED_EXTENSION_CAP,
 ) -> DemoReport:
     """Everything after ``up``: live feed, InitialDag, history, batch DAGs, summary.
 
     The feed starts first (it needs only the topics, created here as InitialDag would, and the
     tables ``up`` migrated), so anomalies show within a minute. InitialDag, the seeding and the
     first batch jobs run beside it; until their results exist the speed layer judges by its
-    fallbacks, and the summary scores each detector only from when it had what it needs.
+    fallbacks, and the summary scores each detector only from when it had what it needs. The
+    feed goes on past ``minutes`` by at most ``feed_extension_cap`` (see ``feed_end``).
     """
     report = DemoReport(started_at=datetime.now(UTC))
     create_topics(settings)  # InitialDag's first step, idempotent
@@ -610,7 +654,7 @@ def run_demo(
         lambda: feed_all_sources(
             feed_settings,
             secrets,
-            minutes * 60 + FEED_EXTENSION_CAP.total_seconds(),
+            minutes * 60 + feed_extension_cap.total_seconds(),
             on_feed,
             stop_feed,
         ),
@@ -650,30 +694,39 @@ def run_demo(
         raise RuntimeError(
             f"InitialDag {initial_run} failed: {client.task_states('InitialDag', initial_run)}"
         )
+    say("InitialDag: success")
     planned_end = feed_started + timedelta(minutes=minutes)
     extending = False
     while datetime.now(UTC) < (
-        end := feed_end(planned_end, *models_judging_since(settings, secrets, feed_started))
+        end := feed_end(
+            planned_end, *models_judging_since(settings, secrets, feed_started), feed_extension_cap
+        )
     ):
         if end > planned_end and not extending:
             extending = True
             say(f"the feed goes on past {minutes:g} min until the first KMeans model and "
                 f"forecast have judged live events for {JUDGING_SPAN.total_seconds():.0f} s "
-                f"(at most {FEED_EXTENSION_CAP.total_seconds() / 60:g} min more)")  # fmt: skip
+                f"(at most {feed_extension_cap.total_seconds() / 60:g} min more)")  # fmt: skip
         time.sleep(2)
     stop_feed.set()
     report.fed = feed()
     if extending:
         report.feed_extended_s = max(0.0, (datetime.now(UTC) - planned_end).total_seconds())
+    say(f"feed stopped after {sum(report.fed.values()):,} events")
     # The speed layer judges an episode once its watermark (driven by event time, which stops
     # with the feed) has passed the episode's end: later episodes are not counted as missed.
     horizon = datetime.now(UTC) - timedelta(minutes=1)
     for dag_id, run_id in runs.items():
         report.batch_runs[dag_id] = client.wait_for_run(dag_id, run_id, timeout=dag_timeout)
+        say(f"{dag_id}: {report.batch_runs[dag_id]}")
     baselines_at = client.run_ended_at(BASELINE_DAG, runs[BASELINE_DAG])
-    say("running the batch DAGs on what was fed: " + ", ".join(DAGS_AFTER_FEED))
     forms = {BACKTEST_DAG: backtest_form(BACKTEST_DETECTOR, feed_started, horizon)}
-    after = run_dags(client, DAGS_AFTER_FEED, dag_timeout, forms)
+    say("running on what was fed: "
+        + ", then ".join(" beside ".join(stage) for stage in DAGS_AFTER_FEED))  # fmt: skip
+    after = run_dag_stages(
+        client, DAGS_AFTER_FEED, dag_timeout, forms,
+        on_stage=lambda done: say(", ".join(f"{d}: {r['state']}" for d, r in done.items())),
+    )  # fmt: skip
     report.batch_runs |= {dag_id: run["state"] for dag_id, run in after.items()}
     summarize(settings, secrets, report, feed_started, horizon, baselines_at)
     report.backtest = backtest_summary(settings, secrets, after[BACKTEST_DAG]["run_id"])

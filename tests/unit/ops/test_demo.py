@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
 import pytest
 from pyspark.sql import SparkSession
 
 from generators.registry import make_generator
+from lambdawatch.core.airflow_api import AirflowClient
 from lambdawatch.core.catalog import CPU_WINDOW_COLUMNS
 from lambdawatch.core.settings import load_settings
 from lambdawatch.ops.demo import (
+    DAGS_AFTER_FEED,
     FORECAST_LEAD,
     WATCH_PRIORITY,
     Readiness,
@@ -22,6 +26,7 @@ from lambdawatch.ops.demo import (
     judged_detections,
     judgement,
     readiness_line,
+    run_dag_stages,
     with_anomaly_rate,
 )
 from lambdawatch.pipelines.quality import DETECTOR_TARGETS, Interval, Label, Quality
@@ -225,3 +230,43 @@ def test_the_demo_feeds_on_until_the_models_have_judged_live_events(
         None if after is None else FEED + after for after in (clustering_after, forecast_after)
     )
     assert feed_end(planned, clustering, forecast) == FEED + ends_after
+
+
+class StageClient:
+    """Airflow's trigger and wait, recorded: a run of ``SIDE_BY_SIDE`` ends only once all of
+    them have been triggered, so running them one after another breaks the barrier."""
+
+    def __init__(self, side_by_side: int) -> None:
+        self.barrier = threading.Barrier(side_by_side, timeout=5)
+        self.events: list[str] = []
+        self.lock = threading.Lock()
+
+    def set_paused(self, dag_id: str, paused: bool) -> None:
+        assert not paused
+
+    def trigger(self, dag_id: str, conf: dict[str, Any] | None = None) -> str:
+        with self.lock:
+            self.events.append(f"trigger {dag_id}")
+        return f"run-{dag_id}"
+
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float) -> str:
+        if dag_id != "backtest":
+            self.barrier.wait()
+        with self.lock:
+            self.events.append(f"finished {dag_id}")
+        return "success"
+
+
+def test_the_dags_after_the_feed_run_side_by_side_and_the_backtest_after_them() -> None:
+    first, second = DAGS_AFTER_FEED
+    client = StageClient(len(first))
+    stages: list[list[str]] = []
+    runs = run_dag_stages(
+        cast(AirflowClient, client), DAGS_AFTER_FEED, timeout=10,
+        on_stage=lambda done: stages.append(sorted(done)),
+    )  # fmt: skip
+    assert second == ("backtest",)
+    assert stages == [sorted(first), ["backtest"]]
+    assert runs == {dag: {"run_id": f"run-{dag}", "state": "success"} for dag in first + second}
+    finished_first = max(client.events.index(f"finished {dag}") for dag in first)
+    assert client.events.index("trigger backtest") > finished_first
