@@ -6,7 +6,9 @@ config.json implies scaled by ``--scale`` (1.0, the default: 50 servers' CPU win
 500 ms, about 8.6 M rows a day). A table gets only the days its ``retention.days`` keeps, as a
 running platform would hold them (``rt_cpu_windows``: today and the 7 days before, about 69 M
 rows), and apply_retention runs once the days are in, so the platform's own rule has the last
-word. Each day gets its daily partition, as apply_retention would have made it, and the fill
+word. A rollup the speed layer refreshes beside a table (``rt_cdn_cluster_minutes``) is
+refreshed per day by the same database function. Each day gets its daily partition, as
+apply_retention would have made it, and the fill
 ends with a VACUUM ANALYZE, as autovacuum keeps a running platform's tables. Every chart of
 every dashboard is then run through Superset's chart-data API (``force``: no cache),
 ``--rounds`` times: first with one day of data (the reference, same run), then with ``--days``
@@ -102,6 +104,10 @@ DAY_FILL = {
 }
 
 
+# Rollups the speed layer refreshes after writing a table: filled the same way, per day.
+ROLLUPS = {"rt_cdn_clusters": ("rt_cdn_cluster_minutes", db.refresh_cdn_cluster_minutes)}
+
+
 def densities(scale: float) -> dict[str, Any]:
     """config.json's densities (50 servers, 40 CDN edges, a progress row per query every 2 s)
     times ``scale``; the IP tables at 50 IPs × 4 features per minute times ``scale``."""
@@ -138,7 +144,7 @@ def fill_days(
 ) -> dict[str, int]:
     """Each day's rows in every table that still retains it, a transaction per day; the rows
     written per table."""
-    written: dict[str, int] = dict.fromkeys(DAY_FILL, 0)
+    written: dict[str, int] = dict.fromkeys([*DAY_FILL, *(r for r, _ in ROLLUPS.values())], 0)
     with db.connect(settings, secrets, role="owner") as conn:
         for day in days:
             age_days = (today - day).days
@@ -149,6 +155,10 @@ def fill_days(
                         continue
                     cursor = conn.execute(statement, {"day": day, **densities(scale)})
                     written[table] += cursor.rowcount
+                    if table in ROLLUPS:
+                        rollup, refresh = ROLLUPS[table]
+                        last = day + timedelta(days=1) - timedelta(microseconds=1)
+                        written[rollup] += refresh(conn, day, last)
         # What autovacuum does behind a running platform's steady inserts: statistics, and the
         # visibility map that lets index-only scans skip the heap. Done here, after a bulk
         # fill, so that it does not run during the timed rounds.

@@ -13,6 +13,7 @@ import re
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
@@ -165,6 +166,9 @@ def connect(
 
 
 RETENTION_FUNCTION = sql.SQL("lambdawatch_apply_retention(text, integer, integer)")
+CDN_MINUTES_FUNCTION = sql.SQL(
+    "lambdawatch_refresh_cdn_cluster_minutes(timestamp with time zone, timestamp with time zone)"
+)
 
 
 def privilege_statements(settings: Settings) -> list[sql.Composable]:
@@ -211,6 +215,11 @@ def privilege_statements(settings: Settings) -> list[sql.Composable]:
         sql.SQL("GRANT EXECUTE ON FUNCTION {} TO {}").format(
             RETENTION_FUNCTION, sql.Identifier(ROLE_NAMES[BATCH])
         ),
+        # the speed layer's per-minute rollup of its CDN clusters (sql/020)
+        sql.SQL("REVOKE ALL ON FUNCTION {} FROM PUBLIC").format(CDN_MINUTES_FUNCTION),
+        sql.SQL("GRANT EXECUTE ON FUNCTION {} TO {}").format(
+            CDN_MINUTES_FUNCTION, sql.Identifier(ROLE_NAMES[SPEED_LAYER])
+        ),
         sql.SQL("GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {}").format(
             sql.SQL(", ").join(services)
         ),
@@ -250,6 +259,15 @@ def connection_pool(
         name="lambdawatch",
         open=True,
     )
+
+
+def refresh_cdn_cluster_minutes(conn: psycopg.Connection, first: datetime, last: datetime) -> int:
+    """``rt_cdn_cluster_minutes`` recomputed from ``rt_cdn_clusters`` for the minutes from
+    ``first`` to ``last`` (sql/020); returns the rows written."""
+    row = conn.execute(
+        "SELECT lambdawatch_refresh_cdn_cluster_minutes(%s, %s)", (first, last)
+    ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def upsert_rows(

@@ -417,6 +417,18 @@ TABLES = {
             partitioned_by_day=True,
         ),
         Relation(
+            "rt_cdn_cluster_minutes",  # rt_cdn_clusters per minute (sql/020)
+            (
+                Column("minute", TIMESTAMPTZ),
+                Column("cluster", INTEGER),
+                Column("model_version", TEXT),
+                Column("events", BIGINT),
+                Column("anomalous", BIGINT),
+            ),
+            key=("minute", "cluster", "model_version"),
+            writers=(SPEED_LAYER,),  # no retention of its own: it mirrors rt_cdn_clusters
+        ),
+        Relation(
             "rt_cpu_windows",
             (
                 Column("server_id", TEXT),
@@ -553,6 +565,16 @@ VIEWS = {
                 Column("interval_end", TIMESTAMPTZ, nullable=True),
                 Column("finished_at", TIMESTAMPTZ, nullable=True),
                 Column("minutes_since", NUMERIC, nullable=True),
+            ),
+        ),
+        Relation(
+            "v_cdn_cluster_minutes",
+            (
+                Column("minute", TIMESTAMPTZ, nullable=True),
+                Column("cluster", INTEGER, nullable=True),
+                Column("model_version", TEXT, nullable=True),
+                Column("events", BIGINT, nullable=True),
+                Column("anomalous", BIGINT, nullable=True),
             ),
         ),
         Relation(

@@ -529,15 +529,14 @@ def summarize(
                 (latest[0],),
             ).fetchone() or (0, [])
             report.forecasts = int(count)
-        promoted_at = conn.execute(
-            "SELECT min(created_at) FROM model_registry WHERE model_name = %s AND promoted",
-            (CDN_MODEL,),
-        ).fetchone()
+        # the model judged from the first fed event it clustered: on a stack with a promoted
+        # model, from the start, though the demo's own retraining promotes a newer one
+        clustering_since, _forecast = models_judging_since(settings, secrets, since)
         ready = Readiness(
             feed_started=since,
             forecast_ips=frozenset(ips),
             forecast_at=latest[1] if latest and latest[0] else None,
-            model_at=promoted_at[0] if promoted_at else None,
+            model_at=clustering_since,
             baselines_at=baselines_at,
         )
         judged_labels = judgeable(labels, ready)

@@ -6,11 +6,14 @@ CDN events → cluster and distance to its centroid under the promoted KMeans mo
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime, timedelta
 
 from pyspark.ml import PipelineModel
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 from pyspark.sql.streaming import StreamingQuery
 
+from lambdawatch.core import db
 from lambdawatch.core.events import (
     CDN_SCHEMA,
 )
@@ -51,8 +54,22 @@ def start(io: StreamIO) -> StreamingQuery:
         try:
             io.write_kafka(cdn_clusters_to_kafka(rows), "cdn_clusters", "cdn_clusters")
             io.upsert(rows.select(*CDN_CLUSTER_COLUMNS), "rt_cdn_clusters")
+            refresh_minutes(io, rows)
             io.record_anomalies(cdn_anomalies(rows, config.error_threshold_factor), "cdn_clusters")
         finally:
             rows.unpersist()
 
     return io.start_query("cdn_clusters", events, batch_sink=sink)
+
+
+def refresh_minutes(io: StreamIO, rows: DataFrame) -> None:
+    """The per-minute cluster sizes (``rt_cdn_cluster_minutes``) of the minutes this
+    micro-batch wrote, recomputed from ``rt_cdn_clusters`` after the batch is in it."""
+    first_us, last_us = rows.agg(F.min(F.unix_micros("ts")), F.max(F.unix_micros("ts"))).first()
+    if first_us is None:
+        return
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    with io.pool.connection() as conn:
+        db.refresh_cdn_cluster_minutes(
+            conn, epoch + timedelta(microseconds=first_us), epoch + timedelta(microseconds=last_us)
+        )

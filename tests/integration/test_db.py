@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -79,3 +80,53 @@ def test_an_arrow_table_is_written_value_for_value(
         assert conn.execute(f"SELECT count(*) FROM {TABLE}").fetchone() == (2,)
         conn.execute(f"DROP TABLE {TABLE}")
         conn.commit()
+
+
+def test_the_cdn_minute_rollup_is_recomputed_not_added_to(
+    local_stack: LocalStack, settings: Settings
+) -> None:
+    """A replayed micro-batch (same rows, or rows re-clustered) leaves each minute exact, and
+    the rollup keeps no minute older than rt_cdn_clusters' oldest row."""
+    version = "rollup-test"
+    minute = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    events = [  # (edge, seconds into the minute, cluster, anomalous)
+        ("e1", 5, 1, True),
+        ("e2", 10, 1, False),
+        ("e3", 59, 2, False),
+        ("e1", 65, 2, False),
+    ]
+
+    def rollup(conn: Any) -> list[tuple[Any, ...]]:
+        return conn.execute(
+            "SELECT minute, cluster, events, anomalous FROM rt_cdn_cluster_minutes "
+            "WHERE model_version = %s ORDER BY 1, 2",
+            (version,),
+        ).fetchall()
+
+    with db.connect(settings, local_stack.secrets, role="speed_layer") as conn:
+        conn.execute("DELETE FROM rt_cdn_clusters WHERE model_version = %s", (version,))
+        conn.execute("DELETE FROM rt_cdn_cluster_minutes WHERE model_version = %s", (version,))
+        for edge, second, cluster, anomalous in events:
+            conn.execute(
+                "INSERT INTO rt_cdn_clusters VALUES (%s, %s, 'fra', 'eu', %s, %s, 1, 2, %s, %s)",
+                (edge, minute + timedelta(seconds=second), f"{edge}-{second}", cluster,
+                 anomalous, version),
+            )  # fmt: skip
+        # a minute no longer in rt_cdn_clusters (its day dropped by retention)
+        conn.execute(
+            "INSERT INTO rt_cdn_cluster_minutes VALUES ('1999-01-01T00:00Z', 1, %s, 7, 0)",
+            (version,),
+        )
+        last = minute + timedelta(seconds=65)
+        expected = [(minute, 1, 2, 1), (minute, 2, 1, 0), (minute + timedelta(minutes=1), 2, 1, 0)]
+        assert db.refresh_cdn_cluster_minutes(conn, minute, last) >= 3
+        assert rollup(conn) == expected
+        db.refresh_cdn_cluster_minutes(conn, minute, last)  # the same batch again
+        assert rollup(conn) == expected
+        conn.execute(  # replayed under another model: e2 is now in cluster 2
+            "UPDATE rt_cdn_clusters SET cluster = 2 WHERE edge_id = 'e2' AND model_version = %s",
+            (version,),
+        )
+        db.refresh_cdn_cluster_minutes(conn, minute, minute)  # e2's minute alone
+        assert rollup(conn)[:2] == [(minute, 1, 1, 1), (minute, 2, 2, 0)]
+        conn.rollback()

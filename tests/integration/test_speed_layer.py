@@ -360,6 +360,23 @@ def test_cdn_events_are_clustered_by_the_promoted_model(
     records = read_topic(settings.kafka_bootstrap, settings.topic("cdn_clusters").name)
     ours = [json.loads(r.value) for r in records]
     assert {r["model_version"] for r in ours} == {speed_run["model_version"]}
+    # the per-minute rollup the cluster-sizes chart reads: each minute's counts, exactly
+    minute = "date_bin(interval '1 minute', {}, timestamptz '2000-01-01 00:00:00+00')"
+    span = "{0} >= to_timestamp(%(start)s / 1000.0) AND {0} < to_timestamp(%(end)s / 1000.0)"
+    with db.connect(settings, local_stack.secrets) as conn:
+        rollup = conn.execute(
+            "SELECT minute, cluster, model_version, events, anomalous "
+            f"FROM rt_cdn_cluster_minutes WHERE {span.format('minute')} ORDER BY 1, 2, 3",
+            {"start": START, "end": END},
+        ).fetchall()
+        counted = conn.execute(
+            f"SELECT {minute.format('ts')}, cluster, model_version, count(*), "
+            "count(*) FILTER (WHERE anomalous) FROM rt_cdn_clusters "
+            f"WHERE {span.format(minute.format('ts'))} GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+            {"start": START, "end": END},
+        ).fetchall()
+    assert sum(row[3] for row in rollup) == count
+    assert rollup == counted
     assert len({r["event_id"] for r in ours}) >= len(speed_run["cdn"].events)
 
 

@@ -65,6 +65,7 @@ def _seed_recent_rows(settings: Settings, stack: LocalStack) -> None:
             "9.0, 3.0, true, 'v-test') ON CONFLICT DO NOTHING",
             (recent,),
         )
+        db.refresh_cdn_cluster_minutes(conn, recent, recent)  # as the speed layer does
         cur.execute(
             "INSERT INTO model_registry (model_name, version, path, threshold) VALUES "
             "('superset_test_model', 'v-test', '/nowhere', 3.0) ON CONFLICT DO NOTHING"

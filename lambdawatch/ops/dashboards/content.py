@@ -69,6 +69,13 @@ DATASETS = {
             },
         ),
         Dataset(
+            "v_cdn_cluster_minutes",
+            "CDN events per minute and KMeans cluster (a rollup the speed layer keeps beside the "
+            "per-event rows).",
+            "minute",
+            {"events": "SUM(events)", "anomalous_events": "SUM(anomalous)"},
+        ),
+        Dataset(
             "v_models",
             "Every trained model version and whether it is promoted.",
             "created_at",
@@ -403,7 +410,7 @@ DASHBOARDS = (
             (
                 Chart(
                     "Cluster sizes over time",
-                    DATASETS["v_cdn_clusters"],
+                    DATASETS["v_cdn_cluster_minutes"],
                     "timeseries_bar",
                     metrics=("events",),
                     groupby=("cluster",),
