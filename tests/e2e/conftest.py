@@ -71,11 +71,8 @@ def demo_report(
         with capture.global_and_fixture_disabled():
             print(line, file=sys.stderr, flush=True)
 
-    # The speed layer judges from the topics' ends, as on a fresh stack: what the earlier tests
-    # left in them is not the demo's, and draining it would slow the demo's every step.
-    from_the_end = settings.model_copy(update={"speed_layer_starting_offsets": "latest"})
     started = time.monotonic()
-    LocalStack(from_the_end, airflow_stack.secrets).up(["speed-layer"], on_event=lambda _m: None)
+    airflow_stack.up(["speed-layer"], on_event=lambda _message: None)
     show(f"[demo] speed layer healthy in {time.monotonic() - started:.0f} s")
     seed = seed_with_episodes_to_judge(settings, datetime.now(UTC))
     demo_settings = settings.model_copy(

@@ -88,6 +88,50 @@ def _seed_recent_rows(settings: Settings, stack: LocalStack) -> None:
             "INSERT INTO hot_store_stats VALUES (%s, 'plain', 36, 1048576) ON CONFLICT DO NOTHING",
             (recent,),
         )
+        cur.execute(  # a batch with late events and records lost to retention (Pipeline health)
+            "INSERT INTO speed_layer_progress (query, batch_id, source, batch_ts, input_rows, "
+            "watermark, late_rows, lost_rows) VALUES ('ip_averages', 999998, 'ip-events', %s, "
+            "0, %s, 3, 5) ON CONFLICT DO NOTHING",
+            (recent, recent),
+        )
+        cur.execute(
+            "INSERT INTO incidents (incident_id, scope, state, severity, first_seen, last_seen, "
+            "entities, metrics, detectors, members, strongest_detector, strongest_entity, "
+            "strongest_metric, strongest_window_start, summary) VALUES ('superset-test', "
+            "'entity:srv-superset', 'open', 'ERROR', %s, %s, '{srv-superset}', '{cpu}', "
+            "'{cpu_anomalies}', 1, 'cpu_anomalies', 'srv-superset', 'cpu', %s, 'test') "
+            "ON CONFLICT DO NOTHING",
+            (recent, recent, recent),
+        )
+        cur.execute(
+            "INSERT INTO rt_weather (city, ts, temperature, feels_like, "
+            "temperature_minus_feels_like, event_id) VALUES ('Supersetville', %s, 21, 19, 2, "
+            "'w-superset') ON CONFLICT DO NOTHING",
+            (recent,),
+        )
+        cur.execute(
+            "INSERT INTO backtest_runs (run_id, detector, history, parameters, model_versions, "
+            "judged, warn, error, first_event, last_event, started_at, finished_at) VALUES "
+            "('superset-test', 'cpu_anomalies', 'superset.csv', '{}', 'v-test', 2, 0, 1, %s, %s, "
+            "%s, %s) ON CONFLICT DO NOTHING",
+            (recent, recent + timedelta(seconds=1), recent, recent),
+        )
+        cur.execute(
+            "INSERT INTO backtest_anomalies VALUES ('superset-test', 'cpu_anomalies', "
+            "'srv-superset', 'cpu', %s, %s, 91, 45, 3.8, 'ERROR', 'v-test', %s) "
+            "ON CONFLICT DO NOTHING",
+            (recent, recent + timedelta(seconds=1), recent),
+        )
+        cur.execute(
+            "INSERT INTO backtest_episodes VALUES ('superset-test', 'srv-superset', 'cpu_spike', "
+            "%s, %s, %s, %s, 0.5) ON CONFLICT DO NOTHING",
+            (recent, recent + timedelta(seconds=5), recent + timedelta(seconds=1), recent),
+        )
+        cur.execute(
+            "INSERT INTO incident_signals VALUES ('cpu_anomalies', 'srv-superset', 'cpu', %s, %s, "
+            "91, 45, 3.8, 'ERROR', 'v-test', %s, 'superset-test') ON CONFLICT DO NOTHING",
+            (recent, recent + timedelta(seconds=1), recent),
+        )
 
 
 @pytest.fixture(scope="module")
