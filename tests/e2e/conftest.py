@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import sys
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,8 +14,10 @@ import pytest
 
 from generators.anomalies import schedule_episodes
 from generators.server import KINDS, SLOT_MS, SOURCE, inventory
+from lambdawatch.core.catalog import SPEED_LAYER_QUERIES
 from lambdawatch.core.settings import Settings
 from lambdawatch.ops.demo import report_rows, run_demo
+from lambdawatch.ops.health import check_speed_layer
 from lambdawatch.ops.stack.local import LocalStack
 
 DEMO_MINUTES = 4.0  # the forecast (started with the feed) is ready after about two
@@ -53,6 +58,31 @@ def seed_with_episodes_to_judge(settings: Settings, feed_start: datetime) -> int
     raise AssertionError(f"no seed puts episodes inside the demo's feed from {feed_start}")
 
 
+@contextmanager
+def _showing_health(stack: LocalStack, show: Callable[[str], None]) -> Iterator[None]:
+    """Each change of the speed layer's health reason while it starts, with when: which query
+    its start waits on is what to read when that start gets slower."""
+    stop = threading.Event()
+    progress = stack.var / "run" / "speed_layer.json"
+
+    def watch() -> None:
+        started, last = time.monotonic(), ""
+        while not stop.wait(2):
+            pid = stack.supervisor.info("speed-layer")["pid"] or None
+            reason = check_speed_layer(progress, SPEED_LAYER_QUERIES, pid) or "healthy"
+            if reason != last:
+                show(f"{time.monotonic() - started:4.0f} s: {reason}")
+                last = reason
+
+    watcher = threading.Thread(target=watch, name="speed-layer-health", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        watcher.join()
+
+
 @pytest.fixture(scope="session")
 def demo_report(
     airflow_stack: LocalStack,
@@ -72,7 +102,8 @@ def demo_report(
             print(line, file=sys.stderr, flush=True)
 
     started = time.monotonic()
-    airflow_stack.up(["speed-layer"], on_event=lambda _message: None)
+    with _showing_health(airflow_stack, lambda line: show(f"[demo] {line}")):
+        airflow_stack.up(["speed-layer"], on_event=lambda _message: None)
     show(f"[demo] speed layer healthy in {time.monotonic() - started:.0f} s")
     seed = seed_with_episodes_to_judge(settings, datetime.now(UTC))
     demo_settings = settings.model_copy(

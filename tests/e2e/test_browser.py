@@ -8,12 +8,13 @@ tile. Screenshots go to the test's output folder (pytest's ``tmp_path``), named 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect, sync_playwright
 
 from lambdawatch.core.settings import Settings
 from lambdawatch.ops.dashboards import DASHBOARDS
@@ -93,6 +94,32 @@ def _shot(page: Page, folder: Path, name: str) -> None:
     page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
 
 
+def _tile_problem(holder: Locator, chart: Any) -> str | None:
+    """None once the chart is drawn; otherwise the tile's text (an error, or nothing yet)."""
+    text = holder.inner_text()
+    if BROKEN_TILE.search(text):
+        return text[:200]
+    if chart.viz == "big_number":
+        drawn = re.search(r"\d", text.replace(chart.name, "")) is not None
+    else:
+        drawn = holder.locator("canvas, table").count() > 0  # ECharts draw on a canvas
+    return None if drawn else text[:200]
+
+
+def _wait_until_drawn(page: Page, holder: Locator, chart: Any) -> str | None:
+    """The tile's problem, waiting while it is merely not drawn yet.
+
+    The spinner goes before ECharts paints its canvas, so a tile read right then holds only its
+    title; an error tile is final and is returned at once.
+    """
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    problem = _tile_problem(holder, chart)
+    while problem is not None and not BROKEN_TILE.search(problem) and time.monotonic() < deadline:
+        page.wait_for_timeout(500)
+        problem = _tile_problem(holder, chart)
+    return problem
+
+
 def _publish(page: Page, name: str) -> None:
     """The README's screenshots, taken anew by every passing run (the viewport, not the page)."""
     page.screenshot(path=str(DOCS_IMAGES / f"{name}.png"))
@@ -141,13 +168,9 @@ def test_every_dashboard_renders_every_chart_with_data(
         # every chart finished loading: no spinner ("Waiting on …") left on the page
         expect(page.locator("[data-test='loading-indicator']")).to_have_count(0)
         for index, chart in enumerate(dashboard.charts):
-            holder = holders.nth(index)
-            text = holder.inner_text()
-            drawn = holder.locator("canvas, table").count() > 0  # ECharts draw on a canvas
-            if chart.viz == "big_number":
-                drawn = re.search(r"\d", text.replace(chart.name, "")) is not None
-            if BROKEN_TILE.search(text) or not drawn:
-                problems[chart.name] = text[:200]
+            problem = _wait_until_drawn(page, holders.nth(index), chart)
+            if problem is not None:
+                problems[chart.name] = problem
     finally:  # the screenshot shows what a failed wait was waiting for
         _shot(page, tmp_path, f"superset-{dashboard.slug}")
     assert problems == {}, problems
