@@ -272,8 +272,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--starting-offsets",
         choices=("earliest", "latest"),
-        default="earliest",
-        help="where a query without a checkpoint starts reading (latest skips the backlog)",
+        help="where a query without a checkpoint starts reading (latest skips the backlog); "
+        "default: SPEED_LAYER_STARTING_OFFSETS",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -297,7 +297,7 @@ def main(argv: list[str] | None = None) -> None:
         secrets,
         checkpoints,
         trigger=trigger,
-        starting_offsets=args.starting_offsets,
+        starting_offsets=args.starting_offsets or settings.speed_layer_starting_offsets,
     )
     progress_table = ProgressTable(layer.pool)
     names = tuple(name for name in args.queries.split(",") if name)

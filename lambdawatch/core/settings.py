@@ -121,6 +121,9 @@ class Settings(BaseSettings):
     # On a spark:// master, the cores the always-on speed layer may hold (spark.cores.max), so
     # batch jobs submitted beside it still get executors.
     speed_layer_cores: Annotated[int, Field(ge=1, le=4096)] = 2
+    # Where a speed-layer query without a checkpoint starts reading its topics: "earliest"
+    # judges what they already hold (nothing is skipped); "latest" only what arrives after.
+    speed_layer_starting_offsets: Literal["earliest", "latest"] = "earliest"
     # The address executors reach a driver at (a container's service name in docker-compose);
     # default: BIND_HOST, which is right for local mode.
     spark_driver_host: str | None = None

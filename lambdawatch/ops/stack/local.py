@@ -275,6 +275,7 @@ class LocalStack:
                 "PYSPARK_PYTHON": sys.executable,
                 "LAMBDAWATCH_VAR_DIR": str(self.var),
                 "PYTHONUNBUFFERED": "1",
+                "SPEED_LAYER_STARTING_OFFSETS": self.settings.speed_layer_starting_offsets,
             },
             stop_signal="TERM",
             stop_wait_seconds=60,

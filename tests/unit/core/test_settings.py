@@ -274,3 +274,8 @@ def test_the_cluster_profile_derives_three_nodes_a_standalone_master_and_rf_3() 
 def test_the_cluster_profile_s_ports_must_not_collide() -> None:
     with pytest.raises(ConfigError, match="KAFKA_PORT_2: port 19092 is already used by KAFKA_PORT"):
         load_settings(stack_profile="cluster", kafka_port_2=19092)
+
+
+def test_an_unknown_starting_offset_is_refused_by_its_variable() -> None:
+    with pytest.raises(ConfigError, match="SPEED_LAYER_STARTING_OFFSETS: must be one of"):
+        load_settings(speed_layer_starting_offsets="middle")

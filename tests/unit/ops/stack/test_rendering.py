@@ -193,3 +193,11 @@ def test_failure_excerpt_shows_the_cause_before_the_noise() -> None:
     # an error older than the window belongs to an earlier run of the program
     earlier = "\n".join(["Traceback (most recent call last):", *quiet.splitlines()])
     assert "Traceback" not in failure_excerpt(earlier, window=20)
+
+
+@pytest.mark.parametrize("offsets", ["earliest", "latest"])
+def test_the_speed_layer_program_starts_where_settings_say(tmp_path: Path, offsets: str) -> None:
+    settings = load_settings(speed_layer_starting_offsets=offsets)
+    stack = LocalStack(settings, load_secrets(tmp_path / "secrets.env"))
+    program = next(c for c in stack.components if c.name == "speed-layer").program()
+    assert program.environment["SPEED_LAYER_STARTING_OFFSETS"] == offsets
