@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,10 +11,8 @@ import pytest
 
 from generators.anomalies import schedule_episodes
 from generators.server import KINDS, SLOT_MS, SOURCE, inventory
-from lambdawatch.core.catalog import SPEED_LAYER_QUERIES
 from lambdawatch.core.settings import Settings
 from lambdawatch.ops.demo import report_rows, run_demo
-from lambdawatch.ops.health import check_speed_layer
 from lambdawatch.ops.stack.local import LocalStack
 
 DEMO_MINUTES = 4.0  # the forecast (started with the feed) is ready after about two
@@ -58,31 +53,6 @@ def seed_with_episodes_to_judge(settings: Settings, feed_start: datetime) -> int
     raise AssertionError(f"no seed puts episodes inside the demo's feed from {feed_start}")
 
 
-@contextmanager
-def _showing_health(stack: LocalStack, show: Callable[[str], None]) -> Iterator[None]:
-    """Each change of the speed layer's health reason while it starts, with when: which query
-    its start waits on is what to read when that start gets slower."""
-    stop = threading.Event()
-    progress = stack.var / "run" / "speed_layer.json"
-
-    def watch() -> None:
-        started, last = time.monotonic(), ""
-        while not stop.wait(2):
-            pid = stack.supervisor.info("speed-layer")["pid"] or None
-            reason = check_speed_layer(progress, SPEED_LAYER_QUERIES, pid) or "healthy"
-            if reason != last:
-                show(f"{time.monotonic() - started:4.0f} s: {reason}")
-                last = reason
-
-    watcher = threading.Thread(target=watch, name="speed-layer-health", daemon=True)
-    watcher.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        watcher.join()
-
-
 @pytest.fixture(scope="session")
 def demo_report(
     airflow_stack: LocalStack,
@@ -108,8 +78,14 @@ def demo_report(
         airflow_stack.secrets,
     )
     started = time.monotonic()
-    with _showing_health(from_the_end, lambda line: show(f"[demo] {line}")):
-        from_the_end.up(["speed-layer"], on_event=lambda _message: None)
+    # each change of what its start waits on (which query): what to read when it gets slower
+    from_the_end.up(
+        ["speed-layer"],
+        on_event=lambda _message: None,
+        on_waiting=lambda _name, reason: show(
+            f"[demo] {time.monotonic() - started:4.0f} s: {reason}"
+        ),
+    )
     show(f"[demo] speed layer healthy in {time.monotonic() - started:.0f} s")
     seed = seed_with_episodes_to_judge(settings, datetime.now(UTC))
     demo_settings = settings.model_copy(

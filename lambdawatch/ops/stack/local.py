@@ -337,8 +337,16 @@ class LocalStack:
         prepare_platform_database(self.settings, self.secrets)
 
     # --- lifecycle ------------------------------------------------------------------------------
-    def up(self, names: list[str] | None = None, on_event: Callable[[str], None] = print) -> None:
-        """Bring the selected components (default: all) to healthy; harmless when already up."""
+    def up(
+        self,
+        names: list[str] | None = None,
+        on_event: Callable[[str], None] = print,
+        on_waiting: Callable[[str, str], None] | None = None,
+    ) -> None:
+        """Bring the selected components (default: all) to healthy; harmless when already up.
+
+        ``on_waiting(name, reason)`` hears each change of what a starting component waits on.
+        """
         chosen = [c for c in self.components if names is None or c.name in names]
         for directory in ("log", "run"):
             (self.var / directory).mkdir(parents=True, exist_ok=True)
@@ -350,14 +358,16 @@ class LocalStack:
             for component in wave:
                 self.supervisor.start_async(component.name)
             with ThreadPoolExecutor(max_workers=len(wave)) as pool:
-                waits = {c.name: pool.submit(self._wait_healthy, c) for c in wave}
+                waits = {c.name: pool.submit(self._wait_healthy, c, on_waiting) for c in wave}
                 for name, future in waits.items():
                     future.result()
                     on_event(f"{name} healthy")
             for component in wave:
                 component.after_start()
 
-    def _wait_healthy(self, component: Component) -> None:
+    def _wait_healthy(
+        self, component: Component, on_waiting: Callable[[str, str], None] | None = None
+    ) -> None:
         deadline = time.monotonic() + component.start_timeout
         reason: str | None = "not checked yet"
         while time.monotonic() < deadline:
@@ -365,11 +375,13 @@ class LocalStack:
             if info["statename"] in {"FATAL", "EXITED"}:
                 reason = f"process {info['statename'].lower()}"
                 break
-            reason = component.health()
+            waited_on, reason = reason, component.health()
             if reason is None and info["statename"] == "RUNNING":
                 return  # healthy, and past supervisord's startsecs: ``status`` agrees
             if reason is None:
                 reason = f"healthy, supervisord still says {info['statename']}"
+            if on_waiting is not None and reason != waited_on:
+                on_waiting(component.name, reason)
             time.sleep(0.5)
         log = self.var / "log" / f"{component.name}.log"
         excerpt = failure_excerpt(log.read_text(errors="replace")) if log.exists() else ""
