@@ -37,6 +37,7 @@ from lambdawatch.pipelines.quality import Interval, score
 from tests.integration.kafka_reading import read_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
+SPEED_LAYER = (sys.executable, "-m", "spark_apps.speed_layer")
 START = 1_767_312_000_000  # 2026-01-02T00:00:00Z, apart from other tests' intervals
 MINUTES = 6
 SPIKE_KINDS = {"cpu_spike", "stuck_at_100"}
@@ -139,8 +140,11 @@ def speed_run(
     finally:
         producer.close()
 
+    # its own checkpoints: in the stack's default ones the e2e speed layer, started later on
+    # this session's stack, would resume here and drain every later module's records first
+    checkpoints = tmp_path_factory.mktemp("speed-layer-checkpoints")
     run = subprocess.run(
-        [sys.executable, "-m", "spark_apps.speed_layer", "--available-now"],
+        [*SPEED_LAYER, "--available-now", "--checkpoint-dir", str(checkpoints)],
         capture_output=True,
         text=True,
         check=False,
