@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from lambdawatch.core.settings import Settings
 from lambdawatch.ops.dashboards import DASHBOARDS
@@ -60,21 +61,42 @@ def page(browser: Browser) -> Iterator[Page]:
     context.close()
 
 
+LOGIN_ATTEMPTS = 3
+LOGIN_WAIT_MS = 30_000
+
+
 @pytest.fixture(scope="module")
 def superset_session(
     browser: Browser, superset_stack: LocalStack, settings: Settings, tmp_path_factory: Any
 ) -> Any:
-    """One Superset login for every dashboard, as a user keeps one session across tabs."""
+    """One Superset login for every dashboard, as a user keeps one session across tabs.
+
+    Twice in full runs the page stayed at /login/ after the click, both fields empty: the form
+    (drawn by React after the load event) lost what was typed, or the login was refused. So
+    the form is filled once the page is idle, the values are checked before the click, and a
+    login that stays at /login/ is tried again, as a user would; what the page said each time
+    goes into the failure, so a refusal is told apart from a lost form.
+    """
     context = _new_context(browser)
     login = context.new_page()
     password = superset_stack.secrets.superset_admin_password.get_secret_value()
+    said: list[str] = []
     try:
-        login.goto(f"{settings.superset_base_url}/login/")
-        login.locator("#username").fill(settings.superset_admin_user)
-        login.locator("#password").fill(password)
-        login.locator("button[type='submit']").click()
-        login.wait_for_url(re.compile(r"^(?!.*/login/).*$"))
-        return context.storage_state()
+        for attempt in range(1, LOGIN_ATTEMPTS + 1):
+            login.goto(f"{settings.superset_base_url}/login/", wait_until="networkidle")
+            for field, value in (
+                ("#username", settings.superset_admin_user),
+                ("#password", password),
+            ):
+                login.locator(field).fill(value)
+                expect(login.locator(field)).to_have_value(value)
+            login.locator("button[type='submit']").click()
+            try:
+                login.wait_for_url(re.compile(r"^(?!.*/login/).*$"), timeout=LOGIN_WAIT_MS)
+                return context.storage_state()
+            except PlaywrightTimeoutError:
+                said.append(f"attempt {attempt}: {login.locator('body').inner_text()[:300]!r}")
+        raise AssertionError("Superset's login never left /login/:\n" + "\n".join(said))
     except Exception:
         _shot(login, tmp_path_factory.mktemp("superset-login"), "superset-login")
         raise
