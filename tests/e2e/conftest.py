@@ -72,7 +72,9 @@ def demo_report(
             print(line, file=sys.stderr, flush=True)
 
     # The speed layer starts at the topics' ends, as on a fresh stack: what the earlier tests
-    # left in them is not the demo's, and its first micro-batches drained it for minutes.
+    # left in them is not the demo's, and its first micro-batches drained it for minutes. The
+    # setting counts because its queries have no checkpoint yet on this stack (every earlier
+    # test runs the speed layer on checkpoints of its own).
     from_the_end = LocalStack(
         settings.model_copy(update={"speed_layer_starting_offsets": "latest"}),
         airflow_stack.secrets,

@@ -12,7 +12,6 @@ import csv
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,9 +34,9 @@ from lambdawatch.pipelines.backtest import BacktestOptions, backtest
 from lambdawatch.pipelines.event_feed import feed_batch
 from lambdawatch.pipelines.quality import Interval, score
 from tests.integration.kafka_reading import read_topic
+from tests.integration.speed_layer_process import speed_layer_command
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-SPEED_LAYER = (sys.executable, "-m", "spark_apps.speed_layer")
 START = 1_767_312_000_000  # 2026-01-02T00:00:00Z, apart from other tests' intervals
 MINUTES = 6
 SPIKE_KINDS = {"cpu_spike", "stuck_at_100"}
@@ -144,7 +143,7 @@ def speed_run(
     # this session's stack, would resume here and drain every later module's records first
     checkpoints = tmp_path_factory.mktemp("speed-layer-checkpoints")
     run = subprocess.run(
-        [*SPEED_LAYER, "--available-now", "--checkpoint-dir", str(checkpoints)],
+        [*speed_layer_command(",".join(SPEED_LAYER_QUERIES), checkpoints), "--available-now"],
         capture_output=True,
         text=True,
         check=False,
