@@ -27,6 +27,7 @@ from lambdawatch.core.producers import make_producer
 from lambdawatch.core.settings import Settings
 from lambdawatch.ops.stack.local import LocalStack
 from tests.integration.kafka_reading import end_offsets, read_topic
+from tests.integration.speed_layer_process import speed_layer_command
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 QUERIES = ("cpu_anomalies", "server_status")
@@ -40,8 +41,8 @@ LATE = re.compile(r"late: (\d+\.\d{3}) s behind the watermark of (cpu_anomalies|
 
 def _speed_layer(checkpoints: Path) -> None:
     run = subprocess.run(
-        [sys.executable, "-m", "spark_apps.speed_layer", "--available-now", "--queries",
-         ",".join(QUERIES), "--checkpoint-dir", str(checkpoints), "--starting-offsets", "latest"],
+        [*speed_layer_command(",".join(QUERIES), checkpoints), "--available-now",
+         "--starting-offsets", "latest"],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-4000:]

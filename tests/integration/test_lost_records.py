@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -25,7 +24,7 @@ from lambdawatch.core.secrets import Secrets
 from lambdawatch.core.settings import Settings, load_settings, project_root
 from lambdawatch.ops.stack.local import LocalStack
 from tests.integration.kafka_reading import end_offsets, read_topic
-from tests.integration.speed_layer_process import send
+from tests.integration.speed_layer_process import send, speed_layer_command
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 PREFIX = "lost-records-"
@@ -44,8 +43,7 @@ def _own_topics_config(tmp_path: Path) -> Path:
 
 def _ip_averages(config: Path, checkpoints: Path) -> subprocess.CompletedProcess[str]:
     run = subprocess.run(
-        [sys.executable, "-m", "spark_apps.speed_layer", "--available-now", "--queries",
-         "ip_averages", "--checkpoint-dir", str(checkpoints)],
+        [*speed_layer_command("ip_averages", checkpoints), "--available-now"],
         capture_output=True, text=True, check=False,
         env={**os.environ, "LAMBDAWATCH_CONFIG": str(config)},
     )  # fmt: skip

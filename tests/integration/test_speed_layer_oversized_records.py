@@ -16,7 +16,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -38,6 +37,7 @@ from lambdawatch.core.settings import Settings
 from lambdawatch.ops.stack.local import LocalStack
 from lambdawatch.pipelines.event_feed import feed_batch
 from tests.integration.kafka_reading import end_offsets, read_topic
+from tests.integration.speed_layer_process import speed_layer_command
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 START = 1_767_571_200_000  # 2026-01-05T00:00:00Z: this module's own interval, after the
@@ -124,7 +124,7 @@ def after_bad_records(
     assert event_topic_limit > max(SIZES)  # the shipped limits take the large records
 
     checkpoints, log = work / "checkpoints", work / "speed-layer.log"
-    command = [sys.executable, "-m", "spark_apps.speed_layer", "--checkpoint-dir", str(checkpoints)]
+    command = speed_layer_command(",".join(SPEED_LAYER_QUERIES), checkpoints)
     with log.open("w") as output:
         running = subprocess.Popen(
             [*command, "--starting-offsets", "latest"],
