@@ -48,7 +48,12 @@ REFERENCE = {  # the corpus README's table, measured with its scorer on these 18
     "rolling z-score, trailing 1,000 rows": (11.9, 3.8, 16.4),
     "windowed Gaussian": (12.1, 4.8, 16.0),
 }
-GRID = {"average": (10, 20), "history": (1000, 2016), "rest": (75, 150)}
+GRID = {
+    "average": (10, 20),
+    "history": (1000, 2016),
+    "rest": (75, 150),
+    "range_gain": (3.0, 5.0, 8.0),
+}
 console = Console()
 
 
@@ -147,7 +152,7 @@ def leave_one_folder_out(base: Settings, scratch: Path) -> dict[str, Any]:
         scores, _rate = direct_scores(base.model_copy(update={"models": models}), files)
         all_scores.append(scores)
         write_results(f"grid{index}", scores, scratch / "grid")
-    chosen: dict[str, dict[str, int]] = {}
+    chosen: dict[str, dict[str, float]] = {}
     held_out: dict[str, np.ndarray] = {}
     for held in folders:
         train = [f for f in folders if f != held]

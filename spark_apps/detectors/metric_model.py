@@ -11,7 +11,11 @@ Each sample is scored on arrival from its series' state, in three steps:
    - *Seasonal*: the same distance, but only to the subsequences that ended at the same time of
      day on each of the last ``seasonal_days`` days. A daily peak that does not come, or comes
      higher, is near *some* past shape but far from yesterday's.
-   - *Spike*: the discord channel without averaging (below), so one wild sample counts at once.
+   - *Spike*: the discord channel without averaging (below), so one wild sample counts at once;
+     or, if larger, how far the sample lies beyond the range of the history before its last
+     ``average`` samples, as a fraction of the range, times ``range_gain``: a drift to a level
+     never seen counts once it has gone further than the history ever went, however slowly it
+     got there (the range test of Skyline's and HTM's range expansion, made causal).
 2. **Anomaly likelihood** (Ahmad et al. 2017, "Unsupervised real-time anomaly detection for
    streaming data"; the constant-state variant of htm.core): each channel's raw score, averaged
    over the last ``average`` samples, is compared with the running mean and variance of that
@@ -66,6 +70,7 @@ class ScoringParams:
     average: int  # raw scores averaged over this many samples (HTM: 10)
     rest: int  # samples of quiet after an alarm
     rest_level: float
+    range_gain: float  # weight of a sample's excess beyond the history's range
     mean_floor: float = 0.03
     variance_floor: float = 0.0003
 
@@ -83,11 +88,12 @@ class ScoringParams:
             average=config.average,
             rest=config.rest,
             rest_level=config.rest_level,
+            range_gain=config.range_gain,
         )
 
     @property
     def version(self) -> str:
-        return f"discord-likelihood-v1-h{self.history}w{self.window}a{self.average}"
+        return f"discord-likelihood-v2-h{self.history}w{self.window}a{self.average}"
 
     @property
     def state_size(self) -> int:
@@ -161,7 +167,7 @@ def score_samples(
         np.ascontiguousarray(values, dtype=np.float64),
         p.history, p.window, p.seasonal_days, p.warmup,
         1.0 - math.exp(-1.0 / p.likelihood_memory), p.average, p.rest, p.rest_level,
-        p.mean_floor, p.variance_floor,
+        p.range_gain, p.mean_floor, p.variance_floor,
     )  # fmt: skip
     return Scores(expected, score), SeriesState(p, vector)
 
@@ -209,6 +215,24 @@ def _squared_distance(x: np.ndarray, t: int, s: int, w: int, best: float) -> flo
 
 
 @njit(cache=True)
+def _slide_range(
+    x: np.ndarray, start: int, end: int, previous_start: int, low: float, high: float
+) -> tuple[float, float]:
+    """The low and high of ``x[start..end]`` from those of the previous step's span, which
+    began at ``previous_start`` (-1: no previous span) and ended at ``end - 1``: rescanned only
+    when the value that left was one of its extremes."""
+    if previous_start < 0 or (
+        previous_start < start and (x[previous_start] == low or x[previous_start] == high)
+    ):
+        low = high = x[start]
+        for j in range(start + 1, end + 1):
+            low = min(low, x[j])
+            high = max(high, x[j])
+        return low, high
+    return min(low, x[end]), max(high, x[end])
+
+
+@njit(cache=True)
 def _advance(
     vector: np.ndarray,
     stamps: np.ndarray,
@@ -221,6 +245,7 @@ def _advance(
     average: int,
     rest: int,
     rest_level: float,
+    range_gain: float,
     mean_floor: float,
     variance_floor: float,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -253,25 +278,28 @@ def _advance(
         for k in range(w):
             total += x[j - k]
         window_sum[j] = total
-    # The history's range, kept as the window slides; rescanned only when an extreme leaves it.
+    # The history's range, and the range of the history before the newest ``average`` samples,
+    # both kept as the window slides.
     low = high = 0.0
     window_lo = -1
+    before_low = before_high = 0.0
+    before_lo = -1
     for i in range(n_new):
         t = kept + i
         g = base + t
         expected[i] = x[t - 1] if t > 0 else x[t]
         raw[:] = 0.0
         span_lo = max(0, g - history) - base
-        if window_lo < 0 or (window_lo < span_lo and (x[window_lo] == low or x[window_lo] == high)):
-            low = x[span_lo]
-            high = x[span_lo]
-            for j in range(span_lo + 1, t + 1):
-                low = min(low, x[j])
-                high = max(high, x[j])
-        else:
-            low = min(low, x[t])
-            high = max(high, x[t])
+        low, high = _slide_range(x, span_lo, t, window_lo, low, high)
         window_lo = span_lo
+        before = t - average
+        if before >= span_lo:
+            before_low, before_high = _slide_range(
+                x, span_lo, before, before_lo, before_low, before_high
+            )
+            before_lo = span_lo
+        else:
+            before_lo = -1
         if g >= 3 * w:
             lo = max(w - 1, g - history) - base
             hi = t - w  # exclude trivial matches that overlap the newest subsequence
@@ -306,7 +334,10 @@ def _advance(
                         season_best = min(season_best, d)
                 if season_best < 1e300:
                     raw[1] = math.sqrt(season_best / w) / span
-                raw[2] = raw[0]
+                excess = 0.0
+                if before_lo >= 0:
+                    excess = max(0.0, x[t] - before_high, before_low - x[t]) / span
+                raw[2] = max(raw[0], min(1.0, range_gain * excess))
         # Anomaly likelihood per channel.
         tail = 1.0
         for c in range(CHANNELS):

@@ -77,6 +77,22 @@ def test_a_missing_daily_peak_is_an_alarm_though_every_value_is_ordinary() -> No
     assert _alarms(without_seasons, peak.start, peak.stop) == 0
 
 
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_a_slow_drift_past_the_history_s_range_reads_as_a_red_alarm(seed: int) -> None:
+    """Spiky noise keeps the discord channels' likelihood wide, so a creeping fall is near some
+    neighbour at every step; past the lowest value the history held, the range test speaks."""
+    rng = np.random.default_rng(seed)
+    at, end = 4000, 4600
+    values = 20 + rng.normal(0, 1, end) + (rng.random(end) < 0.02) * rng.uniform(5, 15, end)
+    values[at:] -= np.arange(end - at) * 0.03
+    crossed = at + int(np.flatnonzero(values[at:] < values[:at].min())[0])
+    unrested = replace(PARAMS, rest=0)
+    with_range = _score(values, unrested)[crossed : crossed + 200].max()
+    without_range = _score(values, replace(unrested, range_gain=0.0))[crossed : crossed + 200].max()
+    assert with_range >= ERROR
+    assert with_range > without_range
+
+
 def test_one_incident_gives_one_alarm_then_the_series_rests() -> None:
     rng = np.random.default_rng(6)
     values = rng.normal(20, 1, 5000)
@@ -86,12 +102,17 @@ def test_one_incident_gives_one_alarm_then_the_series_rests() -> None:
 
 
 def test_scores_do_not_saturate_a_bigger_deviation_scores_higher() -> None:
+    """Within the range the history has seen (an earlier excursion set it), the score grows
+    with the deviation and stays below 1; past that range the range test reads it as red."""
     rng = np.random.default_rng(7)
     base = rng.normal(20, 1, 3000)
-    small, large = base.copy(), base.copy()
+    base[1200:1210] += 20
+    small, large, beyond = base.copy(), base.copy(), base.copy()
     small[2500] += 4
     large[2500] += 12
+    beyond[2500] += 30
     assert _score(small)[2500] < _score(large)[2500] < 1
+    assert _score(beyond)[2500] >= ERROR
 
 
 def test_scoring_in_pieces_equals_scoring_at_once() -> None:
