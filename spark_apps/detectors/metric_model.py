@@ -10,7 +10,9 @@ Each sample is scored on arrival from its series' state, in three steps:
      every neighbour.
    - *Seasonal*: the same distance, but only to the subsequences that ended at the same time of
      day on each of the last ``seasonal_days`` days. A daily peak that does not come, or comes
-     higher, is near *some* past shape but far from yesterday's.
+     higher, is near *some* past shape but far from yesterday's. With ``weekly`` on, only the
+     subsequence that ended a week earlier counts: a weekday shaped like a weekend is near
+     Sunday's shape but far from last Monday's.
    - *Spike*: the discord channel without averaging (below), so one wild sample counts at once;
      or, if larger, how far the sample lies beyond the range of the history before its last
      ``average`` samples, as a fraction of the range, times ``range_gain``: a drift to a level
@@ -71,6 +73,7 @@ class ScoringParams:
     rest: int  # samples of quiet after an alarm
     rest_level: float
     range_gain: float  # weight of a sample's excess beyond the history's range
+    weekly: bool  # the seasonal channel compares with a week ago instead of the nearest day
     mean_floor: float = 0.03
     variance_floor: float = 0.0003
 
@@ -89,11 +92,13 @@ class ScoringParams:
             rest=config.rest,
             rest_level=config.rest_level,
             range_gain=config.range_gain,
+            weekly=config.weekly,
         )
 
     @property
     def version(self) -> str:
-        return f"discord-likelihood-v2-h{self.history}w{self.window}a{self.average}"
+        weekly = "-weekly" if self.weekly else ""
+        return f"discord-likelihood-v2-h{self.history}w{self.window}a{self.average}{weekly}"
 
     @property
     def state_size(self) -> int:
@@ -167,7 +172,7 @@ def score_samples(
         np.ascontiguousarray(values, dtype=np.float64),
         p.history, p.window, p.seasonal_days, p.warmup,
         1.0 - math.exp(-1.0 / p.likelihood_memory), p.average, p.rest, p.rest_level,
-        p.range_gain, p.mean_floor, p.variance_floor,
+        p.range_gain, p.weekly, p.mean_floor, p.variance_floor,
     )  # fmt: skip
     return Scores(expected, score), SeriesState(p, vector)
 
@@ -246,6 +251,7 @@ def _advance(
     rest: int,
     rest_level: float,
     range_gain: float,
+    weekly: bool,
     mean_floor: float,
     variance_floor: float,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -322,7 +328,15 @@ def _advance(
                     raw[0] = math.sqrt(best / w) / span
                     expected[i] = x[at]
                 season_best = 1e300
-                for k in range(1, seasonal_days + 1):
+                if weekly:
+                    # the last sample at or before the same time a week back, which may be the
+                    # history's oldest
+                    target = ts[t] - 7 * DAY_SECONDS
+                    s = lo - 1 + np.searchsorted(ts[lo : t + 1], target, side="right")
+                    if lo <= s <= hi:
+                        season_best = _squared_distance(x, t, s, w, 1e300)
+                # the nearest of the past days (also for weekly, until the history spans a week)
+                for k in range(1, seasonal_days + 1 if season_best == 1e300 else 1):
                     # the last sample at or before the same time k days back (bisection:
                     # samples are scored in time order)
                     target = ts[t] - k * DAY_SECONDS

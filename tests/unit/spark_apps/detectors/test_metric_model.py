@@ -77,6 +77,23 @@ def test_a_missing_daily_peak_is_an_alarm_though_every_value_is_ordinary() -> No
     assert _alarms(without_seasons, peak.start, peak.stop) == 0
 
 
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_weekday_shaped_like_the_weekend_is_an_alarm_with_weekly_on(seed: int) -> None:
+    """Off, the day is near last Sunday's shape; on, it is compared with last Monday's."""
+    rng = np.random.default_rng(seed)
+    days, monday = 24, 21  # day 0 is a weekday; days 5 and 6 of each week are the weekend
+    index = np.arange(days * DAY)
+    weekday = (index // DAY) % 7 < 5
+    values = np.where(weekday, 50 + 20 * np.sin(2 * np.pi * index / DAY), 50.0)
+    values += rng.normal(0, 1, len(index))
+    flat = slice(monday * DAY, (monday + 1) * DAY)
+    values[flat] = 50 + rng.normal(0, 1, DAY)
+    weekly = _score(values, replace(PARAMS, weekly=True))
+    assert _alarms(weekly, flat.start, flat.stop) >= 1
+    assert _alarms(weekly, PARAMS.warmup, flat.start) <= 1
+    assert _alarms(_score(values), flat.start, flat.stop) == 0
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3, 4])
 def test_a_slow_drift_past_the_history_s_range_reads_as_a_red_alarm(seed: int) -> None:
     """Spiky noise keeps the discord channels' likelihood wide, so a creeping fall is near some
