@@ -310,7 +310,7 @@ class MetricScoresConfig(StrictModel):
     HTM's red level, one in 100,000 (no profile chose a higher one).
     """
 
-    history: Annotated[int, Field(ge=64, le=3000)] = 2016
+    history: Annotated[int, Field(ge=64, le=2500)] = 2016  # ≤ 2500: the state stays within 64 KB
     window: Annotated[int, Field(ge=2, le=64)] = 8
     seasonal_days: Annotated[int, Field(ge=0, le=28)] = 7
     warmup: Annotated[int, Field(ge=10)] = 300

@@ -32,10 +32,10 @@ Each sample is scored on arrival from its series' state, in three steps:
    detectors do: one incident, one alarm.
 
 The whole state of a series fits in one float64 vector (``SeriesState``): the last
-``history + window`` values and timestamps and a few numbers per channel, 32 KB with the
-defaults. ``score_samples`` carries it from call to call, so scoring a stream in micro-batches
-gives exactly the scores of scoring it at once: the streaming query and ``lambdawatch
-backtest`` run this same code.
+``history + window`` values and timestamps, a few numbers per channel and the newest
+subsequence's squared distance at each lag, 48 KB with the defaults. ``score_samples`` carries
+it from call to call, so scoring a stream in micro-batches gives exactly the scores of scoring it
+at once: the streaming query and ``lambdawatch backtest`` run this same code.
 """
 
 from __future__ import annotations
@@ -55,7 +55,8 @@ RED_TAIL = 1e-5  # HTM: a tail this small twice in a row ...
 RED_REPORT = 1e-3  # ... is reported as this one
 LOG_FLOOR = 1e-10  # score 1.0
 STATE_HEADER = 4  # layout version, samples seen, previous tail, rest left
-STATE_LAYOUT = 1.0
+STATE_LAYOUT = 2.0
+RESTART = 64  # the lag distances are summed afresh at every multiple of this many samples
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ class ScoringParams:
 
     @property
     def state_size(self) -> int:
-        return STATE_HEADER + 2 * self._buffer + CHANNELS * (4 + self.average)
+        return STATE_HEADER + 2 * self._buffer + CHANNELS * (4 + self.average) + self.history + 1
 
     @property
     def _buffer(self) -> int:
@@ -113,7 +114,8 @@ class SeriesState:
     """A series' whole model as one float64 vector, so Spark keeps it as one binary column.
 
     Layout: header, then ``history + window`` values, their timestamps (epoch seconds), then
-    per channel ``mean, variance, count, running sum, last `average` raw scores``.
+    per channel ``mean, variance, count, running sum, last `average` raw scores``, then the
+    squared distance at each lag ``0..history`` (below ``window`` unused).
     """
 
     def __init__(self, params: ScoringParams, vector: np.ndarray | None = None) -> None:
@@ -238,6 +240,46 @@ def _slide_range(
 
 
 @njit(cache=True)
+def _slide_lags(
+    lags: np.ndarray, x: np.ndarray, t: int, g: int, w: int, history: int, search: bool
+) -> tuple[float, int]:
+    """One step of STOMP's sliding update (Zhu et al. 2016, "Matrix Profile II"): ``lags[L]``,
+    the squared distance from the newest subsequence (ending at local ``t``, global ``g``) to
+    the one ``L`` samples earlier, from the previous sample's, for every lag from ``w`` (no
+    overlap) to the history's length. New lags, and every lag each RESTART samples, are summed
+    afresh, so rounding cannot drift and the sums depend on ``g`` alone, never on the cut into
+    calls. With ``search``, also the smallest and its lag (a tie goes to the earliest
+    subsequence); else ``(1e300, -1)``."""
+    longest = min(g - w + 1, history)
+    grown = min(g - w, history) if g % RESTART != 0 and g > 2 * w - 1 else w - 1
+    for lag in range(grown + 1, longest + 1):
+        lags[lag] = _squared_distance(x, t, t - lag, w, 1e300)
+    newest = x[t]
+    leaving = x[t - w]
+    nearest = 1e300
+    nearest_lag = -1
+    if not search:
+        for lag in range(w, grown + 1):
+            a = newest - x[t - lag]
+            b = leaving - x[t - w - lag]
+            lags[lag] += a * a - b * b
+        return nearest, nearest_lag
+    for lag in range(longest, grown, -1):
+        if lags[lag] < nearest:
+            nearest = lags[lag]
+            nearest_lag = lag
+    for lag in range(grown, w - 1, -1):  # updated and searched in one pass
+        a = newest - x[t - lag]
+        b = leaving - x[t - w - lag]
+        d = lags[lag] + (a * a - b * b)
+        lags[lag] = d
+        if d < nearest:
+            nearest = d
+            nearest_lag = lag
+    return nearest, nearest_lag
+
+
+@njit(cache=True)
 def _advance(
     vector: np.ndarray,
     stamps: np.ndarray,
@@ -261,6 +303,7 @@ def _advance(
     x_at = STATE_HEADER
     t_at = STATE_HEADER + buffer
     c_at = STATE_HEADER + 2 * buffer
+    d_at = c_at + CHANNELS * (4 + average)  # squared distance at each lag, then the lags kept
     # The kept history (oldest first) followed by the new samples: global index g is local
     # index g - base, so the loop below is the same whatever the cut into calls.
     n_new = len(values)
@@ -276,14 +319,7 @@ def _advance(
     raw = np.zeros(CHANNELS)
     averages = (average, average, 1)
     log_floor = math.log(LOG_FLOOR)
-    # Each subsequence's sum, summed afresh (not as a running sum) so that it is the same
-    # whichever call a sample arrives in.
-    window_sum = np.zeros(kept + n_new)
-    for j in range(w - 1, kept + n_new):
-        total = 0.0
-        for k in range(w):
-            total += x[j - k]
-        window_sum[j] = total
+    lags = vector[d_at : d_at + history + 1]  # a view: updated in place
     # The history's range, and the range of the history before the newest ``average`` samples,
     # both kept as the window slides.
     low = high = 0.0
@@ -306,27 +342,17 @@ def _advance(
             before_lo = span_lo
         else:
             before_lo = -1
+        nearest, nearest_lag = 1e300, -1
+        if g >= 2 * w - 1:
+            nearest, nearest_lag = _slide_lags(lags, x, t, g, w, history, g >= 3 * w and high > low)
         if g >= 3 * w:
             lo = max(w - 1, g - history) - base
             hi = t - w  # exclude trivial matches that overlap the newest subsequence
             span = high - low
             if span > 0:
-                best = 1e300
-                at = -1
-                query_sum = window_sum[t]
-                for s in range(lo, hi + 1):
-                    # Cauchy-Schwarz: the squared distance is at least (Σq − Σs)² / w, so most
-                    # candidates are ruled out before their values are read
-                    gap = query_sum - window_sum[s]
-                    if gap * gap >= best * w:
-                        continue
-                    d = _squared_distance(x, t, s, w, best)
-                    if d < best:
-                        best = d
-                        at = s
-                if at >= 0:
-                    raw[0] = math.sqrt(best / w) / span
-                    expected[i] = x[at]
+                if nearest_lag >= 0:
+                    raw[0] = math.sqrt(max(nearest, 0.0) / w) / span
+                    expected[i] = x[t - nearest_lag]
                 season_best = 1e300
                 if weekly:
                     # the last sample at or before the same time a week back, which may be the

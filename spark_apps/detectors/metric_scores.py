@@ -8,9 +8,12 @@ A series not seen for ``idle_ttl`` loses its state. The clock is the samples' *a
 micro-batch's time, ``current_timestamp()``), never their own timestamps: replayed history is
 years old and must not be dropped as late. The arrival time is declared as the event-time column
 with a short watermark and drives an event-time timeout: unlike a processing-time timeout, that
-does not make Spark run empty micro-batches forever, so an available-now run ends. A series
-expires at the first micro-batch (of any series) at least ``idle_ttl + ARRIVAL_WATERMARK`` after
-its last sample.
+does not make Spark run empty micro-batches forever, so an available-now run ends. The arrival
+time is truncated to the hour (``ARRIVAL_UNIT``): Spark runs an extra, empty micro-batch after
+each one that moves the watermark, to look for timeouts, and a watermark that moves once an hour
+spares a micro-batch in two on a sparse feed and the one that ends every drain. A series expires
+at the first micro-batch (of any series) between ``idle_ttl + ARRIVAL_WATERMARK`` and an hour more
+after its last sample.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from spark_apps.detectors.metric_model import ScoringParams, SeriesState, Thresh
 
 DETECTOR = "metric_scores"
 ARRIVAL_WATERMARK = "1 minute"  # a wall clock set back by more than this would drop a batch
+ARRIVAL_UNIT = "hour"  # the arrival clock's tick (``date_trunc`` unit): expiry's precision
 STATE_SCHEMA = "model binary"
 SCORE_COLUMNS = (
     "entity", "metric", "timestamp", "value", "expected", "score", "severity", "samples",
@@ -43,6 +47,7 @@ def score_metrics(
     thresholds: Thresholds,
     idle_ttl_ms: int,
     arrival_watermark: str = ARRIVAL_WATERMARK,
+    arrival_unit: str = ARRIVAL_UNIT,
 ) -> DataFrame:
     """Streaming: per (entity, metric) series, every sample scored by its online model."""
 
@@ -63,7 +68,7 @@ def score_metrics(
 
     return (
         events.select("entity", "metric", "timestamp", "value")
-        .withColumn("arrived_at", F.current_timestamp())
+        .withColumn("arrived_at", F.date_trunc(arrival_unit, F.current_timestamp()))
         .withWatermark("arrived_at", arrival_watermark)
         .groupBy("entity", "metric")
         .applyInPandasWithState(

@@ -149,7 +149,7 @@ def test_scoring_in_pieces_equals_scoring_at_once() -> None:
 
 
 def test_state_stays_within_64_kb_even_at_the_largest_settings() -> None:
-    largest = MetricScoresConfig(history=3000, window=64, average=100)
+    largest = MetricScoresConfig(history=2500, window=64, average=100)
     for params in (PARAMS, ScoringParams.from_config(largest)):
         values = np.random.default_rng(9).normal(0, 1, params.history + 500)
         _scores, state = score_samples(
@@ -173,3 +173,17 @@ def test_severity_is_one_rule_on_the_calibrated_score() -> None:
 def test_config_must_order_the_thresholds() -> None:
     with pytest.raises(ValueError, match="error_score must be greater"):
         MetricScoresConfig(warn_score=0.6, error_score=0.5)
+
+
+@pytest.mark.parametrize("samples", [500, 2100, 2100 + 37])  # history still filling; full
+def test_the_slid_distances_equal_the_distances_summed_afresh(samples: int) -> None:
+    """The state's distance at each lag, slid sample by sample (and summed afresh only every
+    RESTART samples), is the squared distance of the two subsequences by definition."""
+    values = np.cumsum(np.random.default_rng(11).normal(0, 1, samples))  # a random walk
+    _scores, state = score_samples(SeriesState(PARAMS), np.arange(samples, dtype=float), values)
+    w, history = PARAMS.window, PARAMS.history
+    slid = state.vector[-(history + 1) :]
+    newest = values[-w:]
+    for lag in range(w, min(samples - w, history) + 1):
+        earlier = values[samples - lag - w : samples - lag]
+        assert slid[lag] == pytest.approx(((newest - earlier) ** 2).sum(), rel=1e-9, abs=1e-9)

@@ -42,7 +42,14 @@ def _run(spark: Any, source: Path, checkpoint: Path, run: str) -> pd.DataFrame:
     events = spark.readStream.schema(
         "entity string, metric string, timestamp timestamp, value double"
     ).json(str(source))
-    scored = score_metrics(events, PARAMS, THRESHOLDS, IDLE_TTL_MS, arrival_watermark="0 seconds")
+    scored = score_metrics(
+        events,
+        PARAMS,
+        THRESHOLDS,
+        IDLE_TTL_MS,
+        arrival_watermark="0 seconds",
+        arrival_unit="second",
+    )
     emitted: list[pd.DataFrame] = []
     query = (
         scored.writeStream.foreachBatch(lambda frame, _id: emitted.append(frame.toPandas()))
@@ -77,3 +84,34 @@ def test_series_carry_state_across_runs_and_an_idle_one_starts_afresh(
     assert sorted(second["samples"]) == list(range(300, 310))  # a's model went on
     assert set(third["entity"]) == {"b"}
     assert sorted(third["samples"]) == list(range(10))  # b's state had expired
+
+
+def test_a_drain_ends_without_an_empty_micro_batch_within_the_hour(
+    spark: Any, tmp_path: Path
+) -> None:
+    """The arrival clock ticks hourly, so the watermark does not move between micro-batches
+    of the same hour and Spark has no timeout to look for in an extra, empty one."""
+    source = tmp_path / "in"
+    source.mkdir()
+    _write(source, "1a", "a", 0, 30)
+    _write(source, "2a", "a", 30, 30)
+    events = (
+        spark.readStream.schema("entity string, metric string, timestamp timestamp, value double")
+        .option("maxFilesPerTrigger", 1)
+        .json(str(source))
+    )
+    began = datetime.now(UTC)
+    query = (
+        score_metrics(events, PARAMS, THRESHOLDS, IDLE_TTL_MS)
+        .writeStream.format("noop")
+        .option("checkpointLocation", str(tmp_path / "checkpoint"))
+        .trigger(availableNow=True)
+        .start()
+    )
+    assert query.awaitTermination(120)
+    ended = datetime.now(UTC)
+    rows = [progress["numInputRows"] for progress in query.recentProgress]
+    if began.hour == ended.hour:
+        assert rows == [30, 30]
+    else:  # the watermark moved on the hour: one empty micro-batch looks for timeouts
+        assert sorted(rows) == [0, 30, 30]
