@@ -303,7 +303,7 @@ def _advance(
     x_at = STATE_HEADER
     t_at = STATE_HEADER + buffer
     c_at = STATE_HEADER + 2 * buffer
-    d_at = c_at + CHANNELS * (4 + average)  # squared distance at each lag, then the lags kept
+    d_at = c_at + CHANNELS * (4 + average)  # the squared distance at each lag
     # The kept history (oldest first) followed by the new samples: global index g is local
     # index g - base, so the loop below is the same whatever the cut into calls.
     n_new = len(values)
@@ -342,42 +342,42 @@ def _advance(
             before_lo = span_lo
         else:
             before_lo = -1
+        channels_speak = g >= 3 * w and high > low  # enough history, and not all one value
         nearest, nearest_lag = 1e300, -1
         if g >= 2 * w - 1:
-            nearest, nearest_lag = _slide_lags(lags, x, t, g, w, history, g >= 3 * w and high > low)
-        if g >= 3 * w:
+            nearest, nearest_lag = _slide_lags(lags, x, t, g, w, history, channels_speak)
+        if channels_speak:
             lo = max(w - 1, g - history) - base
             hi = t - w  # exclude trivial matches that overlap the newest subsequence
             span = high - low
-            if span > 0:
-                if nearest_lag >= 0:
-                    raw[0] = math.sqrt(max(nearest, 0.0) / w) / span
-                    expected[i] = x[t - nearest_lag]
-                season_best = 1e300
-                if weekly:
-                    # the last sample at or before the same time a week back, which may be the
-                    # history's oldest
-                    target = ts[t] - 7 * DAY_SECONDS
-                    s = lo - 1 + np.searchsorted(ts[lo : t + 1], target, side="right")
-                    if lo <= s <= hi:
-                        season_best = _squared_distance(x, t, s, w, 1e300)
-                # the nearest of the past days (also for weekly, until the history spans a week)
-                for k in range(1, seasonal_days + 1 if season_best == 1e300 else 1):
-                    # the last sample at or before the same time k days back (bisection:
-                    # samples are scored in time order)
-                    target = ts[t] - k * DAY_SECONDS
-                    s = lo + np.searchsorted(ts[lo + 1 : t + 1], target, side="right")
-                    if s <= lo:
-                        break
-                    if s <= hi:
-                        d = _squared_distance(x, t, s, w, season_best)
-                        season_best = min(season_best, d)
-                if season_best < 1e300:
-                    raw[1] = math.sqrt(season_best / w) / span
-                excess = 0.0
-                if before_lo >= 0:
-                    excess = max(0.0, x[t] - before_high, before_low - x[t]) / span
-                raw[2] = max(raw[0], min(1.0, range_gain * excess))
+            if nearest_lag >= 0:
+                raw[0] = math.sqrt(max(nearest, 0.0) / w) / span
+                expected[i] = x[t - nearest_lag]
+            season_best = 1e300
+            if weekly:
+                # the last sample at or before the same time a week back, which may be the
+                # history's oldest
+                target = ts[t] - 7 * DAY_SECONDS
+                s = lo - 1 + np.searchsorted(ts[lo : t + 1], target, side="right")
+                if lo <= s <= hi:
+                    season_best = _squared_distance(x, t, s, w, 1e300)
+            # the nearest of the past days (also for weekly, until the history spans a week)
+            for k in range(1, seasonal_days + 1 if season_best == 1e300 else 1):
+                # the last sample at or before the same time k days back (bisection:
+                # samples are scored in time order)
+                target = ts[t] - k * DAY_SECONDS
+                s = lo + np.searchsorted(ts[lo + 1 : t + 1], target, side="right")
+                if s <= lo:
+                    break
+                if s <= hi:
+                    d = _squared_distance(x, t, s, w, season_best)
+                    season_best = min(season_best, d)
+            if season_best < 1e300:
+                raw[1] = math.sqrt(season_best / w) / span
+            excess = 0.0
+            if before_lo >= 0:
+                excess = max(0.0, x[t] - before_high, before_low - x[t]) / span
+            raw[2] = max(raw[0], min(1.0, range_gain * excess))
         # Anomaly likelihood per channel.
         tail = 1.0
         for c in range(CHANNELS):
