@@ -222,6 +222,14 @@ def _squared_distance(x: np.ndarray, t: int, s: int, w: int, best: float) -> flo
 
 
 @njit(cache=True)
+def _at_or_before(ts: np.ndarray, lo: int, t: int, target: float) -> int:
+    """The index of the last sample of ``ts[lo..t]`` at or before ``target`` (bisection:
+    samples are scored in time order), ``lo - 1`` when none is. The seasonal channel's one rule
+    for "the same time k days back"."""
+    return lo - 1 + int(np.searchsorted(ts[lo : t + 1], target, side="right"))
+
+
+@njit(cache=True)
 def _slide_range(
     x: np.ndarray, start: int, end: int, previous_start: int, low: float, high: float
 ) -> tuple[float, float]:
@@ -355,19 +363,15 @@ def _advance(
                 expected[i] = x[t - nearest_lag]
             season_best = 1e300
             if weekly:
-                # the last sample at or before the same time a week back, which may be the
-                # history's oldest
-                target = ts[t] - 7 * DAY_SECONDS
-                s = lo - 1 + np.searchsorted(ts[lo : t + 1], target, side="right")
+                # the same time a week back, which may be the history's oldest
+                s = _at_or_before(ts, lo, t, ts[t] - 7 * DAY_SECONDS)
                 if lo <= s <= hi:
                     season_best = _squared_distance(x, t, s, w, 1e300)
-            # the nearest of the past days (also for weekly, until the history spans a week)
+            # the nearest of the past days (also for weekly, until the history spans a week),
+            # each at the same time k days back, which may be the history's oldest
             for k in range(1, seasonal_days + 1 if season_best == 1e300 else 1):
-                # the last sample at or before the same time k days back (bisection:
-                # samples are scored in time order)
-                target = ts[t] - k * DAY_SECONDS
-                s = lo + np.searchsorted(ts[lo + 1 : t + 1], target, side="right")
-                if s <= lo:
+                s = _at_or_before(ts, lo, t, ts[t] - k * DAY_SECONDS)
+                if s < lo:
                     break
                 if s <= hi:
                     d = _squared_distance(x, t, s, w, season_best)
