@@ -225,6 +225,24 @@ def timed(samples: int, seconds: float) -> dict[str, Any]:
     return {"seconds": round(seconds, 2), "samples_per_s": round(samples / seconds)}
 
 
+def drained(start: Any) -> tuple[float, list[tuple[int, int]]]:
+    """``drain``'s seconds, and each micro-batch's records and milliseconds (its progress's
+    ``triggerExecution``)."""
+    started: list[Any] = []
+    seconds = drain(lambda: started.append(start()) or started[-1])
+    return seconds, [
+        (p.numInputRows, p.durationMs["triggerExecution"]) for p in started[-1].recentProgress
+    ]
+
+
+def batch_cost(batches: list[tuple[int, int]]) -> dict[str, float]:
+    """A micro-batch's milliseconds as a fixed part plus a part per record (least squares over
+    the warm micro-batches): where a query's time goes as its micro-batches grow."""
+    rows, millis = np.array(batches, dtype=float).T
+    per_record, fixed = np.polyfit(rows, millis, 1)
+    return {"fixed_ms": round(float(fixed)), "us_per_record": round(float(per_record) * 1000, 2)}
+
+
 def through_the_stack(files: list[str]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     from spark_apps.speed_layer import SpeedLayer, speed_layer_session
 
@@ -260,16 +278,21 @@ def through_the_stack(files: list[str]) -> tuple[dict[str, np.ndarray], dict[str
         # Warm: the two queries take turns, WARM_ROUNDS each, so a drift of this machine's
         # speed during the run touches both; each keeps its median.
         warm_seconds: dict[str, list[float]] = {"passthrough_reference": [], "metric_scores": []}
+        warm_batches: dict[str, list[tuple[int, int]]] = {name: [] for name in warm_seconds}
         for round_ in range(WARM_ROUNDS):
-            warm_seconds["passthrough_reference"].append(
-                drain(lambda r=round_: passthrough(f"pass-warm{r}"))
-            )
-            warm_seconds["metric_scores"].append(drain(lambda r=round_: ours(f"scores-warm{r}")))
+            for name, start in [
+                ("passthrough_reference", lambda r=round_: passthrough(f"pass-warm{r}")),
+                ("metric_scores", lambda r=round_: ours(f"scores-warm{r}")),
+            ]:
+                seconds, batches = drained(start)
+                warm_seconds[name].append(seconds)
+                warm_batches[name] += batches
             if round_ == 0:
                 offsets["warm"] = end_offsets(settings)
         for name, seconds in warm_seconds.items():
             runs[name]["warm"] = timed(samples, float(np.median(seconds))) | {
-                "rounds_seconds": [round(s, 2) for s in seconds]
+                "rounds_seconds": [round(s, 2) for s in seconds],
+                "micro_batch": batch_cost(warm_batches[name]),
             }
             console.print(f"  {name} (warm): {runs[name]['warm']}")
         cold = read_scores(settings, offsets["start"], offsets["cold"])
