@@ -237,10 +237,13 @@ def drained(start: Any) -> tuple[float, list[tuple[int, int]]]:
     ]
 
 
-def batch_cost(batches: list[tuple[int, int]]) -> dict[str, float]:
+def batch_cost(batches: list[tuple[int, int]]) -> dict[str, float] | None:
     """A micro-batch's milliseconds as a fixed part plus a part per record (least squares over
-    the warm micro-batches): where a query's time goes as its micro-batches grow."""
+    the warm micro-batches): where a query's time goes as its micro-batches grow. None when
+    every micro-batch had the same size (each drain one micro-batch): nothing to split by."""
     rows, millis = np.array(batches, dtype=float).T
+    if len(np.unique(rows)) < 2:
+        return None
     per_record, fixed = np.polyfit(rows, millis, 1)
     return {"fixed_ms": round(float(fixed)), "us_per_record": round(float(per_record) * 1000, 2)}
 

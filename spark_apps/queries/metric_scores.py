@@ -18,10 +18,10 @@ from spark_apps.detectors.metric_scores import (
 from spark_apps.io import StreamIO
 
 # Per micro-batch, when there is a backlog (a replayed file, a restart): the stateful scoring
-# costs about 0.86 s per micro-batch whatever its size, against 20 µs a record
-# (``bench/results/real_corpus.json``, ``micro_batch``), so at the speed layer's shared bound
-# a catch-up spends half its time on that fixed part; at this bound, under a fifth. A live feed's
-# micro-batches are far smaller and are not held back.
+# costs about 0.86 s per micro-batch whatever its size, against 20 µs a record (``micro_batch``
+# in ``bench/results/real_corpus.json`` at 1abfcf1), so at the speed layer's shared bound a
+# catch-up spends nearly half its time on that fixed part; at this bound, under a fifth. A live
+# feed's micro-batches are far smaller and are not held back.
 MAX_OFFSETS = 200_000
 
 

@@ -13,3 +13,7 @@ def test_a_micro_batch_s_time_splits_into_fixed_and_per_record_parts() -> None:
     cost = batch_cost(batches)
     assert cost["fixed_ms"] == 250
     assert cost["us_per_record"] == pytest.approx(12.0, abs=0.01)
+
+
+def test_micro_batches_of_one_size_give_no_split() -> None:
+    assert batch_cost([(113_913, 3100), (113_913, 2900)]) is None
