@@ -214,13 +214,11 @@ def start_passthrough(
     starting_offsets: str,
     trigger: dict[str, Any],
     role: str = "server_events",
-    max_offsets: int | None = None,
 ) -> Any:
     """The reference the speed-layer benchmarks measure against: events of ``role`` (server
     events unless told) from Kafka, validated and parsed as the speed layer does, straight back
     to Kafka (``PASSTHROUGH_TOPIC``), no state. Its source takes the speed layer's Kafka options
-    and micro-batch bound (``MAX_OFFSETS_PER_TRIGGER``, or ``max_offsets``: the bound of the
-    query it is compared with), so the comparison is like for like."""
+    and micro-batch bound (``MAX_OFFSETS_PER_TRIGGER``), so the comparison is like for like."""
     from lambdawatch.core.events import METRIC_SCHEMA, SERVER_SCHEMA
     from spark_apps.io import KAFKA_SOURCE_OPTIONS, MAX_OFFSETS_PER_TRIGGER
     from spark_apps.transforms.parsing import parse_events
@@ -235,7 +233,7 @@ def start_passthrough(
         .option("kafka.bootstrap.servers", settings.kafka_bootstrap)
         .option("subscribe", settings.topic(role).name)
         .option("startingOffsets", starting_offsets)
-        .option("maxOffsetsPerTrigger", max_offsets or MAX_OFFSETS_PER_TRIGGER)
+        .option("maxOffsetsPerTrigger", MAX_OFFSETS_PER_TRIGGER)
         .options(**KAFKA_SOURCE_OPTIONS)
         .load()
     )

@@ -3,7 +3,7 @@
 Each file is replayed with ``lambdawatch replay`` into the ``metrics`` topic of an isolated
 stack; the speed layer's ``metric_scores`` query drains the topic (available-now trigger, fresh
 checkpoints: once cold, then three times warm, taking turns with a pass-through query on the
-same topic and with the same bound per micro-batch; each keeps its median warm drain, and the
+same topic (the same bound per micro-batch); each keeps its median warm drain, and the
 warm micro-batches' time split into a fixed part and a part per record); the scores are
 read back from the ``metric-scores`` topic, written in the corpus's results layout and judged
 by the corpus's own scorer (``score.py``: normalised score per profile, threshold chosen per
@@ -40,7 +40,6 @@ from lambdawatch.core.kafka_admin import admin_client, ensure_topics
 from lambdawatch.core.settings import Settings, load_settings
 from lambdawatch.pipelines.backtest import BacktestOptions, metric_samples, score_metric_samples
 from spark_apps.detectors.metric_model import ScoringParams
-from spark_apps.queries.metric_scores import MAX_OFFSETS as METRIC_SCORES_MAX_OFFSETS
 
 CORPUS = Path(os.environ.get("LAMBDAWATCH_REAL_CORPUS", ROOT.parent / "shared" / "realdata"))
 PROFILES = ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
@@ -269,8 +268,7 @@ def through_the_stack(files: list[str]) -> tuple[dict[str, np.ndarray], dict[str
 
         def passthrough(checkpoint: str) -> Any:
             return start_passthrough(spark, settings, str(scratch / checkpoint), "earliest",
-                                     {"availableNow": True}, role="metrics",
-                                     max_offsets=METRIC_SCORES_MAX_OFFSETS)  # fmt: skip
+                                     {"availableNow": True}, role="metrics")  # fmt: skip
 
         runs: dict[str, dict[str, Any]] = {}
         offsets = {"start": end_offsets(settings)}
@@ -313,12 +311,7 @@ def through_the_stack(files: list[str]) -> tuple[dict[str, np.ndarray], dict[str
         .equals(warm[columns].sort_values(columns, ignore_index=True))
     )  # fmt: skip
     scores = {rel: in_file_order(rel, cold[cold["entity"] == Path(rel).stem]) for rel in files}
-    return scores, {
-        "samples": samples,
-        "max_records_per_micro_batch": METRIC_SCORES_MAX_OFFSETS,  # both queries
-        "queries": runs,
-        "cold_and_warm_drains_agree": drains_agree,
-    }
+    return scores, {"samples": samples, "queries": runs, "cold_and_warm_drains_agree": drains_agree}
 
 
 def main() -> None:

@@ -17,13 +17,6 @@ from spark_apps.detectors.metric_scores import (
 )
 from spark_apps.io import StreamIO
 
-# Per micro-batch, when there is a backlog (a replayed file, a restart): the stateful scoring
-# costs about 0.86 s per micro-batch whatever its size, against 20 µs a record (``micro_batch``
-# in ``bench/results/real_corpus.json`` at 1abfcf1), so at the speed layer's shared bound a
-# catch-up spends nearly half its time on that fixed part; at this bound, under a fifth. A live
-# feed's micro-batches are far smaller and are not held back.
-MAX_OFFSETS = 200_000
-
 
 def start(io: StreamIO) -> StreamingQuery:
     """Every sample of the metrics topic scored by its series' online model; scores to the
@@ -31,9 +24,7 @@ def start(io: StreamIO) -> StreamingQuery:
     config = io.settings.models.metric_scores
     params = ScoringParams.from_config(config)
     thresholds = Thresholds.from_config(config)
-    events, _dead = io.parse(
-        io.kafka_source("metrics", max_offsets=MAX_OFFSETS), METRIC_SCHEMA, "metric_scores"
-    )
+    events, _dead = io.parse(io.kafka_source("metrics"), METRIC_SCHEMA, "metric_scores")
     idle_ttl_ms = int(config.idle_ttl.total_seconds() * 1000)
 
     def sink(frame: DataFrame, _batch_id: int) -> None:
