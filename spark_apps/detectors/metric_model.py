@@ -10,9 +10,14 @@ Each sample is scored on arrival from its series' state, in three steps:
      every neighbour.
    - *Seasonal*: the same distance, but only to the subsequences that ended at the same time of
      day on each of the last ``seasonal_days`` days. A daily peak that does not come, or comes
-     higher, is near *some* past shape but far from yesterday's. With ``weekly`` on, only the
-     subsequence that ended a week earlier counts: a weekday shaped like a weekend is near
-     Sunday's shape but far from last Monday's.
+     higher, is near *some* past shape but far from yesterday's. Once a series shows a weekly
+     rhythm (``weekly`` auto, below), or with ``weekly`` on, only the subsequence that ended a
+     week earlier counts: a weekday shaped like a weekend is near Sunday's shape but far from
+     last Monday's. The evidence is the geometric mean, over every sample since a week ago
+     first came within the history, of the distance to a week ago over the distance to a day
+     ago: after at least ``WEEKLY_EVIDENCE_DAYS`` of it, a week ago is chosen when that mean
+     is below ``WEEKLY_RATIO``. A day-long incident cannot fake it: it makes a week ago look
+     closer for one day and farther a week later, and weighs a fourteenth at most.
    - *Spike*: the discord channel without averaging (below), so one wild sample counts at once;
      or, if larger, how far the sample lies beyond the range of the history before its last
      ``average`` samples, as a fraction of the range, times ``range_gain``: a drift to a level
@@ -54,8 +59,14 @@ DAY_SECONDS = 86_400
 RED_TAIL = 1e-5  # HTM: a tail this small twice in a row ...
 RED_REPORT = 1e-3  # ... is reported as this one
 LOG_FLOOR = 1e-10  # score 1.0
-STATE_HEADER = 4  # layout version, samples seen, previous tail, rest left
-STATE_LAYOUT = 2.0
+STATE_HEADER = 7  # layout version, samples seen, previous tail, rest left, weekly evidence (3)
+STATE_LAYOUT = 3.0
+WEEKLY_MODES = {"auto": 0, "on": 1, "off": 2}
+WEEKLY_AUTO, WEEKLY_ON, WEEKLY_OFF = 0, 1, 2
+WEEKLY_EVIDENCE_DAYS = 14  # "auto" decides after two weeks of comparisons ...
+WEEKLY_RATIO = 0.5  # ... for a week ago when it is, on geometric average, half as far as a day ago
+WEEKLY_FLOOR = 1e-4  # squared distance per value, in squared history ranges, below which two
+# shapes count as equal (so two flat days do not weigh as a ratio of zeros)
 RESTART = 64  # the lag distances are summed afresh at every multiple of this many samples
 
 
@@ -74,7 +85,7 @@ class ScoringParams:
     rest: int  # samples of quiet after an alarm
     rest_level: float
     range_gain: float  # weight of a sample's excess beyond the history's range
-    weekly: bool  # the seasonal channel compares with a week ago instead of the nearest day
+    weekly: str  # the seasonal channel's reference: "auto", "on" (a week ago) or "off" (a day)
     mean_floor: float = 0.03
     variance_floor: float = 0.0003
 
@@ -98,8 +109,8 @@ class ScoringParams:
 
     @property
     def version(self) -> str:
-        weekly = "-weekly" if self.weekly else ""
-        return f"discord-likelihood-v2-h{self.history}w{self.window}a{self.average}{weekly}"
+        weekly = "" if self.weekly == "auto" else f"-weekly-{self.weekly}"
+        return f"discord-likelihood-v3-h{self.history}w{self.window}a{self.average}{weekly}"
 
     @property
     def state_size(self) -> int:
@@ -113,7 +124,8 @@ class ScoringParams:
 class SeriesState:
     """A series' whole model as one float64 vector, so Spark keeps it as one binary column.
 
-    Layout: header, then ``history + window`` values, their timestamps (epoch seconds), then
+    Layout: header (with the weekly evidence: the sum of log distance ratios, the time of the
+    first, their count), then ``history + window`` values, their timestamps (epoch seconds), then
     per channel ``mean, variance, count, running sum, last `average` raw scores``, then the
     squared distance at each lag ``0..history`` (below ``window`` unused).
     """
@@ -129,6 +141,16 @@ class SeriesState:
     @property
     def samples(self) -> int:
         return int(self.vector[1])
+
+    @property
+    def weekly_evidence(self) -> tuple[float, float] | None:
+        """Days of evidence and the geometric mean of the distance to a week ago over the
+        distance to a day ago; None before a week ago first came within the history."""
+        log_sum, first, count = self.vector[4:7]
+        if count == 0:
+            return None
+        last = self.vector[STATE_HEADER + 2 * self.params._buffer - 1]
+        return (last - first) / DAY_SECONDS, math.exp(log_sum / count)
 
     def to_bytes(self) -> bytes:
         return self.vector.astype("<f8").tobytes()
@@ -174,7 +196,7 @@ def score_samples(
         np.ascontiguousarray(values, dtype=np.float64),
         p.history, p.window, p.seasonal_days, p.warmup,
         1.0 - math.exp(-1.0 / p.likelihood_memory), p.average, p.rest, p.rest_level,
-        p.range_gain, p.weekly, p.mean_floor, p.variance_floor,
+        p.range_gain, WEEKLY_MODES[p.weekly], p.mean_floor, p.variance_floor,
     )  # fmt: skip
     return Scores(expected, score), SeriesState(p, vector)
 
@@ -301,7 +323,7 @@ def _advance(
     rest: int,
     rest_level: float,
     range_gain: float,
-    weekly: bool,
+    weekly: int,
     mean_floor: float,
     variance_floor: float,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -362,11 +384,25 @@ def _advance(
                 raw[0] = math.sqrt(max(nearest, 0.0) / w) / span
                 expected[i] = x[t - nearest_lag]
             season_best = 1e300
-            if weekly:
-                # the same time a week back, which may be the history's oldest
-                s = _at_or_before(ts, lo, t, ts[t] - 7 * DAY_SECONDS)
-                if lo <= s <= hi:
-                    season_best = _squared_distance(x, t, s, w, 1e300)
+            week_back = 1e300
+            s = _at_or_before(ts, lo, t, ts[t] - 7 * DAY_SECONDS)
+            if weekly != WEEKLY_OFF and lo <= s <= hi:
+                week_back = _squared_distance(x, t, s, w, 1e300)
+                day = _at_or_before(ts, lo, t, ts[t] - DAY_SECONDS)
+                if weekly == WEEKLY_AUTO and lo <= day <= hi:
+                    floor = WEEKLY_FLOOR * w * span * span
+                    day_back = _squared_distance(x, t, day, w, 1e300)
+                    if vector[6] == 0:
+                        vector[5] = ts[t]
+                    vector[4] += math.log((week_back + floor) / (day_back + floor))
+                    vector[6] += 1.0
+            if weekly == WEEKLY_ON or (
+                weekly == WEEKLY_AUTO
+                and vector[6] > 0
+                and ts[t] - vector[5] >= WEEKLY_EVIDENCE_DAYS * DAY_SECONDS
+                and vector[4] / vector[6] < math.log(WEEKLY_RATIO)
+            ):
+                season_best = week_back  # none within the history: the nearest day, below
             # the nearest of the past days (also for weekly, until the history spans a week),
             # each at the same time k days back, which may be the history's oldest
             for k in range(1, seasonal_days + 1 if season_best == 1e300 else 1):

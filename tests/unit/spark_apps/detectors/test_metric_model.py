@@ -9,6 +9,8 @@ import pytest
 
 from lambdawatch.core.config_model import MetricScoresConfig
 from spark_apps.detectors.metric_model import (
+    WEEKLY_EVIDENCE_DAYS,
+    WEEKLY_RATIO,
     ScoringParams,
     SeriesState,
     Thresholds,
@@ -27,6 +29,11 @@ def _score(values: np.ndarray, params: ScoringParams = PARAMS) -> np.ndarray:
     stamps = 1_700_000_000 + np.arange(len(values)) * FIVE_MINUTES
     scores, _state = score_samples(SeriesState(params), stamps, values)
     return scores.score
+
+
+def _state(values: np.ndarray, params: ScoringParams = PARAMS) -> SeriesState:
+    stamps = 1_700_000_000 + np.arange(len(values)) * FIVE_MINUTES
+    return score_samples(SeriesState(params), stamps, values)[1]
 
 
 def _alarms(scores: np.ndarray, start: int = 0, end: int | None = None) -> int:
@@ -79,21 +86,57 @@ def test_a_missing_daily_peak_is_an_alarm_though_every_value_is_ordinary() -> No
     assert _alarms(without_seasons, peak.start, peak.stop) == 0
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_a_weekday_shaped_like_the_weekend_is_an_alarm_with_weekly_on(seed: int) -> None:
-    """Off, the day is near last Sunday's shape; on, it is compared with last Monday's."""
-    rng = np.random.default_rng(seed)
-    days, monday = 24, 21  # day 0 is a weekday; days 5 and 6 of each week are the weekend
+def _weekly_rhythm(days: int, seed: int) -> np.ndarray:
+    """Weekdays with a daily cycle, flat weekends (day 0 a weekday; days 5 and 6 of each week
+    the weekend)."""
     index = np.arange(days * DAY)
     weekday = (index // DAY) % 7 < 5
     values = np.where(weekday, 50 + 20 * np.sin(2 * np.pi * index / DAY), 50.0)
-    values += rng.normal(0, 1, len(index))
-    flat = slice(monday * DAY, (monday + 1) * DAY)
-    values[flat] = 50 + rng.normal(0, 1, DAY)
-    weekly = _score(values, replace(PARAMS, weekly=True))
+    return values + np.random.default_rng(seed).normal(0, 1, len(index))
+
+
+def _flat_day(values: np.ndarray, day: int, seed: int) -> slice:
+    flat = slice(day * DAY, (day + 1) * DAY)
+    values[flat] = 50 + np.random.default_rng(seed).normal(0, 1, DAY)
+    return flat
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_weekday_shaped_like_the_weekend_is_an_alarm_with_weekly_on(seed: int) -> None:
+    """Off, the day is near last Sunday's shape; on, it is compared with last Monday's."""
+    values = _weekly_rhythm(24, seed)
+    flat = _flat_day(values, 21, seed + 10)
+    weekly = _score(values, replace(PARAMS, weekly="on"))
     assert _alarms(weekly, flat.start, flat.stop) >= 1
     assert _alarms(weekly, PARAMS.warmup, flat.start) <= 1
-    assert _alarms(_score(values), flat.start, flat.stop) == 0
+    assert _alarms(_score(values, replace(PARAMS, weekly="off")), flat.start, flat.stop) == 0
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_weekly_auto_compares_with_a_week_ago_once_two_weeks_show_the_rhythm(seed: int) -> None:
+    values = _weekly_rhythm(31, seed)
+    flat = _flat_day(values, 28, seed + 10)  # a Monday, three weeks after the first week
+    scores = _score(values)
+    daily = _score(values, replace(PARAMS, weekly="off"))
+    assert _alarms(scores, flat.start, flat.stop) >= 1
+    assert _alarms(daily, flat.start, flat.stop) == 0
+    # the switch to a week ago is quiet: no alarm the daily comparison does not raise too
+    assert _alarms(scores, PARAMS.warmup, flat.start) <= _alarms(daily, PARAMS.warmup, flat.start)
+    days, ratio = _state(values[: flat.start]).weekly_evidence or (0.0, 1.0)
+    assert days >= WEEKLY_EVIDENCE_DAYS
+    assert ratio < WEEKLY_RATIO
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_day_long_incident_does_not_make_a_daily_series_weekly(seed: int) -> None:
+    """The day after it, a week ago looks closer than yesterday; a week later, farther."""
+    values = _daily(30, seed)
+    _flat_day(values, 10, seed + 10)
+    days, ratio = _state(values).weekly_evidence or (0.0, 0.0)
+    assert days >= WEEKLY_EVIDENCE_DAYS
+    assert ratio > WEEKLY_RATIO
+    # never switched: every score is the daily comparison's
+    assert np.array_equal(_score(values), _score(values, replace(PARAMS, weekly="off")))
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3, 4])
