@@ -10,8 +10,8 @@ Each sample is scored on arrival from its series' state, in three steps:
      every neighbour.
    - *Seasonal*: the same distance, but only to the subsequences that ended at the same time of
      day on each of the last ``seasonal_days`` days. A daily peak that does not come, or comes
-     higher, is near *some* past shape but far from yesterday's. Once a series shows a weekly
-     rhythm (``weekly`` auto, below), or with ``weekly`` on, only the subsequence that ended a
+     higher, is near *some* past shape but far from yesterday's. With ``weekly`` on, or with
+     ``weekly`` auto once a series shows a weekly rhythm, only the subsequence that ended a
      week earlier counts: a weekday shaped like a weekend is near Sunday's shape but far from
      last Monday's. The evidence is the geometric mean, over every sample since a week ago
      first came within the history, of the distance to a week ago over the distance to a day
@@ -109,7 +109,7 @@ class ScoringParams:
 
     @property
     def version(self) -> str:
-        weekly = "" if self.weekly == "auto" else f"-weekly-{self.weekly}"
+        weekly = "" if self.weekly == "off" else f"-weekly-{self.weekly}"
         return f"discord-likelihood-v3-h{self.history}w{self.window}a{self.average}{weekly}"
 
     @property

@@ -21,6 +21,7 @@ from spark_apps.detectors.metric_model import (
 FIVE_MINUTES = 300.0
 DAY = 288  # five-minute samples
 PARAMS = ScoringParams.from_config()
+AUTO = replace(PARAMS, weekly="auto")
 WARN = MetricScoresConfig().warn_score
 ERROR = MetricScoresConfig().error_score
 
@@ -109,20 +110,20 @@ def test_a_weekday_shaped_like_the_weekend_is_an_alarm_with_weekly_on(seed: int)
     weekly = _score(values, replace(PARAMS, weekly="on"))
     assert _alarms(weekly, flat.start, flat.stop) >= 1
     assert _alarms(weekly, PARAMS.warmup, flat.start) <= 1
-    assert _alarms(_score(values, replace(PARAMS, weekly="off")), flat.start, flat.stop) == 0
+    assert _alarms(_score(values), flat.start, flat.stop) == 0
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_weekly_auto_compares_with_a_week_ago_once_two_weeks_show_the_rhythm(seed: int) -> None:
     values = _weekly_rhythm(31, seed)
     flat = _flat_day(values, 28, seed + 10)  # a Monday, three weeks after the first week
-    scores = _score(values)
-    daily = _score(values, replace(PARAMS, weekly="off"))
+    scores = _score(values, AUTO)
+    daily = _score(values)
     assert _alarms(scores, flat.start, flat.stop) >= 1
     assert _alarms(daily, flat.start, flat.stop) == 0
     # the switch to a week ago is quiet: no alarm the daily comparison does not raise too
     assert _alarms(scores, PARAMS.warmup, flat.start) <= _alarms(daily, PARAMS.warmup, flat.start)
-    days, ratio = _state(values[: flat.start]).weekly_evidence or (0.0, 1.0)
+    days, ratio = _state(values[: flat.start], AUTO).weekly_evidence or (0.0, 1.0)
     assert days >= WEEKLY_EVIDENCE_DAYS
     assert ratio < WEEKLY_RATIO
 
@@ -132,11 +133,11 @@ def test_a_day_long_incident_does_not_make_a_daily_series_weekly(seed: int) -> N
     """The day after it, a week ago looks closer than yesterday; a week later, farther."""
     values = _daily(30, seed)
     _flat_day(values, 10, seed + 10)
-    days, ratio = _state(values).weekly_evidence or (0.0, 0.0)
+    days, ratio = _state(values, AUTO).weekly_evidence or (0.0, 0.0)
     assert days >= WEEKLY_EVIDENCE_DAYS
     assert ratio > WEEKLY_RATIO
     # never switched: every score is the daily comparison's
-    assert np.array_equal(_score(values), _score(values, replace(PARAMS, weekly="off")))
+    assert np.array_equal(_score(values, AUTO), _score(values))
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3, 4])

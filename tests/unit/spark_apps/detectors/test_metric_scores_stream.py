@@ -16,7 +16,7 @@ from spark_apps.detectors.metric_model import ScoringParams, SeriesState, Thresh
 from spark_apps.detectors.metric_scores import score_metrics
 
 PARAMS = replace(ScoringParams.from_config(), history=200, warmup=20)
-THRESHOLDS = Thresholds(0.328, 0.5)
+THRESHOLDS = Thresholds(0.313, 0.5)
 T0 = datetime(2014, 4, 1, tzinfo=UTC)  # old timestamps: arrival time, not these, ages state
 IDLE_TTL_MS = 3000
 
