@@ -61,8 +61,8 @@ RED_REPORT = 1e-3  # ... is reported as this one
 LOG_FLOOR = 1e-10  # score 1.0
 STATE_HEADER = 7  # layout version, samples seen, previous tail, rest left, weekly evidence (3)
 STATE_LAYOUT = 3.0
-WEEKLY_MODES = {"auto": 0, "on": 1, "off": 2}
 WEEKLY_AUTO, WEEKLY_ON, WEEKLY_OFF = 0, 1, 2
+WEEKLY_MODES = {"auto": WEEKLY_AUTO, "on": WEEKLY_ON, "off": WEEKLY_OFF}
 WEEKLY_EVIDENCE_DAYS = 14  # "auto" decides after two weeks of comparisons ...
 WEEKLY_RATIO = 0.5  # ... for a week ago when it is, on geometric average, half as far as a day ago
 WEEKLY_FLOOR = 1e-4  # squared distance per value, in squared history ranges, below which two
@@ -385,11 +385,15 @@ def _advance(
                 expected[i] = x[t - nearest_lag]
             season_best = 1e300
             week_back = 1e300
-            s = _at_or_before(ts, lo, t, ts[t] - 7 * DAY_SECONDS)
-            if weekly != WEEKLY_OFF and lo <= s <= hi:
-                week_back = _squared_distance(x, t, s, w, 1e300)
+            week_found = False
+            if weekly != WEEKLY_OFF:
+                s = _at_or_before(ts, lo, t, ts[t] - 7 * DAY_SECONDS)
+                week_found = lo <= s <= hi
+                if week_found:
+                    week_back = _squared_distance(x, t, s, w, 1e300)
+            if weekly == WEEKLY_AUTO and week_found:
                 day = _at_or_before(ts, lo, t, ts[t] - DAY_SECONDS)
-                if weekly == WEEKLY_AUTO and lo <= day <= hi:
+                if lo <= day <= hi:
                     floor = WEEKLY_FLOOR * w * span * span
                     day_back = _squared_distance(x, t, day, w, 1e300)
                     if vector[6] == 0:
